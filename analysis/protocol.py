@@ -1,0 +1,177 @@
+"""Pre-specified analysis protocols: YAML files in ``protocols/``, validated and hashed.
+
+A protocol is data. It names the question, population, outcome, estimand, the panel it reads,
+the method with its options, covariates and sensitivity analyses. Its hash (SHA-256 of the
+canonical JSON of the parsed file) goes on every result row, so a reported number can be traced
+to the exact protocol version that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PANELS = (
+    "practice_month_panel",
+    "person_month_panel",
+    "person_wave_panel",
+    "area_month_panel",
+    "twic_analysis_set",
+    "neighbourhood_wave_assets",
+    "person_wave_costs",
+)
+LEVELS = ("population", "cluster", "individual", "external")
+REQUIRED = ("id", "title", "question", "population", "outcome", "estimand", "data", "method")
+OPTIONAL = ("level", "component", "primary", "covariates", "sensitivity", "truth", "notes",
+            "outcome_label", "reporting")
+
+
+class ProtocolError(ValueError):
+    """A protocol file that cannot be used, with the file and the field in the message."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One fit: the primary analysis or a sensitivity analysis of a protocol."""
+
+    analysis_id: str
+    method: MethodSpec
+    filters: Mapping[str, Any]
+    covariates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    path: Path
+    hash: str
+    raw: Mapping[str, Any]
+
+    @property
+    def title(self) -> str:
+        return str(self.raw["title"])
+
+    @property
+    def panel(self) -> str:
+        return str(self.raw["data"]["panel"])
+
+    @property
+    def outcome(self) -> str:
+        return str(self.raw["outcome"])
+
+    @property
+    def level(self) -> str:
+        return str(self.raw.get("level", "cluster"))
+
+    @property
+    def primary(self) -> bool:
+        return bool(self.raw.get("primary", False))
+
+    @property
+    def truth(self) -> Mapping[str, Any]:
+        """How validation finds the true value: ``{effect: <truth.json key>, term: ...}``."""
+        return self.raw.get("truth", {}) or {}
+
+    def analyses(self) -> list[Analysis]:
+        """The primary analysis followed by each sensitivity analysis, in file order."""
+        base_cov = tuple(self.raw.get("covariates", []) or [])
+        base_filters = dict(self.raw["data"].get("filters", {}) or {})
+        method = self.raw["method"]
+        out = [Analysis("primary", MethodSpec(method["name"], method.get("options", {}) or {}),
+                        base_filters, base_cov)]
+        for sens in self.raw.get("sensitivity", []) or []:
+            m = sens.get("method", method)
+            options = {**(method.get("options", {}) or {}), **(m.get("options", {}) or {})} \
+                if m.get("name", method["name"]) == method["name"] else (m.get("options", {}) or {})
+            out.append(Analysis(
+                str(sens["id"]),
+                MethodSpec(m.get("name", method["name"]), options),
+                {**base_filters, **(sens.get("filters", {}) or {})},
+                tuple(sens.get("covariates", base_cov) or ()),
+            ))
+        return out
+
+
+def canonical_hash(content: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON form, so formatting and comments do not change the hash."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fail(path: Path, message: str) -> ProtocolError:
+    return ProtocolError(f"{path}: {message}")
+
+
+def validate(content: Any, path: Path, known_methods: Iterable[str]) -> None:
+    """Check a parsed protocol against the schema; raise ProtocolError naming the field."""
+    methods = sorted(known_methods)
+    if not isinstance(content, dict):
+        raise _fail(path, "a protocol must be a YAML mapping of fields")
+    missing = [k for k in REQUIRED if k not in content]
+    if missing:
+        raise _fail(path, f"missing required field(s): {', '.join(missing)}")
+    unknown = sorted(set(content) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise _fail(path, f"unknown field(s): {', '.join(unknown)}; allowed: "
+                          f"{', '.join(REQUIRED + OPTIONAL)}")
+    if not str(content["id"]).replace("_", "").isalnum():
+        raise _fail(path, f"id {content['id']!r} must be letters, digits and underscores")
+    if path.stem != content["id"]:
+        raise _fail(path, f"id {content['id']!r} must equal the file name {path.stem!r}")
+    data = content["data"]
+    if not isinstance(data, dict) or data.get("panel") not in PANELS:
+        raise _fail(path, f"data.panel must be one of {', '.join(PANELS)}")
+    if "level" in content and content["level"] not in LEVELS:
+        raise _fail(path, f"level {content['level']!r} must be one of {', '.join(LEVELS)}")
+    entries = [("method", content["method"])] + [
+        (f"sensitivity[{i}].method", s.get("method"))
+        for i, s in enumerate(content.get("sensitivity", []) or [])
+        if isinstance(s, dict) and s.get("method") is not None
+    ]
+    for where, m in entries:
+        if not isinstance(m, dict) or "name" not in m:
+            raise _fail(path, f"{where} must be a mapping with a 'name'")
+        if m["name"] not in methods:
+            raise _fail(path, f"{where}.name {m['name']!r} is not a known method; known: "
+                              f"{', '.join(methods)}")
+        if not isinstance(m.get("options", {}) or {}, dict):
+            raise _fail(path, f"{where}.options must be a mapping")
+    for i, s in enumerate(content.get("sensitivity", []) or []):
+        if not isinstance(s, dict) or "id" not in s:
+            raise _fail(path, f"sensitivity[{i}] must be a mapping with an 'id'")
+    cov = content.get("covariates", []) or []
+    if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
+        raise _fail(path, "covariates must be a list of column names")
+
+
+def load_protocol(path: Path, known_methods: Iterable[str]) -> Protocol:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise _fail(path, f"not valid YAML: {exc}") from exc
+    validate(content, path, known_methods)
+    return Protocol(id=content["id"], path=path, hash=canonical_hash(content), raw=content)
+
+
+def load_protocols(folder: Path, known_methods: Iterable[str]) -> list[Protocol]:
+    """Every ``*.yml`` in the folder, sorted by id; duplicate ids are an error."""
+    methods = list(known_methods)
+    protocols = [load_protocol(p, methods) for p in sorted(folder.glob("*.yml"))]
+    seen: dict[str, Path] = {}
+    for p in protocols:
+        if p.id in seen:
+            raise _fail(p.path, f"duplicate protocol id {p.id!r} (also in {seen[p.id]})")
+        seen[p.id] = p.path
+    return protocols

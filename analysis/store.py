@@ -1,0 +1,91 @@
+"""The results store: one tidy row per estimate, with the lineage that makes it auditable.
+
+Rows live in the warehouse table ``results.estimates`` and in ``estimates.parquet``. Both are
+written in a canonical order with no wall-clock content, so the same inputs, protocols and code
+give byte-identical files; timings go to ``run_log.jsonl`` beside them instead.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.results import TIDY_COLUMNS
+
+#: Lineage and identity columns that precede the tidy estimate columns on every row.
+LINEAGE = ("protocol_id", "protocol_hash", "analysis_id", "method_name", "outcome", "panel",
+           "input_fingerprint", "code_version")
+#: Columns of the store, in order. Estimator-specific extra columns are not stored here.
+STORE_COLUMNS = LINEAGE + TIDY_COLUMNS
+SORT_KEY = ["protocol_id", "analysis_id", "term"]
+
+
+def code_version(repo: Path) -> str:
+    """``git describe`` of the code that produced a result ("unknown" outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"], cwd=repo, check=True,
+            capture_output=True, text=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def to_store_rows(tidy: pd.DataFrame, **lineage: object) -> pd.DataFrame:
+    """Stamp a tidy estimates table with its lineage and keep the store's columns only."""
+    missing = [k for k in LINEAGE if k not in lineage]
+    if missing:
+        raise ValueError(f"lineage missing: {missing}")
+    rows = tidy.copy()
+    for key, value in lineage.items():
+        rows[key] = value
+    return rows[list(STORE_COLUMNS)]
+
+
+def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
+    out = rows[list(STORE_COLUMNS)].sort_values(SORT_KEY, kind="mergesort").reset_index(drop=True)
+    for col in ("n_obs", "n_clusters"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
+    for col in ("estimate", "std_error", "ci_low", "ci_high", "p_value"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    for col in LINEAGE + ("term", "method", "se_type", "scale"):
+        out[col] = out[col].astype("string")
+    return out
+
+
+def write_results(rows: pd.DataFrame, warehouse: Path, results_dir: Path) -> pd.DataFrame:
+    """Replace the store's rows for the protocols present in ``rows``; return the whole store."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    parquet = results_dir / "estimates.parquet"
+    existing = pq.read_table(parquet).to_pandas() if parquet.exists() else None
+    new = _canonical(rows)
+    if existing is not None and len(existing):
+        keep = existing[~existing["protocol_id"].isin(new["protocol_id"].unique())]
+        new = _canonical(pd.concat([keep, new], ignore_index=True))
+    table = pa.Table.from_pandas(new, preserve_index=False)
+    pq.write_table(table, parquet, compression="zstd", write_statistics=False)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS results")
+        con.register("new_estimates", new)
+        con.execute("CREATE OR REPLACE TABLE results.estimates AS SELECT * FROM new_estimates")
+    return new
+
+
+def read_results(results_dir: Path) -> pd.DataFrame:
+    return pq.read_table(results_dir / "estimates.parquet").to_pandas()
+
+
+def append_run_log(results_dir: Path, entries: Sequence[dict[str, object]]) -> None:
+    """Timings and run facts that would break byte-identity if stored with the estimates."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with (results_dir / "run_log.jsonl").open("a", encoding="utf-8") as fh:
+        for entry in entries:
+            fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")

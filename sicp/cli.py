@@ -1,0 +1,175 @@
+"""``sicp``: one command-line tool for every user-facing job of the evaluation platform."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sicp.settings import PROJECT_ROOT, Paths
+
+DESCRIPTION = """\
+SICP evaluation platform: synthetic data, ingest, warehouse, estimates and reports for the
+evaluation of the Salford Integrated Care Programme.
+
+Typical use:
+  sicp demo                       whole pipeline on a synthetic world (what `make demo` runs)
+  sicp synth --scenario default   write a synthetic world in the data contract's formats
+  sicp ingest                     validate + pseudonymise + load input files into DuckDB (raw)
+  sicp build                      dbt build: staging, exposure, outcome measures, marts
+  sicp analyse                    run every protocol in protocols/ into the results store
+  sicp report                     render the evaluation report and the outcome audit
+  sicp export                     write the analysis panels as parquet and Stata .dta
+  sicp validate --reps 200        Monte Carlo bias and coverage of the estimators
+
+Paths come from SICP_INPUT_DIR, SICP_WAREHOUSE, SICP_RESULTS_DIR, SICP_REPORTS_DIR and
+SICP_PROTOCOLS_DIR (defaults under data/, reports/output and protocols/).
+"""
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from sicp.synth import generate_world
+
+    summary = generate_world(args.scenario, args.seed, Path(args.out))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from sicp.ingest import ingest_all
+
+    paths = Paths.from_env()
+    report = ingest_all(paths.input_dir, paths.warehouse)
+    print(report)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from sicp.warehouse import dbt_build
+
+    return dbt_build(Paths.from_env(), select=args.select)
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from analysis.runner import run_all_protocols
+
+    paths = Paths.from_env()
+    store = run_all_protocols(paths, only=args.protocol or None)
+    print(f"{len(store)} estimate rows in {paths.results_dir / 'estimates.parquet'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sicp.reports import render_all
+
+    paths = Paths.from_env()
+    for out in render_all(paths, formats=tuple(args.format or ("html", "pdf")), threshold=args.suppress_below):
+        print(out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sicp.export import export_marts
+
+    paths = Paths.from_env()
+    out = Path(args.out) if args.out else paths.results_dir / "panels"
+    for written in export_marts(paths.warehouse, out, formats=tuple(args.format or ("parquet", "dta"))):
+        print(written)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from analysis.validation import run_monte_carlo
+
+    table = run_monte_carlo(reps=args.reps, seed=args.seed, out=Path(args.out))
+    print(table.to_string(index=False))
+    return 0
+
+
+def cmd_contract(args: argparse.Namespace) -> int:
+    from sicp.contract_docs import contract_markdown
+
+    text = contract_markdown()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sicp.pipeline import run_demo
+
+    started = time.perf_counter()
+    summary = run_demo(Paths.from_env(), scenario=args.scenario, seed=args.seed)
+    print(summary)
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sicp", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("synth", cmd_synth, "Write a synthetic Salford world (every contract file + "
+            "truth.json with the true effects).")
+    p.add_argument("--scenario", default="default",
+                   help="scenario name in scenarios/ (default, null, small, gm) or a YAML path")
+    p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "data" / "raw"), help="output folder")
+
+    add("ingest", cmd_ingest, "Validate, pseudonymise and load the input folder into the "
+        "warehouse's raw schema; bad rows go to raw.quarantine.")
+
+    p = add("build", cmd_build, "Run dbt build (staging, exposure, outcome measures, marts, "
+            "data tests).")
+    p.add_argument("--select", default=None, help="dbt selection, e.g. 'marts'")
+
+    p = add("analyse", cmd_analyse, "Run the pre-specified protocols into the results store.")
+    p.add_argument("--protocol", action="append", help="protocol id (repeatable); default all")
+
+    p = add("report", cmd_report, "Render the evaluation report and the outcome audit "
+            "(HTML and PDF) from the results store.")
+    p.add_argument("--format", action="append", choices=["html", "pdf"],
+                   default=None, help="output format (repeatable); default both")
+    p.add_argument("--suppress-below", type=int, default=5,
+                   help="small-number suppression threshold for counts (default 5)")
+
+    p = add("export", cmd_export, "Export the analysis panels (marts) as parquet and Stata .dta.")
+    p.add_argument("--out", default=None, help="output folder (default <results>/panels)")
+    p.add_argument("--format", action="append", choices=["parquet", "dta"], default=None)
+
+    p = add("validate", cmd_validate, "Monte Carlo study: bias, empirical SE, model SE and 95%% "
+            "CI coverage of each estimator over re-generated worlds.")
+    p.add_argument("--reps", type=int, default=200, help="replications per estimator")
+    p.add_argument("--seed", type=int, default=20260101, help="first seed")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "validation"),
+                   help="folder for the committed table")
+
+    p = add("contract", cmd_contract, "Print the input data contract (from sicp/contract.py) "
+            "as Markdown.")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+
+    p = add("demo", cmd_demo, "Generate a synthetic world and run the whole pipeline on it.")
+    p.add_argument("--scenario", default="default")
+    p.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
