@@ -9,13 +9,16 @@ to the exact protocol version that produced it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from analysis.methods import METHODS, check_options
 
 PANELS = (
     "practice_month_panel",
@@ -86,22 +89,29 @@ class Protocol:
 
     def analyses(self) -> list[Analysis]:
         """The primary analysis followed by each sensitivity analysis, in file order."""
-        base_cov = tuple(self.raw.get("covariates", []) or [])
-        base_filters = dict(self.raw["data"].get("filters", {}) or {})
-        method = self.raw["method"]
-        out = [Analysis("primary", MethodSpec(method["name"], method.get("options", {}) or {}),
-                        base_filters, base_cov)]
-        for sens in self.raw.get("sensitivity", []) or []:
-            m = sens.get("method", method)
-            options = {**(method.get("options", {}) or {}), **(m.get("options", {}) or {})} \
-                if m.get("name", method["name"]) == method["name"] else (m.get("options", {}) or {})
-            out.append(Analysis(
-                str(sens["id"]),
-                MethodSpec(m.get("name", method["name"]), options),
-                {**base_filters, **(sens.get("filters", {}) or {})},
-                tuple(sens.get("covariates", base_cov) or ()),
-            ))
-        return out
+        return _analyses(self.raw)
+
+
+def _analyses(content: Mapping[str, Any]) -> list[Analysis]:
+    """A sensitivity analysis inherits the primary method, filters, covariates and those of the
+    primary options its method accepts (column names, say), and overrides what it states."""
+    method = content["method"]
+    options = dict(method.get("options", {}) or {})
+    covariates = tuple(content.get("covariates", []) or [])
+    filters = dict(content["data"].get("filters", {}) or {})
+    out = [Analysis("primary", MethodSpec(method["name"], options), filters, covariates)]
+    for sens in content.get("sensitivity", []) or []:
+        own = sens.get("method", {}) or {}
+        name = own.get("name", method["name"])
+        own_options = dict(own.get("options", {}) or {})
+        accepted = inspect.signature(METHODS[name]).parameters if name in METHODS else {}
+        merged = {**{k: v for k, v in options.items() if k in accepted}, **own_options}
+        out.append(Analysis(
+            str(sens["id"]), MethodSpec(name, merged),
+            {**filters, **(sens.get("filters", {}) or {})},
+            tuple(sens.get("covariates", covariates) or ()),
+        ))
+    return out
 
 
 def canonical_hash(content: Mapping[str, Any]) -> str:
@@ -114,9 +124,9 @@ def _fail(path: Path, message: str) -> ProtocolError:
     return ProtocolError(f"{path}: {message}")
 
 
-def validate(content: Any, path: Path, known_methods: Iterable[str]) -> None:
+def validate(content: Any, path: Path) -> None:
     """Check a parsed protocol against the schema; raise ProtocolError naming the field."""
-    methods = sorted(known_methods)
+    methods = sorted(METHODS)
     if not isinstance(content, dict):
         raise _fail(path, "a protocol must be a YAML mapping of fields")
     missing = [k for k in REQUIRED if k not in content]
@@ -154,21 +164,24 @@ def validate(content: Any, path: Path, known_methods: Iterable[str]) -> None:
     cov = content.get("covariates", []) or []
     if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
         raise _fail(path, "covariates must be a list of column names")
+    for analysis in _analyses(content):
+        problems = check_options(analysis.method.name, analysis.method.options)
+        if problems:
+            raise _fail(path, f"analysis {analysis.analysis_id!r}: " + "; ".join(problems))
 
 
-def load_protocol(path: Path, known_methods: Iterable[str]) -> Protocol:
+def load_protocol(path: Path) -> Protocol:
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise _fail(path, f"not valid YAML: {exc}") from exc
-    validate(content, path, known_methods)
+    validate(content, path)
     return Protocol(id=content["id"], path=path, hash=canonical_hash(content), raw=content)
 
 
-def load_protocols(folder: Path, known_methods: Iterable[str]) -> list[Protocol]:
+def load_protocols(folder: Path) -> list[Protocol]:
     """Every ``*.yml`` in the folder, sorted by id; duplicate ids are an error."""
-    methods = list(known_methods)
-    protocols = [load_protocol(p, methods) for p in sorted(folder.glob("*.yml"))]
+    protocols = [load_protocol(p) for p in sorted(folder.glob("*.yml"))]
     seen: dict[str, Path] = {}
     for p in protocols:
         if p.id in seen:

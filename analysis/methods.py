@@ -1,0 +1,61 @@
+"""The method names a protocol may use, each bound to one estimator function.
+
+A protocol's ``method.options`` are passed to the estimator as keyword arguments, so the
+estimator's own signature is the schema of its options: :func:`check_options` rejects unknown
+or missing ones when a protocol is loaded, before any data is read.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from analysis import did, its, stepped_wedge, synthetic_control, trial
+from analysis.results import EstimationResult
+
+Estimator = Callable[..., EstimationResult]
+
+METHODS: dict[str, Estimator] = {
+    "sw_lmm": stepped_wedge.hussey_hughes_lmm,
+    "sw_gee": stepped_wedge.stepped_wedge_gee,
+    "sw_exposure_time": stepped_wedge.exposure_time_model,
+    "sw_permutation": stepped_wedge.permutation_test,
+    "trial_itt": trial.itt_ancova,
+    "trial_cace": trial.cace_2sls,
+    "trial_per_protocol": trial.per_protocol,
+    "trial_as_treated": trial.as_treated,
+    "its_segmented": its.segmented_its,
+    "its_controlled": its.controlled_its,
+    "did_twfe": did.twfe,
+    "did_event_study": did.event_study,
+    "did_group_time": did.callaway_santanna,
+    "synthetic_control": synthetic_control.synthetic_control,
+}
+
+#: Arguments the runner supplies itself rather than the protocol's options.
+SUPPLIED = ("data", "outcome", "covariates")
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> list[str]:
+    """Problems with a method's options (unknown or missing arguments); empty when fine."""
+    params = inspect.signature(METHODS[name]).parameters
+    problems = [f"unknown option {key!r} for {name}; allowed: "
+                f"{', '.join(p for p in params if p not in SUPPLIED)}"
+                for key in options if key not in params or key in SUPPLIED]
+    problems += [f"{name} needs option {p.name!r}" for p in params.values()
+                 if p.default is inspect.Parameter.empty and p.name not in SUPPLIED
+                 and p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in options]
+    return problems
+
+
+def fit(method: Any, data: pd.DataFrame, *, outcome: str,
+        covariates: Sequence[str] = ()) -> EstimationResult:
+    """Fit ``method`` (a protocol MethodSpec) on ``data`` for ``outcome``."""
+    estimator = METHODS[method.name]
+    kwargs: dict[str, Any] = dict(method.options)
+    if "covariates" in inspect.signature(estimator).parameters:
+        kwargs["covariates"] = list(covariates)
+    return estimator(data, outcome=outcome, **kwargs)

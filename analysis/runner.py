@@ -1,0 +1,123 @@
+"""Run protocols: read the panel a protocol names, fit each of its analyses, store the rows.
+
+Plain Python with no Dagster imports; the Dagster asset factory and ``sicp analyse`` both call
+:func:`run_protocol`. Panels are read from the warehouse read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from analysis.methods import fit
+from analysis.protocol import Protocol, load_protocols
+from analysis.results import EstimationResult
+from analysis.store import append_run_log, code_version, to_store_rows, write_results
+
+#: The dbt schema that holds the marts (see dbt/dbt_project.yml).
+MARTS_SCHEMA = "marts"
+
+
+@dataclass
+class ProtocolRun:
+    protocol: Protocol
+    results: dict[str, EstimationResult]
+    rows: pd.DataFrame
+    seconds: float
+
+
+def apply_filters(df: pd.DataFrame, filters: Mapping[str, Any]) -> pd.DataFrame:
+    """Keep rows matching every filter: a scalar (equal), a list (in) or {min, max} (range)."""
+    keep = pd.Series(True, index=df.index)
+    for column, rule in filters.items():
+        if column not in df.columns:
+            raise KeyError(f"filter on unknown column {column!r}; columns: {list(df.columns)}")
+        values = df[column]
+        if isinstance(rule, Mapping):
+            if "min" in rule:
+                keep &= values >= rule["min"]
+            if "max" in rule:
+                keep &= values <= rule["max"]
+        elif isinstance(rule, list):
+            keep &= values.isin(rule)
+        else:
+            keep &= values == rule
+    return df.loc[keep].reset_index(drop=True)
+
+
+def read_panel(warehouse: Path, panel: str) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(f'SELECT * FROM {MARTS_SCHEMA}."{panel}"').df()
+
+
+def input_fingerprint(warehouse: Path) -> str:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        row = con.execute("SELECT fingerprint FROM raw.input_fingerprint").fetchone()
+    if row is None:
+        raise RuntimeError(f"{warehouse}: raw.input_fingerprint is empty; run the ingest first")
+    return str(row[0])
+
+
+def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
+                 version: str) -> ProtocolRun:
+    """Fit the primary and every sensitivity analysis of one protocol on its panel."""
+    started = time.perf_counter()
+    results: dict[str, EstimationResult] = {}
+    frames = []
+    for analysis in protocol.analyses():
+        data = apply_filters(panel, analysis.filters)
+        result = fit(analysis.method, data, outcome=protocol.outcome,
+                     covariates=list(analysis.covariates))
+        results[analysis.analysis_id] = result
+        frames.append(to_store_rows(
+            result.tidy, protocol_id=protocol.id, protocol_hash=protocol.hash,
+            analysis_id=analysis.analysis_id, method_name=analysis.method.name,
+            outcome=protocol.outcome, panel=protocol.panel, input_fingerprint=fingerprint,
+            code_version=version,
+        ))
+    return ProtocolRun(protocol, results, pd.concat(frames, ignore_index=True),
+                       time.perf_counter() - started)
+
+
+def write_tables(run: ProtocolRun, results_dir: Path) -> list[Path]:
+    """Auxiliary tables (counterfactual series, event-study paths, weights) as parquet files."""
+    written = []
+    for analysis_id, result in run.results.items():
+        for name, table in sorted(result.tables.items()):
+            path = results_dir / "tables" / run.protocol.id / analysis_id / f"{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.reset_index(drop=True).to_parquet(path, index=False)
+            written.append(path)
+    return written
+
+
+def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> pd.DataFrame:
+    """Run protocols (all, or the ids in ``only``) and write them to the results store."""
+    protocols = load_protocols(paths.protocols_dir)
+    wanted = set(only) if only else None
+    fingerprint = input_fingerprint(paths.warehouse)
+    version = code_version(paths.protocols_dir.parent)
+    panels: dict[str, pd.DataFrame] = {}
+    runs = []
+    for protocol in protocols:
+        if wanted is not None and protocol.id not in wanted:
+            continue
+        if protocol.panel not in panels:
+            panels[protocol.panel] = read_panel(paths.warehouse, protocol.panel)
+        run = run_protocol(protocol, panels[protocol.panel], fingerprint=fingerprint,
+                           version=version)
+        write_tables(run, paths.results_dir)
+        runs.append(run)
+    store = write_results(pd.concat([r.rows for r in runs], ignore_index=True),
+                          paths.warehouse, paths.results_dir)
+    append_run_log(paths.results_dir, [
+        {"protocol_id": r.protocol.id, "seconds": round(r.seconds, 3), "rows": len(r.rows)}
+        for r in runs
+    ])
+    return store
