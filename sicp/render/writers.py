@@ -1,0 +1,114 @@
+"""Pandoc markdown to a self-contained HTML file (pandoc) or a PDF (pandoc -> typst -> PDF).
+
+Both writers work offline: HTML embeds every image, style and script (no CDN, MathML instead of
+MathJax); the PDF is compiled by the ``typst`` Python package with its bundled fonts only, so the
+result does not depend on the fonts of the machine.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pypandoc
+import typst
+
+from sicp.render.qmd import RenderError
+
+_CSS = """<style>
+body { max-width: 60em; margin: 0 auto; padding: 1em 2em; line-height: 1.5;
+       font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1a1a1a; }
+img { max-width: 100%; height: auto; }
+figure { margin: 1.5em 0; text-align: center; }
+figcaption, .table-caption { font-size: 0.92em; color: #444; margin: 0.4em 0; }
+.sicp-table { margin: 1.5em 0; overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { border-bottom: 2px solid #666; }
+pre { background: #f6f8fa; padding: 0.6em; overflow-x: auto; font-size: 0.88em; }
+pre.cell-output-stderr { background: #fff5e6; }
+pre.cell-output-error { background: #fdecea; }
+</style>
+"""
+
+# Captions already carry "Figure 1: ..." (numbered once, for HTML and PDF alike), so typst shows
+# only the caption body; no creation date so identical inputs give identical PDFs.
+_TYPST_HEADER = """#show figure.caption: it => it.body
+#set document(date: none)
+"""
+
+_NETWORK_URL = re.compile(
+    r"""(?:\b(?:src|href|srcset|poster|data)\s*=\s*["']?|url\(\s*["']?)((?:https?:)?//[^"'\s>)]+)""",
+    re.IGNORECASE,
+)
+
+
+def html_has_network_urls(html: str) -> list[str]:
+    """Every http(s):// or protocol-relative URL a browser would fetch or follow from ``html``.
+
+    Looks at src/href-style attributes and CSS ``url(...)``; XML namespace identifiers such as
+    MathML's ``xmlns`` are not fetched and are not reported.
+    """
+    return _NETWORK_URL.findall(html)
+
+
+def write_html(markdown: Path, output: Path, meta: dict[str, Any]) -> Path:
+    """Standalone HTML with every resource embedded as a data URI."""
+    header = markdown.parent / "style.html"
+    header.write_text(_CSS, encoding="utf-8")
+    args = [
+        "--to=html5",
+        "--standalone",
+        "--embed-resources",
+        "--mathml",
+        f"--include-in-header={header.name}",
+        *_pandoc_flags(meta),
+    ]
+    if not meta.get("title"):
+        args.append(f"--metadata=pagetitle:{output.stem}")
+    _pandoc(markdown, output, args)
+    return output
+
+
+def write_pdf(markdown: Path, output: Path, meta: dict[str, Any]) -> Path:
+    """PDF via pandoc's typst writer and the typst compiler (images read from ``markdown``'s dir)."""
+    header = markdown.parent / "header.typ"
+    header.write_text(_TYPST_HEADER, encoding="utf-8")
+    source = markdown.with_suffix(".typ")
+    _pandoc(
+        markdown,
+        source,
+        ["--to=typst", "--standalone", f"--include-in-header={header.name}", *_pandoc_flags(meta)],
+    )
+    try:
+        typst.compile(
+            str(source), output=str(output), root=str(markdown.parent), ignore_system_fonts=True
+        )
+    except RuntimeError as exc:
+        raise RenderError(f"typst could not compile {source.name}: {exc}") from exc
+    return output
+
+
+def _pandoc_flags(meta: dict[str, Any]) -> list[str]:
+    """Pandoc flags for the Quarto document options the reports use (toc, section numbers)."""
+    flags = []
+    if meta.get("toc"):
+        flags.append("--toc")
+    if meta.get("number-sections"):
+        flags.append("--number-sections")
+    return flags
+
+
+def _pandoc(source: Path, output: Path, args: list[str]) -> None:
+    command = [
+        pypandoc.get_pandoc_path(),
+        source.name,
+        "--from=markdown",
+        *args,
+        f"--output={output}",
+    ]
+    result = subprocess.run(command, cwd=source.parent, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RenderError(f"pandoc failed ({' '.join(args)}):\n{result.stderr.strip()}")
