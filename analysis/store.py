@@ -22,8 +22,9 @@ from analysis.results import TIDY_COLUMNS
 #: Lineage and identity columns that precede the tidy estimate columns on every row.
 LINEAGE = ("protocol_id", "protocol_hash", "analysis_id", "method_name", "outcome", "panel",
            "input_fingerprint", "code_version")
-#: Columns of the store, in order. Estimator-specific extra columns are not stored here.
-STORE_COLUMNS = LINEAGE + TIDY_COLUMNS
+#: Columns of the store, in order. Estimator-specific extra columns of a tidy row (event time,
+#: group, exponentiated estimate, ...) travel in ``details`` as canonical JSON.
+STORE_COLUMNS = LINEAGE + TIDY_COLUMNS + ("details",)
 SORT_KEY = ["protocol_id", "analysis_id", "term"]
 
 
@@ -45,9 +46,19 @@ def to_store_rows(tidy: pd.DataFrame, **lineage: object) -> pd.DataFrame:
     if missing:
         raise ValueError(f"lineage missing: {missing}")
     rows = tidy.copy()
+    extra = [c for c in tidy.columns if c not in TIDY_COLUMNS]
+    records = tidy[extra].to_dict("records") if extra else [{}] * len(tidy)
+    rows["details"] = [_details(record) for record in records]
     for key, value in lineage.items():
         rows[key] = value
     return rows[list(STORE_COLUMNS)]
+
+
+def _details(record: dict[str, object]) -> str:
+    clean = {k: (None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else
+                 v.item() if hasattr(v, "item") else v)
+             for k, v in record.items()}
+    return json.dumps(clean, sort_keys=True, default=str)
 
 
 def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +67,7 @@ def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
     for col in ("estimate", "std_error", "ci_low", "ci_high", "p_value"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
-    for col in LINEAGE + ("term", "method", "se_type", "scale"):
+    for col in LINEAGE + ("term", "method", "se_type", "scale", "details"):
         out[col] = out[col].astype("string")
     return out
 

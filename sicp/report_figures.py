@@ -1,0 +1,152 @@
+"""Figures for the reports: pure functions from tidy tables to matplotlib figures.
+
+The reports only arrange these; every figure uses the Okabe–Ito colour-blind-safe palette and
+leaves its alt text to the report cell (``fig-alt``).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+#: Okabe & Ito (2008) palette, safe for the common colour-vision deficiencies.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+             "#000000")
+GREY = "#999999"
+
+
+def _figure(width: float = 7.5, height: float = 4.0) -> tuple[Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig, ax
+
+
+def rollout_diagram(practice_months: pd.DataFrame) -> Figure:
+    """Practices (rows, grouped by neighbourhood) against months, coloured by roll-out wave."""
+    frame = practice_months.sort_values(["neighbourhood", "practice_code", "month"])
+    practices = frame[["neighbourhood", "practice_code"]].drop_duplicates()
+    order = {code: i for i, code in enumerate(practices["practice_code"])}
+    waves = sorted(frame["rollout_wave"].dropna().unique())
+    colour = {w: OKABE_ITO[i % len(OKABE_ITO)] for i, w in enumerate(waves)}
+    fig, ax = _figure(8.0, max(4.0, 0.13 * len(order) + 1.5))
+    exposed = frame[frame["in_mdg_scope"] == 1]
+    for wave, group in exposed.groupby("rollout_wave"):
+        ax.scatter(pd.to_datetime(group["month"]), group["practice_code"].map(order), marker="s",
+                   s=9, color=colour[wave], label=f"wave {int(wave)}", linewidths=0)
+    never = frame[frame["never_treated"] == 1]["practice_code"].unique()
+    for code in never:
+        ax.axhline(order[code], color=GREY, lw=0.6, ls=":")
+    ax.set_yticks(list(order.values()))
+    ax.set_yticklabels([f"{n[:18]} · {c}" for n, c in practices.itertuples(index=False)],
+                       fontsize=5.5)
+    ax.invert_yaxis()
+    ax.set_xlabel("month")
+    ax.set_title("MDG roll-out: practice-months in scope, by wave (dotted: never took part)",
+                 fontsize=9)
+    ax.legend(loc="lower left", fontsize=7, frameon=False, markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(rows: pd.DataFrame, label: str = "label", ref: float = 0.0,
+                xlabel: str = "effect (95% CI)") -> Figure:
+    """One line per estimate with its interval; ``ref`` marks no effect."""
+    rows = rows.reset_index(drop=True)
+    fig, ax = _figure(7.5, 0.45 * len(rows) + 1.2)
+    y = np.arange(len(rows))
+    ax.errorbar(rows["estimate"], y,
+                xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+                fmt="o", color=OKABE_ITO[4], ecolor=OKABE_ITO[4], capsize=3, ms=4)
+    ax.axvline(ref, color=GREY, lw=1, ls="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels(rows[label], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return fig
+
+
+def its_plot(counterfactual: pd.DataFrame, time_labels: pd.Series | None = None,
+             title: str = "") -> Figure:
+    """Observed points, fitted line and the no-intervention counterfactual with its interval."""
+    cf = counterfactual.reset_index(drop=True)
+    x = time_labels.to_numpy() if time_labels is not None else cf.iloc[:, 0].to_numpy()
+    fig, ax = _figure()
+    ax.scatter(x, cf["observed"], s=8, color=GREY, label="observed")
+    ax.plot(x, cf["fitted"], color=OKABE_ITO[4], lw=1.6, label="fitted")
+    post = cf["post"].astype(bool) if "post" in cf else np.ones(len(cf), bool)
+    cf_col = "counterfactual"
+    ax.plot(x[post], cf.loc[post, cf_col], color=OKABE_ITO[5], lw=1.4, ls="--",
+            label="counterfactual (no intervention)")
+    if {"counterfactual_low", "counterfactual_high"} <= set(cf.columns):
+        ax.fill_between(x[post], cf.loc[post, "counterfactual_low"],
+                        cf.loc[post, "counterfactual_high"], color=OKABE_ITO[5], alpha=0.15)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def event_study_plot(path: pd.DataFrame, title: str = "") -> Figure:
+    """Coefficients by event time with intervals; the reference period sits at zero."""
+    path = path.sort_values("event_time")
+    fig, ax = _figure()
+    pre = path["event_time"] < 0
+    for mask, colour, name in ((pre, OKABE_ITO[1], "before start"),
+                               (~pre, OKABE_ITO[5], "after start")):
+        part = path[mask]
+        ax.errorbar(part["event_time"], part["estimate"],
+                    yerr=[part["estimate"] - part["ci_low"], part["ci_high"] - part["estimate"]],
+                    fmt="o", color=colour, capsize=2, ms=4, label=name)
+    ax.axhline(0, color=GREY, lw=1)
+    ax.axvline(-0.5, color=GREY, lw=1, ls=":")
+    ax.set_xlabel("periods since start")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gap_plot(gaps: pd.DataFrame, treated: str, start: float, title: str = "") -> Figure:
+    """Synthetic-control gaps: the treated unit in colour, each placebo in grey."""
+    fig, ax = _figure()
+    for unit, part in gaps.groupby("unit"):
+        is_treated = str(unit) == str(treated)
+        ax.plot(part["time"], part["gap"], color=OKABE_ITO[5] if is_treated else GREY,
+                lw=2 if is_treated else 0.7, alpha=1 if is_treated else 0.6,
+                label=str(unit) if is_treated else None, zorder=3 if is_treated else 1)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axvline(start, color=GREY, ls=":")
+    ax.set_ylabel("treated minus synthetic")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def bar_counts(frame: pd.DataFrame, x: str, y: str, title: str = "") -> Figure:
+    fig, ax = _figure(7.0, 3.5)
+    ax.bar(frame[x].astype(str), frame[y], color=OKABE_ITO[4])
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", labelsize=7, rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def monthly_series(frame: pd.DataFrame, x: str, ys: list[str], title: str = "",
+                   ylabel: str = "") -> Figure:
+    fig, ax = _figure(7.5, 3.2)
+    for i, col in enumerate(ys):
+        ax.plot(pd.to_datetime(frame[x]), frame[col], color=OKABE_ITO[(i + 4) % 8], lw=1.3,
+                label=col.replace("_", " "))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if len(ys) > 1:
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
