@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import did, its, stepped_wedge, synthetic_control, trial
+from analysis import did, dose_response, economics, its, stepped_wedge, synthetic_control, trial
 from analysis.results import EstimationResult
 
 Estimator = Callable[..., EstimationResult]
@@ -33,6 +33,8 @@ METHODS: dict[str, Estimator] = {
     "did_event_study": did.event_study,
     "did_group_time": did.callaway_santanna,
     "synthetic_control": synthetic_control.synthetic_control,
+    "dose_response_did": dose_response.dose_response_did,
+    "cost_effectiveness": economics.cost_effectiveness,
 }
 
 #: Arguments the runner supplies itself rather than the protocol's options.
