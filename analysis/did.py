@@ -1,0 +1,523 @@
+"""Difference-in-differences: two-way fixed effects, event study, and Callaway & Sant'Anna.
+
+* :func:`twfe` — the static TWFE regression (linearmodels ``PanelOLS`` with entity and time
+  effects) with cluster-robust standard errors. Under staggered adoption with effects that change
+  with exposure it is a badly weighted average (Goodman-Bacon 2021); it stays as the familiar
+  benchmark.
+* :func:`event_study` — TWFE with leads and lags of adoption, binned end points, reference
+  period -1 and a joint pre-trend Wald test.
+* :func:`callaway_santanna` — group-time ATT(g,t) by unconditional 2x2 comparisons against
+  never-treated or not-yet-treated units, aggregated to simple / dynamic / group / calendar
+  effects, with analytic influence-function SEs and a clustered multiplier bootstrap with
+  uniform bands, following the R package ``did`` (Callaway & Sant'Anna 2021).
+
+All estimates live in the tidy table; its extra columns ``aggregation``, ``group``, ``time`` and
+``event_time`` locate each row, and :func:`event_path` derives the plotting path from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from linearmodels import PanelOLS
+from scipy import stats
+
+from analysis.results import EstimationResult, inference_row, tidy_frame
+
+ControlGroup = Literal["never", "notyet"]
+BasePeriod = Literal["varying", "universal"]
+BootWeights = Literal["mammen", "rademacher"]
+
+
+# --------------------------------------------------------------------------------------------
+# Two-way fixed effects
+# --------------------------------------------------------------------------------------------
+
+def _panel(data: pd.DataFrame, unit: str, time: str, columns: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in [unit, time, *columns] if c not in data.columns]
+    if missing:
+        raise KeyError(f"columns not in data: {missing}")
+    frame = data[[unit, time, *dict.fromkeys(columns)]].dropna()
+    if frame.duplicated([unit, time]).any():
+        raise ValueError(f"({unit}, {time}) does not identify rows")
+    return frame.set_index([unit, time]).sort_index()
+
+
+def _fit_panel_ols(panel: pd.DataFrame, outcome: str, regressors: Sequence[str],
+                   cluster: str | None, small_sample: bool):
+    """PanelOLS with entity+time effects and clustered SEs; returns (fit, se label, n_clusters).
+
+    The effects nested in the clusters are not counted in the degrees of freedom (as R plm,
+    Stata ``xtreg, fe`` and fixest do). ``small_sample=True`` applies
+    G/(G-1) * n/(n-k) (k = slope coefficients); False gives the plain (HC0-type) clustered
+    sandwich.
+    """
+    model = PanelOLS(panel[outcome], panel[list(regressors)], entity_effects=True,
+                     time_effects=True, drop_absorbed=False)
+    if cluster is None:
+        clusters = {"cluster_entity": True}
+        cluster_ids = panel.index.get_level_values(0)
+        cname = "unit"
+    else:
+        clusters = {"clusters": panel[[cluster]]}
+        cluster_ids = panel[cluster]
+        cname = cluster
+    fit = model.fit(cov_type="clustered", auto_df=False, count_effects=False,
+                    debiased=small_sample, group_debias=small_sample, **clusters)
+    factor = "G/(G-1) * n/(n-k)" if small_sample else "no small-sample factor"
+    label = f"cluster-robust by {cname} ({factor})"
+    return fit, label, int(pd.Series(cluster_ids).nunique())
+
+
+def twfe(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    unit: str,
+    time: str,
+    treatment: str,
+    covariates: Sequence[str] = (),
+    cluster: str | None = None,
+    small_sample: bool = True,
+    level: float = 0.95,
+) -> EstimationResult:
+    """Static TWFE: outcome on a 0/1 ``treatment`` with unit and time effects.
+
+    ``cluster`` names a column to cluster on (default: the unit). Inference uses the t
+    distribution with G-1 degrees of freedom when ``small_sample`` is True, the normal otherwise.
+    """
+    panel = _panel(data, unit, time, [outcome, treatment, *covariates,
+                                      *([cluster] if cluster else [])])
+    fit, label, n_cl = _fit_panel_ols(panel, outcome, [treatment, *covariates], cluster,
+                                      small_sample)
+    df = n_cl - 1 if small_sample else None
+    rows = [inference_row(name, float(fit.params[name]), float(fit.std_errors[name]), df=df,
+                          level=level) for name in [treatment, *covariates]]
+    tidy = tidy_frame(rows, n_obs=int(fit.nobs), n_clusters=n_cl, method="did_twfe",
+                      se_type=label, scale="difference")
+    return EstimationResult("did_twfe", tidy, diagnostics={
+        "n_obs": int(fit.nobs), "n_clusters": n_cl, "n_units": int(panel.index.levels[0].size),
+        "n_periods": int(panel.index.get_level_values(1).nunique()),
+        "r2_within": float(fit.rsquared_within)})
+
+
+def _cohort(series: pd.Series) -> pd.Series:
+    """First-treatment period with never-treated coded 0 (NaN or 0 in the input)."""
+    return series.fillna(0).astype(float)
+
+
+def event_study(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    unit: str,
+    time: str,
+    cohort: str,
+    leads: int = 4,
+    lags: int = 4,
+    bin_endpoints: bool = True,
+    reference: int = -1,
+    covariates: Sequence[str] = (),
+    cluster: str | None = None,
+    small_sample: bool = True,
+    level: float = 0.95,
+) -> EstimationResult:
+    """TWFE event study with relative-time dummies for e = -leads..lags, omitting ``reference``.
+
+    ``cohort`` holds the first treated period (0 or NaN for never treated). With
+    ``bin_endpoints`` the end dummies absorb all earlier / later event times; without it,
+    treated observations outside the window are dropped (so they do not silently join the
+    reference). The joint pre-trend test is the cluster-robust Wald chi-square of all lead
+    coefficients, reported as diagnostics and as the tidy row ``pretrend_wald``.
+    """
+    if not -leads <= reference < 0:
+        raise ValueError("reference must be a lead inside the window (e.g. -1)")
+    frame = data.copy()
+    frame["_g"] = _cohort(frame[cohort])
+    treated = frame["_g"] > 0
+    e = (frame[time] - frame["_g"]).where(treated)
+    if bin_endpoints:
+        e = e.clip(lower=-leads, upper=lags)
+    else:
+        frame = frame[~treated | e.between(-leads, lags)]
+        e = e.loc[frame.index]
+    names = {}
+    for k in range(-leads, lags + 1):
+        if k == reference:
+            continue
+        name = f"event_{k}"
+        frame[name] = (e == k).astype(float)
+        names[name] = k
+    panel = _panel(frame, unit, time, [outcome, *names, *covariates,
+                                       *([cluster] if cluster else [])])
+    panel = panel[[c for c in panel.columns if panel[c].ne(0).any() or c not in names]]
+    kept = [n for n in names if n in panel.columns]
+    fit, label, n_cl = _fit_panel_ols(panel, outcome, [*kept, *covariates], cluster,
+                                      small_sample)
+    df = n_cl - 1 if small_sample else None
+    rows = [inference_row(n, float(fit.params[n]), float(fit.std_errors[n]), df=df, level=level,
+                          aggregation="event_study", event_time=names[n]) for n in kept]
+    rows += [inference_row(c, float(fit.params[c]), float(fit.std_errors[c]), df=df,
+                           level=level, aggregation="covariate") for c in covariates]
+    pre = [n for n in kept if names[n] < 0]
+    diagnostics: dict[str, float | int | str] = {
+        "reference_period": reference, "leads": leads, "lags": lags,
+        "bin_endpoints": str(bin_endpoints), "n_clusters": n_cl}
+    if pre:
+        b = fit.params[pre].to_numpy()
+        v = fit.cov.loc[pre, pre].to_numpy()
+        wald = float(b @ np.linalg.solve(v, b))
+        p = float(stats.chi2.sf(wald, len(pre)))
+        diagnostics.update(pretrend_wald=wald, pretrend_df=len(pre), pretrend_p=p)
+        row = inference_row("pretrend_wald", wald, float("nan"), aggregation="pretrend_test")
+        row["p_value"] = p
+        rows.append(row)
+    tidy = tidy_frame(rows, n_obs=int(fit.nobs), n_clusters=n_cl, method="did_event_study",
+                      se_type=label, scale="difference")
+    return EstimationResult("did_event_study", tidy, diagnostics=diagnostics)
+
+
+def event_path(result: EstimationResult) -> pd.DataFrame:
+    """The event-study path for plotting, derived from ``tidy`` (adds the zero reference row).
+
+    Works for :func:`event_study` (reference from diagnostics) and for the ``dynamic``
+    aggregation of :func:`callaway_santanna` (whose -1 cell is estimated, not normalised).
+    """
+    agg = "event_study" if result.method == "did_event_study" else "dynamic"
+    path = result.tidy[(result.tidy["aggregation"] == agg)
+                       & result.tidy["event_time"].notna()].copy()
+    cols = ["event_time", "estimate", "std_error", "ci_low", "ci_high"] + [
+        c for c in ("uniform_ci_low", "uniform_ci_high") if c in path.columns]
+    path = path[cols]
+    if "reference_period" in result.diagnostics:
+        ref = {"event_time": result.diagnostics["reference_period"], "estimate": 0.0}
+        path = pd.concat([path, pd.DataFrame([ref])], ignore_index=True)
+    path["event_time"] = path["event_time"].astype(int)
+    return path.sort_values("event_time").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Callaway & Sant'Anna (2021)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Cells:
+    """Group-time cells: identifiers, estimates and the n x K influence-function matrix."""
+
+    group: np.ndarray
+    time: np.ndarray
+    base: np.ndarray
+    att: np.ndarray
+    inf: np.ndarray  # n_units x K, ATT_hat - ATT ~ mean of rows
+
+
+def _wide(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str,
+          cluster: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Balanced wide panel: (Y n x T, periods, cohort per unit, cluster id per unit)."""
+    cols = [outcome, unit, time, cohort] + ([cluster] if cluster else [])
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise KeyError(f"columns not in data: {missing}")
+    frame = data[cols].copy()
+    frame[cohort] = _cohort(frame[cohort])
+    if frame[[outcome, unit, time]].isna().any().any():
+        raise ValueError("outcome, unit and time must not be missing")
+    wide = frame.pivot(index=unit, columns=time, values=outcome).sort_index(axis=1)
+    if wide.isna().any().any():
+        raise ValueError("callaway_santanna needs a balanced panel (every unit in every period)")
+    per_unit = frame.groupby(unit)
+    g = per_unit[cohort].first()
+    if (per_unit[cohort].nunique() > 1).any():
+        raise ValueError("cohort must be constant within unit")
+    cl = (per_unit[cluster].first() if cluster else pd.Series(wide.index, index=wide.index))
+    if cluster and (per_unit[cluster].nunique() > 1).any():
+        raise ValueError("cluster must be constant within unit")
+    return (wide.to_numpy(dtype=float), wide.columns.to_numpy(dtype=float),
+            g.loc[wide.index].to_numpy(dtype=float),
+            pd.factorize(cl.loc[wide.index])[0])
+
+
+def _cell_plan(periods: np.ndarray, cohorts: np.ndarray, base_period: BasePeriod,
+               anticipation: int) -> list[tuple[float, float, float]]:
+    """(g, t, base) for every estimable cell, as in R did's compute.att_gt."""
+    plan = []
+    for g in cohorts:
+        pre = periods[periods + anticipation < g]
+        if pre.size == 0:
+            continue
+        last_pre = pre.max()
+        if base_period == "varying":
+            for j in range(1, len(periods)):
+                t = periods[j]
+                base = last_pre if t + anticipation >= g else periods[j - 1]
+                plan.append((g, t, base))
+        else:
+            plan.extend((g, t, last_pre) for t in periods)
+    return plan
+
+
+def _group_time_cells(y: np.ndarray, periods: np.ndarray, g_unit: np.ndarray,
+                      control_group: ControlGroup, base_period: BasePeriod,
+                      anticipation: int) -> _Cells:
+    """All ATT(g,t) with their influence functions, vectorised over cells."""
+    cohorts = np.unique(g_unit[g_unit > 0])
+    plan = _cell_plan(periods, cohorts, base_period, anticipation)
+    if not plan:
+        raise ValueError("no estimable group-time cell (no cohort with a pre-period)")
+    gs, ts, bs = (np.array(v, dtype=float) for v in zip(*plan, strict=True))
+    col = {p: i for i, p in enumerate(periods)}
+    ti = np.array([col[t] for t in ts])
+    bi = np.array([col[b] for b in bs])
+    dy = y[:, ti] - y[:, bi]  # n x K
+    treat = g_unit[:, None] == gs[None, :]
+    if control_group == "never":
+        ctrl = np.repeat((g_unit == 0)[:, None], len(gs), axis=1)
+    elif control_group == "notyet":
+        horizon = np.maximum(ts, bs) + anticipation
+        ctrl = (g_unit[:, None] == 0) | ((g_unit[:, None] > horizon[None, :])
+                                         & (g_unit[:, None] != gs[None, :]))
+    else:
+        raise ValueError(f"unknown control_group {control_group!r}")
+    n_t = treat.sum(axis=0)
+    n_c = ctrl.sum(axis=0)
+    ok = (n_t > 0) & (n_c > 0)
+    if not ok.all():
+        gs, ts, bs, dy, treat, ctrl, n_t, n_c = (a[..., ok] if a.ndim > 1 else a[ok] for a in
+                                                 (gs, ts, bs, dy, treat, ctrl, n_t, n_c))
+    n = y.shape[0]
+    mu_t = (dy * treat).sum(axis=0) / n_t
+    mu_c = (dy * ctrl).sum(axis=0) / n_c
+    att = mu_t - mu_c
+    att[bs == ts] = 0.0  # universal base period: the normalised cell
+    inf = treat * (dy - mu_t) * (n / n_t) - ctrl * (dy - mu_c) * (n / n_c)
+    inf[:, bs == ts] = 0.0
+    return _Cells(gs, ts, bs, att, inf)
+
+
+def _cluster_inf(inf: np.ndarray, cluster_id: np.ndarray) -> np.ndarray:
+    """Sum influence functions within clusters (identity when clusters are units)."""
+    n_cl = cluster_id.max() + 1
+    if n_cl == inf.shape[0]:
+        return inf[np.argsort(cluster_id)]
+    out = np.zeros((n_cl, inf.shape[1]))
+    np.add.at(out, cluster_id, inf)
+    return out
+
+
+def _analytic_se(inf: np.ndarray, cluster_id: np.ndarray) -> np.ndarray:
+    """SE = sqrt(sum_c (sum_{i in c} psi_i)^2) / n, the sample analogue of Var(psi)/n."""
+    n = inf.shape[0]
+    summed = _cluster_inf(inf, cluster_id)
+    return np.sqrt((summed**2).sum(axis=0)) / n
+
+
+def _multiplier_bootstrap(inf: np.ndarray, cluster_id: np.ndarray, n_boot: int,
+                          weights: BootWeights, seed: int) -> np.ndarray:
+    """Draws of (estimate* - estimate), B x K, from cluster-level multiplier weights."""
+    n = inf.shape[0]
+    summed = _cluster_inf(inf, cluster_id)
+    rng = np.random.default_rng(seed)
+    n_cl = summed.shape[0]
+    draws = np.empty((n_boot, inf.shape[1]))
+    chunk = max(1, min(n_boot, 2_000_000 // max(n_cl, 1)))
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        if weights == "mammen":
+            s5 = np.sqrt(5.0)
+            v = np.where(rng.random((b, n_cl)) < (s5 + 1) / (2 * s5), (1 - s5) / 2,
+                         (1 + s5) / 2)
+        elif weights == "rademacher":
+            v = rng.choice(np.array([-1.0, 1.0]), size=(b, n_cl))
+        else:
+            raise ValueError(f"unknown bootstrap weights {weights!r}")
+        draws[start:start + b] = v @ summed / n
+    return draws
+
+
+def _boot_summary(draws: np.ndarray, est: np.ndarray, level: float,
+                  uniform: bool) -> dict[str, np.ndarray | float]:
+    """Bootstrap SE (IQR / 1.349, as R did) and pointwise / uniform (sup-t) bands."""
+    q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0)
+    se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    out: dict[str, np.ndarray | float] = {"se": se, "crit": z}
+    if uniform:
+        safe = np.where(se > 0, se, np.nan)
+        sup_t = np.nanmax(np.abs(draws / safe), axis=1)
+        out["crit"] = float(np.quantile(sup_t, level))
+    out["low"] = est - out["crit"] * se
+    out["high"] = est + out["crit"] * se
+    return out
+
+
+def _share_weights(groups: np.ndarray, g_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cohort-share weights w_k = P(G=g_k) / sum_j P(G=g_j) and their influence (R's ``wif``).
+
+    Returns (w, wif) with wif n x K: the influence of estimating the shares, which enters the
+    aggregated influence function as ``wif @ att``.
+    """
+    pg = np.array([np.mean(g_unit == g) for g in groups])
+    total = pg.sum()
+    ind = (g_unit[:, None] == groups[None, :]).astype(float) - pg[None, :]
+    wif = ind / total - ind.sum(axis=1, keepdims=True) * (pg / total**2)[None, :]
+    return pg / total, wif
+
+
+def _weighted_mean(att: np.ndarray, inf: np.ndarray, groups: np.ndarray | None,
+                   g_unit: np.ndarray) -> tuple[float, np.ndarray]:
+    """Average of estimates with their influence functions (n x K).
+
+    ``groups`` given: cohort-share weights, with the weight-estimation term; None: equal weights.
+    """
+    if groups is None:
+        w = np.full(att.size, 1.0 / att.size)
+        return float(att @ w), inf @ w
+    w, wif = _share_weights(groups, g_unit)
+    return float(att @ w), inf @ w + wif @ att
+
+
+def callaway_santanna(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    unit: str,
+    time: str,
+    cohort: str,
+    control_group: ControlGroup = "never",
+    base_period: BasePeriod = "varying",
+    anticipation: int = 0,
+    cluster: str | None = None,
+    bootstrap: bool = True,
+    n_boot: int = 999,
+    boot_weights: BootWeights = "mammen",
+    seed: int = 20210101,
+    level: float = 0.95,
+) -> EstimationResult:
+    """Group-time ATT(g,t) (Callaway & Sant'Anna 2021), no covariates, balanced panel.
+
+    Each ATT(g,t) is the 2x2 DiD of cohort g against the control group between period t and
+    its base period (``varying``: the previous period for pre-treatment cells, g-1-anticipation
+    for post cells; ``universal``: always g-1-anticipation). Units treated in the first period
+    have no pre-period and are excluded from the cohorts; cohorts first treated after the last
+    period count as never treated. Rows of the tidy table (column ``aggregation``):
+    ``att_gt``, ``simple`` (cohort-size-weighted post cells), ``dynamic`` (by event time, plus
+    ``dynamic_overall`` = mean over e >= 0), ``group`` (plus ``group_overall``), ``calendar``
+    (plus ``calendar_overall``) and the ``pretest`` Wald test of all pre-treatment cells.
+    ``std_error`` is analytic (influence function, clustered by ``cluster`` or the unit);
+    ``boot_se`` and the ``uniform_ci_*`` sup-t bands (for att_gt and dynamic rows) come from the
+    multiplier bootstrap.
+    """
+    y, periods, g_unit, cluster_id = _wide(data, outcome, unit, time, cohort, cluster)
+    last = periods.max()
+    g_unit = np.where(g_unit > last, 0.0, g_unit)
+    keep_units = ~((g_unit > 0) & (g_unit - anticipation <= periods.min()))
+    y, g_unit, cluster_id = y[keep_units], g_unit[keep_units], pd.factorize(
+        cluster_id[keep_units])[0]
+    cells = _group_time_cells(y, periods, g_unit, control_group, base_period, anticipation)
+    n = y.shape[0]
+    n_cl = int(cluster_id.max() + 1)
+
+    specs: list[dict[str, object]] = []  # one per output row: estimate + influence function
+
+    def add(term: str, est: float, inf: np.ndarray, agg: str, **loc: float) -> None:
+        specs.append({"term": term, "est": est, "inf": inf, "aggregation": agg, **loc})
+
+    for k in range(cells.att.size):
+        if cells.base[k] == cells.time[k]:
+            continue
+        add(f"att_gt[g={cells.group[k]:g},t={cells.time[k]:g}]", float(cells.att[k]),
+            cells.inf[:, k], "att_gt", group=cells.group[k], time=cells.time[k],
+            event_time=cells.time[k] - cells.group[k])
+    # As R did: aggregations use t >= g; anticipation only moves base periods and controls.
+    post = cells.time >= cells.group
+    def cells_mean(keep: np.ndarray, weighted: bool) -> tuple[float, np.ndarray]:
+        return _weighted_mean(cells.att[keep], cells.inf[:, keep],
+                              cells.group[keep] if weighted else None, g_unit)
+
+    add("simple", *cells_mean(np.flatnonzero(post), True), "simple")
+    e_all = cells.time - cells.group
+    dyn = []
+    for e in np.unique(e_all):
+        keep = np.flatnonzero((e_all == e) & (cells.base != cells.time))
+        if keep.size:
+            est, inf = cells_mean(keep, True)
+            add(f"event[e={e:g}]", est, inf, "dynamic", event_time=e)
+            dyn.append((e, est, inf))
+    post_dyn = [(est, inf) for e, est, inf in dyn if e >= 0]
+    add("dynamic_overall", float(np.mean([d[0] for d in post_dyn])),
+        np.mean([d[1] for d in post_dyn], axis=0), "dynamic_overall")
+    grp = []
+    for g in np.unique(cells.group):
+        keep = np.flatnonzero((cells.group == g) & post)
+        if keep.size:
+            est, inf = cells_mean(keep, False)
+            add(f"group[g={g:g}]", est, inf, "group", group=g)
+            grp.append((g, est, inf))
+    add("group_overall", *_weighted_mean(np.array([e for _, e, _ in grp]),
+                                         np.column_stack([i for _, _, i in grp]),
+                                         np.array([g for g, _, _ in grp]), g_unit),
+        "group_overall")
+    cal = []
+    for t in np.unique(cells.time[post]):
+        keep = np.flatnonzero(post & (cells.time == t))
+        est, inf = cells_mean(keep, True)
+        add(f"calendar[t={t:g}]", est, inf, "calendar", time=t)
+        cal.append((est, inf))
+    add("calendar_overall", float(np.mean([c[0] for c in cal])),
+        np.mean([c[1] for c in cal], axis=0), "calendar_overall")
+
+    est = np.array([s["est"] for s in specs], dtype=float)
+    inf_all = np.column_stack([s["inf"] for s in specs])
+    se = _analytic_se(inf_all, cluster_id)
+    rows = []
+    for s, se_k in zip(specs, se, strict=True):
+        extra = {k: s[k] for k in ("aggregation", "group", "time", "event_time") if k in s}
+        rows.append(inference_row(str(s["term"]), float(s["est"]), float(se_k), level=level,
+                                  **extra))
+    tidy = tidy_frame(rows, n_obs=int(n * len(periods)), n_clusters=n_cl,
+                      method="did_callaway_santanna",
+                      se_type=f"influence function (analytic), clustered by "
+                              f"{cluster or 'unit'}", scale="difference")
+    diagnostics: dict[str, float | int | str] = {
+        "control_group": control_group, "base_period": base_period,
+        "anticipation": anticipation, "n_units": n, "n_periods": len(periods),
+        "n_clusters": n_cl, "n_cohorts": int(np.unique(cells.group).size),
+        "n_never_treated": int(np.sum(g_unit == 0)),
+        "n_dropped_treated_in_first_period": int(np.sum(~keep_units))}
+    if base_period == "universal":
+        diagnostics["reference_period"] = -1 - anticipation
+    pre = np.flatnonzero((~post) & (cells.base != cells.time))
+    if pre.size:
+        v = _cluster_inf(cells.inf[:, pre], cluster_id)
+        vcov = v.T @ v / n**2
+        b = cells.att[pre]
+        wald = float(b @ np.linalg.pinv(vcov) @ b)
+        p = float(stats.chi2.sf(wald, pre.size))
+        diagnostics.update(pretest_wald=wald, pretest_df=int(pre.size), pretest_p=p)
+        row = inference_row("pretest_wald", wald, float("nan"), aggregation="pretest")
+        row["p_value"] = p
+        tidy = tidy_frame([*tidy.to_dict("records"), {**row, "n_obs": int(n * len(periods)),
+                                                      "n_clusters": n_cl,
+                                                      "method": "did_callaway_santanna",
+                                                      "se_type": "Wald chi2, analytic vcov",
+                                                      "scale": "chi2"}])
+    if bootstrap:
+        draws = _multiplier_bootstrap(inf_all, cluster_id, n_boot, boot_weights, seed)
+        pointwise = _boot_summary(draws, est, level, uniform=False)
+        n_spec = len(specs)
+        tidy.loc[:n_spec - 1, "boot_se"] = pointwise["se"]
+        tidy.loc[:n_spec - 1, "boot_ci_low"] = pointwise["low"]
+        tidy.loc[:n_spec - 1, "boot_ci_high"] = pointwise["high"]
+        for agg in ("att_gt", "dynamic"):
+            idx = np.flatnonzero([s["aggregation"] == agg for s in specs])
+            band = _boot_summary(draws[:, idx], est[idx], level, uniform=True)
+            tidy.loc[idx, "uniform_ci_low"] = band["low"]
+            tidy.loc[idx, "uniform_ci_high"] = band["high"]
+            diagnostics[f"uniform_crit_{agg}"] = float(band["crit"])
+        diagnostics.update(n_boot=n_boot, boot_weights=boot_weights, seed=seed,
+                           boot_se_rule="IQR/(z75-z25) of multiplier draws")
+    return EstimationResult("did_callaway_santanna", tidy, diagnostics=diagnostics)
