@@ -51,6 +51,22 @@ def apply_filters(df: pd.DataFrame, filters: Mapping[str, Any]) -> pd.DataFrame:
     return df.loc[keep].reset_index(drop=True)
 
 
+def prepare_panel(panel: pd.DataFrame, data_spec: Mapping[str, Any]) -> pd.DataFrame:
+    """Apply a protocol's ``data`` block: ``derive`` new columns with pandas expressions, then
+    ``aggregate`` (``by`` columns, ``sum`` columns), so series such as "Salford against the rest
+    of Greater Manchester" are stated in the protocol rather than coded."""
+    frame = panel.copy()
+    for name, expression in (data_spec.get("derive", {}) or {}).items():
+        frame[name] = frame.eval(expression)
+    aggregate = data_spec.get("aggregate")
+    if aggregate:
+        frame = (frame.groupby(list(aggregate["by"]), as_index=False, sort=True)
+                 [list(aggregate["sum"])].sum())
+        for name, expression in (aggregate.get("derive", {}) or {}).items():
+            frame[name] = frame.eval(expression)
+    return frame
+
+
 def read_panel(warehouse: Path, panel: str) -> pd.DataFrame:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute(f'SELECT * FROM {MARTS_SCHEMA}."{panel}"').df()
@@ -70,8 +86,9 @@ def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
     started = time.perf_counter()
     results: dict[str, EstimationResult] = {}
     frames = []
+    prepared = prepare_panel(panel, protocol.raw["data"])
     for analysis in protocol.analyses():
-        data = apply_filters(panel, analysis.filters)
+        data = apply_filters(prepared, analysis.filters)
         result = fit(analysis.method, data, outcome=protocol.outcome,
                      covariates=list(analysis.covariates))
         results[analysis.analysis_id] = result
@@ -86,10 +103,12 @@ def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
 
 
 def write_tables(run: ProtocolRun, results_dir: Path) -> list[Path]:
-    """Auxiliary tables (counterfactual series, event-study paths, weights) as parquet files."""
+    """Auxiliary tables (counterfactual series, weights, draws) and the diagnostics as parquet."""
     written = []
     for analysis_id, result in run.results.items():
-        for name, table in sorted(result.tables.items()):
+        diagnostics = pd.DataFrame({"name": list(result.diagnostics),
+                                    "value": [str(v) for v in result.diagnostics.values()]})
+        for name, table in sorted({**result.tables, "diagnostics": diagnostics}.items()):
             path = results_dir / "tables" / run.protocol.id / analysis_id / f"{name}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             table.reset_index(drop=True).to_parquet(path, index=False)
