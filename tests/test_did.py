@@ -12,16 +12,15 @@ import pandas as pd
 import pytest
 
 from analysis.did import callaway_santanna, event_path, event_study, twfe
+from tests.reference_data import reference_csv
 
-MPDTA = Path("/work/shared/reference-data/did_mpdta.csv")
+MPDTA = reference_csv("did_mpdta.csv")
 FIXTURES = Path(__file__).parent / "fixtures" / "r_did"
 PLM = FIXTURES / "twfe_mpdta_plm.csv"
 
 
 @pytest.fixture(scope="module")
 def mpdta() -> pd.DataFrame:
-    if not MPDTA.exists():
-        pytest.skip("shared reference data not mounted")
     d = pd.read_csv(MPDTA)
     d["treated_post"] = ((d["first.treat"] > 0) & (d["year"] >= d["first.treat"])).astype(float)
     d["lpop_trend"] = d["lpop"] * (d["year"] - 2003)

@@ -11,16 +11,15 @@ import pandas as pd
 import pytest
 
 from analysis.its import controlled_its, newey_west_lags, segmented_its
+from tests.reference_data import reference_csv
 
-SICILY = Path("/work/shared/reference-data/its_sicily.csv")
+SICILY = reference_csv("its_sicily.csv")
 FIXTURES = Path(__file__).parent / "fixtures" / "r_did"
 R_ITS = FIXTURES / "its_sicily_glm.csv"
 
 
 @pytest.fixture(scope="module")
 def sicily() -> pd.DataFrame:
-    if not SICILY.exists():
-        pytest.skip("shared reference data not mounted")
     return pd.read_csv(SICILY)
 
 

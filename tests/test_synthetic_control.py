@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
 from analysis.synthetic_control import simplex_weights, synthetic_control
+from tests.reference_data import reference_csv
 
-PROP99 = Path("/work/shared/reference-data/synth_california_prop99.csv")
+PROP99 = reference_csv("synth_california_prop99.csv")
 
 
 @pytest.fixture(scope="module")
 def prop99() -> pd.DataFrame:
-    if not PROP99.exists():
-        pytest.skip("shared reference data not mounted")
     return pd.read_csv(PROP99, sep=";")
 
 
