@@ -76,8 +76,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     out = Path(args.out) if args.out else paths.results_dir / "panels"
-    for written in export_marts(paths.warehouse, out, formats=tuple(args.format or ("parquet", "dta"))):
-        print(written)
+    written = export_marts(paths.warehouse, out, formats=tuple(args.format or ("parquet", "dta")))
+    for files in written.values():
+        for path in files:
+            print(path)
     return 0
 
 

@@ -82,8 +82,9 @@ def run_demo(paths: Paths, scenario: str = "default", seed: int = 42,
     stage("ingest+dbt+protocols", t)
 
     t = time.perf_counter()
-    summary.files += export_marts(paths.warehouse, paths.results_dir / "panels",
-                                  formats=("parquet", "dta"))
+    exported = export_marts(paths.warehouse, paths.results_dir / "panels",
+                            formats=("parquet", "dta"))
+    summary.files += [path for files in exported.values() for path in files]
     stage("export", t)
 
     t = time.perf_counter()

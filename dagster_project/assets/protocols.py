@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from analysis.protocol import Protocol, load_protocols
-from analysis.runner import input_fingerprint, read_panel, run_protocol, write_tables
+from analysis.runner import MARTS_SCHEMA, input_fingerprint, read_panel, run_protocol, write_tables
 from analysis.store import code_version, write_results
 from dagster_project.resources import WAREHOUSE_POOL, Warehouse
 from sicp.settings import PROJECT_ROOT
@@ -32,15 +32,14 @@ class ResultsFolder(dg.ConfigurableResource):
 def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey([GROUP, protocol.id]),
-        deps=[dg.AssetKey([protocol.panel])],
+        deps=[dg.AssetKey([MARTS_SCHEMA, protocol.panel])],
         group_name=GROUP,
         pool=WAREHOUSE_POOL,
         description=f"{protocol.title}\n\n{protocol.raw['question'].strip()}",
         tags={"level": protocol.level, "method": protocol.raw["method"]["name"]},
         metadata={"protocol_file": str(protocol.path), "protocol_hash": protocol.hash},
     )
-    def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse,
-               results_folder: ResultsFolder) -> dg.MaterializeResult:
+    def _asset(warehouse: Warehouse, results_folder: ResultsFolder) -> dg.MaterializeResult:
         path = Path(warehouse.path)
         run = run_protocol(protocol, read_panel(path, protocol.panel),
                            fingerprint=input_fingerprint(path),

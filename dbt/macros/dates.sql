@@ -1,0 +1,32 @@
+{#- Date helpers built on dbt's cross-database macros, so the models stay portable (Spark). -#}
+
+{#- First day of the month containing a date, as a date. -#}
+{% macro month_of(date_expr) -%}
+    cast({{ dbt.date_trunc('month', date_expr) }} as date)
+{%- endmacro %}
+
+{#- Add a number of months/days to a date, returning a date. -#}
+{% macro add_to_date(datepart, interval, date_expr) -%}
+    cast({{ dbt.dateadd(datepart, interval, date_expr) }} as date)
+{%- endmacro %}
+
+{#- Last day of the month that starts on month_expr. -#}
+{% macro month_end(month_expr) -%}
+    {{ add_to_date('day', -1, add_to_date('month', 1, month_expr)) }}
+{%- endmacro %}
+
+{#- Panel month index: 1 for var('panel_start_month'). -#}
+{% macro period_of(month_expr) -%}
+    ({{ dbt.datediff("cast('" ~ var('panel_start_month') ~ "' as date)", month_expr, 'month') }} + 1)
+{%- endmacro %}
+
+{#- Literal date from a project variable. -#}
+{% macro var_date(name) -%}
+    cast('{{ var(name) }}' as date)
+{%- endmacro %}
+
+{#- Calendar part (year, month, ...) of a date: ANSI extract, portable to DuckDB, Spark,
+    Postgres and Snowflake (dbt-core ships no date_part macro). -#}
+{% macro date_part(datepart, date_expr) -%}
+    extract({{ datepart }} from {{ date_expr }})
+{%- endmacro %}

@@ -1,0 +1,18 @@
+{#- Practice x month exposure to the MDG roll-out. in_mdg_scope switches on in the practice's
+    first MDG month and never off; months_since_start is 0 in that month and NULL before it. -#}
+select
+    p.practice_code,
+    p.practice_name,
+    p.neighbourhood,
+    p.mdg,
+    p.rollout_wave,
+    m.month,
+    m.period,
+    p.mdg_start_month,
+    case when p.mdg_start_month is not null and m.month >= p.mdg_start_month then 1 else 0 end as in_mdg_scope,
+    case when p.mdg_start_month is not null and m.month >= p.mdg_start_month
+        then {{ dbt.datediff('p.mdg_start_month', 'm.month', 'month') }}
+    end as months_since_start,
+    p.never_treated
+from {{ ref('int_practices') }} as p
+cross join {{ ref('int_months') }} as m

@@ -1,0 +1,208 @@
+"""End to end on synthetic worlds: generate → Dagster (ingest, dbt, protocols) → store → reports.
+
+The default world is built once per session (module fixture) and shared by the checks of
+truth recovery, lineage, reproducibility and the rendered reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from analysis.protocol import load_protocols
+from analysis.store import read_results
+from sicp.pipeline import fresh_synthetic_folder, run_pipeline
+from sicp.render import html_has_network_urls
+from sicp.report_data import headline_rows
+from sicp.settings import PROJECT_ROOT, Paths
+from sicp.synth import generate_world
+
+
+def _paths(root: Path) -> Paths:
+    return Paths(input_dir=root / "raw", warehouse=root / "warehouse.duckdb",
+                 results_dir=root / "results", reports_dir=root / "reports",
+                 protocols_dir=PROJECT_ROOT / "protocols", dbt_dir=PROJECT_ROOT / "dbt")
+
+
+def _build(root: Path, scenario: str, seed: int) -> Paths:
+    paths = _paths(root)
+    generate_world(scenario, seed, paths.input_dir)
+    run_pipeline(paths)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def default_world(tmp_path_factory) -> Paths:
+    return _build(tmp_path_factory.mktemp("default"), "default", 42)
+
+
+@pytest.fixture(scope="module")
+def null_world(tmp_path_factory) -> Paths:
+    return _build(tmp_path_factory.mktemp("null"), "null", 42)
+
+
+def _truth_checks(paths: Paths):
+    truth = json.loads((paths.input_dir / "truth.json").read_text())["effects"]
+    store = read_results(paths.results_dir)
+    for protocol in load_protocols(paths.protocols_dir):
+        for analysis_id, spec in protocol.truth.items():
+            row = store[(store["protocol_id"] == protocol.id)
+                        & (store["analysis_id"] == analysis_id) & (store["term"] == spec["term"])]
+            assert len(row) == 1, (protocol.id, analysis_id, spec["term"])
+            row = row.iloc[0]
+            value = float(truth[spec["effect"]]["value"])
+            if spec.get("transform") == "exp":
+                value = math.log(value)
+            yield protocol.id, analysis_id, row, value
+
+
+def test_every_protocol_recovers_its_truth_on_the_default_world(default_world):
+    misses = []
+    for pid, analysis_id, row, value in _truth_checks(default_world):
+        if math.isnan(row["ci_low"]):
+            continue
+        if not row["ci_low"] <= value <= row["ci_high"]:
+            misses.append(f"{pid}/{analysis_id}: truth {value:.4g} outside "
+                          f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]")
+    assert not misses, "\n".join(misses)
+
+
+def test_the_null_world_shows_no_effect(null_world):
+    for pid, analysis_id, row, value in _truth_checks(null_world):
+        assert value == 0.0, (pid, analysis_id, value)
+        if not math.isnan(row["ci_low"]):
+            assert row["ci_low"] <= 0.0 <= row["ci_high"], (pid, analysis_id, row.to_dict())
+
+
+def test_every_result_row_carries_its_lineage(default_world):
+    store = read_results(default_world.results_dir)
+    protocols = {p.id: p for p in load_protocols(default_world.protocols_dir)}
+    assert set(store["protocol_id"]) == set(protocols)
+    for pid, rows in store.groupby("protocol_id"):
+        assert set(rows["protocol_hash"]) == {protocols[pid].hash}
+    with duckdb.connect(str(default_world.warehouse), read_only=True) as con:
+        fingerprint = con.execute("select fingerprint from raw.input_fingerprint").fetchone()[0]
+        stored = con.execute("select count(*) from results.estimates").fetchone()[0]
+    assert set(store["input_fingerprint"]) == {fingerprint}
+    assert stored == len(store)
+    assert store["code_version"].str.len().min() > 0
+
+
+def test_rerunning_gives_byte_identical_results(default_world, tmp_path):
+    before = hashlib.sha256((default_world.results_dir / "estimates.parquet").read_bytes())
+    run_pipeline(default_world)
+    after = hashlib.sha256((default_world.results_dir / "estimates.parquet").read_bytes())
+    assert before.hexdigest() == after.hexdigest()
+
+
+def test_demo_refuses_to_clear_a_folder_of_real_data(tmp_path):
+    (tmp_path / "cohort").mkdir()
+    (tmp_path / "cohort" / "recruitment.sav").write_bytes(b"real")
+    with pytest.raises(RuntimeError, match="not a synthetic world"):
+        fresh_synthetic_folder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def rendered(default_world) -> dict[str, Path]:
+    from sicp.reports import render_all
+
+    files = render_all(default_world, formats=("html", "pdf"))
+    return {f.name: f for f in files}
+
+
+def test_both_reports_render_to_html_and_pdf(rendered):
+    assert set(rendered) == {"evaluation_report.html", "evaluation_report.pdf",
+                             "outcome_audit.html", "outcome_audit.pdf"}
+    for name, path in rendered.items():
+        assert path.stat().st_size > 20_000, name
+
+
+def test_evaluation_report_sections_figures_and_no_network(rendered):
+    html = rendered["evaluation_report.html"].read_text(encoding="utf-8")
+    for section in ("Executive summary", "The MDG roll-out", "The cohort", "Stepped-wedge",
+                    "Interrupted time series", "Difference-in-differences", "Synthetic control",
+                    "health-coaching trial", "Methods and limitations", "Lineage"):
+        assert section in html, section
+    images = re.findall(r"<img [^>]*>", html)
+    assert len(images) >= 7
+    assert all('alt="' in img and 'alt=""' not in img for img in images)
+    assert all("data:image/png;base64" in img for img in images)
+    assert html_has_network_urls(html) == []
+
+
+def test_executive_summary_numbers_equal_the_results_store(default_world, rendered):
+    html = rendered["evaluation_report.html"].read_text(encoding="utf-8")
+    summary = html.split("Executive summary", 1)[1].split("forest", 1)[0]
+    store = read_results(default_world.results_dir)
+    protocols = {p.id: p for p in load_protocols(default_world.protocols_dir)}
+    rows = headline_rows(store, protocols)
+    assert len(rows) >= 4
+    for row in rows.itertuples():
+        assert f"{row.estimate:.3g}" in summary, row.protocol_id
+        assert f"{row.ci_low:.3g} to {row.ci_high:.3g}" in summary, row.protocol_id
+
+
+def test_outcome_audit_covers_every_measure(default_world, rendered):
+    html = rendered["outcome_audit.html"].read_text(encoding="utf-8")
+    with duckdb.connect(str(default_world.warehouse), read_only=True) as con:
+        measures = con.execute("select measure from reference.outcome_measures").df()["measure"]
+    for measure in measures:
+        assert measure in html, measure
+    assert "Reconciliation" in html and "NO</td>" not in html
+    assert html_has_network_urls(html) == []
+
+
+def test_pdf_first_page_is_not_blank(rendered):
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(rendered["evaluation_report.pdf"]))
+    assert len(pdf) >= 3
+    pixels = np.asarray(pdf[0].render(scale=1).to_pil().convert("L"), dtype=float)
+    assert pixels.std() > 5
+
+
+def test_exports_write_parquet_and_stata(default_world, tmp_path):
+    from sicp.export import export_marts
+
+    written = export_marts(default_world.warehouse, tmp_path, formats=("parquet", "dta"))
+    names = {p.name for files in written.values() for p in files}
+    assert {"practice_month_panel.parquet", "practice_month_panel.dta"} <= names
+    panel = pd.read_parquet(tmp_path / "practice_month_panel.parquet")
+    assert len(panel) > 0
+
+
+def test_small_cells_are_suppressed_in_the_rendered_audit(tmp_path):
+    """On a small world many monthly counts fall below the threshold: none may be printed."""
+    from sicp.reports import render_all
+
+    threshold = 10
+    paths = _build(tmp_path, "small", 7)
+    html_path = render_all(paths, formats=("html",), threshold=threshold,
+                           names=("outcome_audit",))[0]
+    html = html_path.read_text(encoding="utf-8")
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        monthly = con.execute("""
+            select strftime(month, '%Y-%m') as month, sum(deaths) as deaths,
+                   sum(permanent_care_home_admissions) as care_home
+            from marts.practice_month_panel group by 1 order by 1""").df()
+    small = monthly[(monthly["deaths"] > 0) & (monthly["deaths"] < threshold)]
+    assert len(small) > 0, "the small world should have small monthly death counts"
+    table = html.split("Monthly counts", 1)[1]
+    checked = 0
+    for month in small["month"]:
+        row = re.search(rf"<tr[^>]*>\s*<td[^>]*>{month}</td>(.*?)</tr>", table, re.S)
+        assert row is not None, month
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+        numbers = [int(c.replace(",", "")) for c in cells if c.replace(",", "").isdigit()]
+        assert all(n == 0 or n >= threshold for n in numbers), (month, cells)
+        assert "[c]" in cells
+        checked += 1
+    assert checked == len(small)
