@@ -84,7 +84,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from analysis.validation import run_monte_carlo
+    from sicp.validate import run_monte_carlo
 
     table = run_monte_carlo(reps=args.reps, seed=args.seed, out=Path(args.out))
     print(table.to_string(index=False))

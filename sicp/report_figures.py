@@ -92,7 +92,7 @@ def its_plot(counterfactual: pd.DataFrame, time_labels: pd.Series | None = None,
     return fig
 
 
-def event_study_plot(path: pd.DataFrame, title: str = "") -> Figure:
+def event_study_plot(path: pd.DataFrame, title: str = "", unit: str = "quarters") -> Figure:
     """Coefficients by event time with intervals; the reference period sits at zero."""
     path = path.sort_values("event_time")
     fig, ax = _figure()
@@ -105,7 +105,7 @@ def event_study_plot(path: pd.DataFrame, title: str = "") -> Figure:
                     fmt="o", color=colour, capsize=2, ms=4, label=name)
     ax.axhline(0, color=GREY, lw=1)
     ax.axvline(-0.5, color=GREY, lw=1, ls=":")
-    ax.set_xlabel("periods since start")
+    ax.set_xlabel(f"{unit} since start")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -1,0 +1,47 @@
+"""The Dagster code location: ``dagster dev -m dagster_project.definitions``.
+
+Paths come from :class:`sicp.settings.Paths` (``SICP_INPUT_DIR``, ``SICP_WAREHOUSE``), and
+``SICP_PSEUDONYM_KEY`` must be set when input files carry NHS numbers. Runs use the in-process
+executor: every step writes the one DuckDB file, so steps run one after another within a run,
+and the ``sicp_warehouse`` pool (limit 1, see dagster.yaml) keeps separate runs apart.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_project.assets.dbt import sicp_dbt_assets
+from dagster_project.assets.ingest import GROUP, INGEST_ASSETS
+from dagster_project.assets.protocols import ResultsFolder, build_protocol_assets
+from dagster_project.dbt_project import get_dbt_project
+from dagster_project.resources import InputFolder, Warehouse
+from dagster_project.sensors import new_survey_wave
+from sicp.settings import Paths
+
+ingest_job = dg.define_asset_job(
+    "ingest", selection=dg.AssetSelection.groups(GROUP),
+    description="Validate, pseudonymise and load every input file into the raw schema.",
+)
+everything_job = dg.define_asset_job(
+    "ingest_and_build", selection=dg.AssetSelection.all(),
+    description="Ingest, then build every dbt model and run its tests.",
+)
+
+
+def build_definitions(paths: Paths) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[*INGEST_ASSETS, sicp_dbt_assets, *build_protocol_assets(paths.protocols_dir)],
+        jobs=[ingest_job, everything_job],
+        sensors=[new_survey_wave],
+        resources={
+            "input_folder": InputFolder(path=str(paths.input_dir)),
+            "warehouse": Warehouse(path=str(paths.warehouse)),
+            "results_folder": ResultsFolder(path=str(paths.results_dir)),
+            "dbt": DbtCliResource(project_dir=get_dbt_project()),
+        },
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Paths.from_env())
