@@ -161,6 +161,12 @@ def validate(content: Any, path: Path) -> None:
     for i, s in enumerate(content.get("sensitivity", []) or []):
         if not isinstance(s, dict) or "id" not in s:
             raise _fail(path, f"sensitivity[{i}] must be a mapping with an 'id'")
+    reporting = content.get("reporting", {}) or {}
+    if not isinstance(reporting, dict) or set(reporting) - {"term", "transform", "unit"}:
+        raise _fail(path, "reporting must be a mapping of term, transform and unit (quote a "
+                          "unit that holds a comma)")
+    if reporting.get("transform") not in (None, "exp"):
+        raise _fail(path, "reporting.transform must be 'exp' or absent")
     cov = content.get("covariates", []) or []
     if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
         raise _fail(path, "covariates must be a list of column names")

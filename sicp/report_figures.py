@@ -6,13 +6,10 @@ leaves its alt text to the report cell (``fig-alt``).
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 #: Okabe & Ito (2008) palette, safe for the common colour-vision deficiencies.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
@@ -53,21 +50,28 @@ def rollout_diagram(practice_months: pd.DataFrame) -> Figure:
     return fig
 
 
-def forest_plot(rows: pd.DataFrame, label: str = "label", ref: float = 0.0,
-                xlabel: str = "effect (95% CI)") -> Figure:
-    """One line per estimate with its interval; ``ref`` marks no effect."""
+def forest_plot(rows: pd.DataFrame, label: str = "label") -> Figure:
+    """A forest plot whose rows may be on different scales: each row gets its own axis, its
+    reference line (``null_value``: 1 for ratios, 0 for differences) and its numbers printed."""
     rows = rows.reset_index(drop=True)
-    fig, ax = _figure(7.5, 0.45 * len(rows) + 1.2)
-    y = np.arange(len(rows))
-    ax.errorbar(rows["estimate"], y,
-                xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
-                fmt="o", color=OKABE_ITO[4], ecolor=OKABE_ITO[4], capsize=3, ms=4)
-    ax.axvline(ref, color=GREY, lw=1, ls="--")
-    ax.set_yticks(y)
-    ax.set_yticklabels(rows[label], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    fig.tight_layout()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7.5, 0.5 * len(rows) + 0.6), dpi=110,
+                             squeeze=False)
+    for ax, row in zip(axes[:, 0], rows.itertuples(index=False), strict=True):
+        est, low, high, ref = row.estimate, row.ci_low, row.ci_high, row.null_value
+        span = max(abs(high - ref), abs(low - ref), 1e-12) * 1.15
+        ax.set_xlim(ref - span, ref + span)
+        ax.errorbar([est], [0], xerr=[[est - low], [high - est]], fmt="o", ms=4, capsize=3,
+                    color=OKABE_ITO[4])
+        ax.axvline(ref, color=GREY, lw=1, ls="--")
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.text(-0.02, 0.5, getattr(row, label), transform=ax.transAxes, ha="right",
+                va="center", fontsize=7)
+        ax.text(1.02, 0.5, f"{est:.3g} ({low:.3g} to {high:.3g})", transform=ax.transAxes,
+                ha="left", va="center", fontsize=7)
+    fig.subplots_adjust(left=0.42, right=0.78, hspace=1.4, top=0.97, bottom=0.04)
     return fig
 
 

@@ -51,6 +51,8 @@ def test_a_good_protocol_loads_with_its_analyses(tmp_path):
         ({"colour": "blue"}, "unknown field(s): colour"),
         ({"covariates": "age"}, "covariates must be a list"),
         ({"level": "galaxy"}, "level 'galaxy' must be one of"),
+        ({"reporting": {"term": "t", "unit": "per 1", "000 per month": None}},
+         "reporting must be a mapping of term, transform and unit"),
         ({"sensitivity": [{"method": {"name": "sw_lmm"}}]}, "sensitivity[0] must be a mapping"),
         ({"method": {"name": "sw_gee", "options": {"treatment": "t", "period": "p",
                                                    "cluster": "c", "bogus": 1}}},
