@@ -35,8 +35,12 @@ pre.cell-output-error { background: #fdecea; }
 
 # Captions already carry "Figure 1: ..." (numbered once, for HTML and PDF alike), so typst shows
 # only the caption body; no creation date so identical inputs give identical PDFs.
+# Long tables must break across pages (typst figures do not by default), and wide tables
+# read better in a smaller font.
 _TYPST_HEADER = """#show figure.caption: it => it.body
 #set document(date: none)
+#show figure: set block(breakable: true)
+#show table: set text(size: 8pt)
 """
 
 _NETWORK_URL = re.compile(
