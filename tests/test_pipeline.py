@@ -7,7 +7,6 @@ truth recovery, lineage, reproducibility and the rendered reports.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from pathlib import Path
@@ -21,64 +20,24 @@ from analysis.store import read_results
 from sicp.pipeline import fresh_synthetic_folder, run_pipeline
 from sicp.render import html_has_network_urls
 from sicp.report_data import headline_rows
-from sicp.settings import PROJECT_ROOT, Paths
-from sicp.synth import generate_world
-
-
-def _paths(root: Path) -> Paths:
-    return Paths(input_dir=root / "raw", warehouse=root / "warehouse.duckdb",
-                 results_dir=root / "results", reports_dir=root / "reports",
-                 protocols_dir=PROJECT_ROOT / "protocols", dbt_dir=PROJECT_ROOT / "dbt")
-
-
-def _build(root: Path, scenario: str, seed: int) -> Paths:
-    paths = _paths(root)
-    generate_world(scenario, seed, paths.input_dir)
-    run_pipeline(paths)
-    return paths
+from sicp.settings import Paths
+from tests.worlds import build_world, truth_checks
 
 
 @pytest.fixture(scope="module")
 def default_world(tmp_path_factory) -> Paths:
-    return _build(tmp_path_factory.mktemp("default"), "default", 42)
-
-
-@pytest.fixture(scope="module")
-def null_world(tmp_path_factory) -> Paths:
-    return _build(tmp_path_factory.mktemp("null"), "null", 42)
-
-
-def _truth_checks(paths: Paths):
-    truth = json.loads((paths.input_dir / "truth.json").read_text())["effects"]
-    store = read_results(paths.results_dir)
-    for protocol in load_protocols(paths.protocols_dir):
-        for analysis_id, spec in protocol.truth.items():
-            row = store[(store["protocol_id"] == protocol.id)
-                        & (store["analysis_id"] == analysis_id) & (store["term"] == spec["term"])]
-            assert len(row) == 1, (protocol.id, analysis_id, spec["term"])
-            row = row.iloc[0]
-            value = float(truth[spec["effect"]]["value"])
-            if spec.get("transform") == "exp":
-                value = math.log(value)
-            yield protocol.id, analysis_id, row, value
+    return build_world(tmp_path_factory.mktemp("default"), "default", 42)
 
 
 def test_every_protocol_recovers_its_truth_on_the_default_world(default_world):
     misses = []
-    for pid, analysis_id, row, value in _truth_checks(default_world):
+    for pid, analysis_id, row, value in truth_checks(default_world):
         if math.isnan(row["ci_low"]):
             continue
         if not row["ci_low"] <= value <= row["ci_high"]:
             misses.append(f"{pid}/{analysis_id}: truth {value:.4g} outside "
                           f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]")
     assert not misses, "\n".join(misses)
-
-
-def test_the_null_world_shows_no_effect(null_world):
-    for pid, analysis_id, row, value in _truth_checks(null_world):
-        assert value == 0.0, (pid, analysis_id, value)
-        if not math.isnan(row["ci_low"]):
-            assert row["ci_low"] <= 0.0 <= row["ci_high"], (pid, analysis_id, row.to_dict())
 
 
 def test_every_result_row_carries_its_lineage(default_world):
@@ -177,32 +136,3 @@ def test_exports_write_parquet_and_stata(default_world, tmp_path):
     assert {"practice_month_panel.parquet", "practice_month_panel.dta"} <= names
     panel = pd.read_parquet(tmp_path / "practice_month_panel.parquet")
     assert len(panel) > 0
-
-
-def test_small_cells_are_suppressed_in_the_rendered_audit(tmp_path):
-    """On a small world many monthly counts fall below the threshold: none may be printed."""
-    from sicp.reports import render_all
-
-    threshold = 10
-    paths = _build(tmp_path, "small", 7)
-    html_path = render_all(paths, formats=("html",), threshold=threshold,
-                           names=("outcome_audit",))[0]
-    html = html_path.read_text(encoding="utf-8")
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        monthly = con.execute("""
-            select strftime(month, '%Y-%m') as month, sum(deaths) as deaths,
-                   sum(permanent_care_home_admissions) as care_home
-            from marts.practice_month_panel group by 1 order by 1""").df()
-    small = monthly[(monthly["deaths"] > 0) & (monthly["deaths"] < threshold)]
-    assert len(small) > 0, "the small world should have small monthly death counts"
-    table = html.split("Monthly counts", 1)[1]
-    checked = 0
-    for month in small["month"]:
-        row = re.search(rf"<tr[^>]*>\s*<td[^>]*>{month}</td>(.*?)</tr>", table, re.S)
-        assert row is not None, month
-        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
-        numbers = [int(c.replace(",", "")) for c in cells if c.replace(",", "").isdigit()]
-        assert all(n == 0 or n >= threshold for n in numbers), (month, cells)
-        assert "[c]" in cells
-        checked += 1
-    assert checked == len(small)
