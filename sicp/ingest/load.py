@@ -1,0 +1,615 @@
+"""Validate, pseudonymise and load each contract source into the warehouse's ``raw`` schema.
+
+How a source is loaded (``ingest_source``):
+
+1. Every file of the source is staged (see :mod:`sicp.ingest.files`); a file that cannot be
+   read at all, or lacks a contract column, fails the source before anything is written.
+2. One SQL pass per file, generated from the contract, gives each row its typed values and,
+   per column, the reason it breaks a rule (type, required value, allowed set, range, pattern,
+   study window, unknown practice code, survey wave that does not match the file name).
+   Survey user-missing codes (-9/-8/-7) become NULL with their reason kept.
+3. Among the rows that pass, duplicate primary keys keep the first occurrence in file order
+   (files sorted by relative path, then row number) and quarantine the rest, naming where the
+   first occurrence is. The rule is the same within and across files, so the result does not
+   depend on the order in which files arrived.
+4. In one transaction the source's rows, quarantine entries, missing-code reasons, labels and
+   ingest-log rows are replaced. The whole source is rebuilt from its current files, so
+   re-ingesting the same files changes nothing, a changed file replaces its previous load and
+   a removed wave file disappears; a failed ingest leaves the previous load in place.
+
+NHS numbers: a person-level file may carry ``nhs_number`` instead of ``person_id``. The number
+is checked (Modulus 11) and replaced by HMAC-SHA256 under the secret ``SICP_PSEUDONYM_KEY``;
+invalid numbers are quarantined with the value masked, so no raw number reaches any table.
+
+Consent: loading ``recruitment`` rebuilds ``raw.consent_exclusions`` from every recruitment row
+with a readable ``person_id``, quarantined rows included, so a withdrawal is honoured even when
+the row carrying it was rejected for another reason. Scope ``all``: a withdrawal date is
+recorded (readable or not). Scope ``records``: record-linkage consent is anything but a clear 1.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from sicp.contract import NHS_NUMBER_COLUMN, RAW, SOURCES, Column, Source
+from sicp.ingest import sql
+from sicp.ingest.files import (
+    IngestError,
+    StagedFile,
+    discover,
+    input_fingerprint,
+    relative,
+    release,
+    stage,
+    wave_from_name,
+)
+from sicp.ingest.report import FileReport, IngestReport, SourceReport
+from sicp.ingest.sql import ident, literal
+from sicp.ingest.tables import ensure_raw_schema, qualified, source_table_ddl
+
+PSEUDONYM_KEY_ENV = "SICP_PSEUDONYM_KEY"
+MIN_KEY_LENGTH = 16
+CONSENT_SOURCE = "recruitment"
+PERSON = "person_id"
+
+
+@dataclass(frozen=True)
+class _File:
+    """A staged file with what validation needs to know about it."""
+
+    index: int
+    staged: StagedFile
+    uses_nhs_number: bool
+    wave: int | None
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Files with the same columns and types (say, all survey waves), checked in one query:
+    DuckDB's cost here is planning the long generated query, not scanning the rows."""
+
+    index: int
+    files: tuple[_File, ...]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return self.files[0].staged.columns
+
+    @property
+    def uses_nhs_number(self) -> bool:
+        return self.files[0].uses_nhs_number
+
+    @property
+    def checked(self) -> str:
+        return f"_sicp_chk_{self.index}"
+
+    def relation(self) -> str:
+        columns = ", ".join(ident(c) for c in self.columns)
+        return " UNION ALL ".join(
+            f"SELECT {f.index} AS _file, {f.wave if f.wave is not None else 'NULL'} AS _file_wave, "
+            f"_source_row, {columns} FROM {f.staged.relation}"
+            for f in self.files
+        )
+
+
+def _groups(files: list[_File]) -> list[_Group]:
+    by_signature: dict[tuple[tuple[str, str], ...], list[_File]] = {}
+    for f in files:
+        by_signature.setdefault(tuple(f.staged.columns.items()), []).append(f)
+    return [_Group(i, tuple(g)) for i, g in enumerate(by_signature.values())]
+
+
+def pseudonym_key(where: str, key: str | None = None) -> bytes:
+    """The HMAC key: ``key`` if given, else ``SICP_PSEUDONYM_KEY``; a clear error if absent."""
+    value = key if key is not None else os.environ.get(PSEUDONYM_KEY_ENV, "")
+    if not value:
+        raise IngestError(
+            where,
+            f"the file carries NHS numbers, which must be pseudonymised, but "
+            f"{PSEUDONYM_KEY_ENV} is not set. Set it to the project's secret pseudonymisation "
+            f"key (at least {MIN_KEY_LENGTH} characters; keep it out of the repository) and "
+            f"ingest again",
+        )
+    if len(value) < MIN_KEY_LENGTH:
+        raise IngestError(
+            where, f"{PSEUDONYM_KEY_ENV} is shorter than {MIN_KEY_LENGTH} characters; use a "
+                   f"longer secret key"
+        )
+    return value.encode("utf-8")
+
+
+def ingest_order() -> list[Source]:
+    """Contract sources ordered so that a referenced source (practices) loads first."""
+    pending = list(SOURCES.values())
+    ordered: list[Source] = []
+    while pending:
+        done = {s.name for s in ordered}
+        ready = [s for s in pending if referenced_sources(s) <= done]
+        ordered.extend(ready)
+        pending = [s for s in pending if s not in ready]
+    return ordered
+
+
+def referenced_sources(source: Source) -> set[str]:
+    return {c.references[0] for c in source.columns if c.references}
+
+
+def ingest_source(
+    con: duckdb.DuckDBPyConnection, input_dir: Path, source: Source, *, key: str | None = None
+) -> SourceReport:
+    """Load every file of ``source`` into ``raw.<source>`` (see the module docstring)."""
+    started = time.perf_counter()
+    ensure_raw_schema(con)
+    paths = discover(input_dir, source)
+    if not paths:
+        expected = " or ".join(source.file_patterns())
+        raise IngestError(source.name, f"no input file found; expected {expected} in {input_dir}")
+    for ref in sorted(referenced_sources(source)):
+        if not _table_exists(con, ref):
+            raise IngestError(source.name, f"{ref} must be ingested first (its keys are "
+                                           f"checked against raw.{ref})")
+    warnings: list[str] = []
+    files: list[_File] = []
+    try:
+        for index, path in enumerate(paths):
+            staged = stage(con, path, relative(path, input_dir), f"{source.name}_{index}")
+            try:
+                uses_nhs_number = _check_header(source, staged, warnings)
+            except IngestError:
+                release(con, staged)
+                raise
+            files.append(_File(index, staged, uses_nhs_number,
+                               wave_from_name(staged.path) if source.per_wave else None))
+        params = {}
+        if any(f.uses_nhs_number for f in files):
+            first = next(f for f in files if f.uses_nhs_number)
+            params = sql.hmac_parameters(pseudonym_key(first.staged.path, key))
+        groups = _groups(files)
+        for g in groups:
+            con.execute(_checked_table_sql(source, g), params if g.uses_nhs_number else None)
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {g.checked}" for g in groups)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _sicp_chk AS {union}")
+        _find_duplicates(con, source, files)
+        reports = _file_reports(con, source, files)
+        with _transaction(con):
+            _write_rows(con, source, files)
+            _write_quarantine(con, source, files)
+            recoded = _write_missing_reasons(con, source, files)
+            _write_labels(con, source, files, warnings)
+            _write_log(con, source, reports)
+            if source.name == CONSENT_SOURCE:
+                _write_consent_exclusions(con, source)
+        summary = con.execute(
+            f"SELECT column_name, regexp_replace(reason, ': first occurrence .*$', ''), count(*) "
+            f"FROM {qualified(RAW.quarantine)} WHERE source_name = ? GROUP BY ALL "
+            f"ORDER BY 3 DESC, 1, 2", [source.name],
+        ).fetchall()
+    finally:
+        con.execute("DROP VIEW IF EXISTS _sicp_chk")
+        con.execute("DROP TABLE IF EXISTS _sicp_dup")
+        for g in _groups(files):
+            con.execute(f"DROP TABLE IF EXISTS {g.checked}")
+        for f in files:
+            release(con, f.staged)
+    return SourceReport(
+        source_name=source.name, files=tuple(reports), warnings=tuple(warnings),
+        quarantine_summary=tuple((c, r, int(n)) for c, r, n in summary),
+        missing_codes_recoded=recoded, seconds=time.perf_counter() - started,
+    )
+
+
+def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> IngestReport:
+    """Ingest every contract source from ``input_dir`` into the DuckDB file ``warehouse``.
+
+    Sources that fail do not stop the others (unless they depend on a failed one); the
+    problems are raised together at the end, and the input fingerprint is only written when
+    every source loaded.
+    """
+    started = time.perf_counter()
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    reports: list[SourceReport] = []
+    problems: list[IngestError] = []
+    failed: set[str] = set()
+    with duckdb.connect(str(warehouse)) as con:
+        for source in ingest_order():
+            blocked = sorted(referenced_sources(source) & failed)
+            if blocked:
+                failed.add(source.name)
+                problems.append(IngestError(source.name, f"not ingested because "
+                                                         f"{', '.join(blocked)} failed"))
+                continue
+            try:
+                reports.append(ingest_source(con, input_dir, source, key=key))
+            except IngestError as exc:
+                failed.add(source.name)
+                problems.append(exc)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise IngestError(
+                str(input_dir), f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+            )
+        fingerprint, n_files = write_input_fingerprint(con)
+    contract_order = list(SOURCES)
+    reports.sort(key=lambda r: contract_order.index(r.source_name))
+    return IngestReport(tuple(reports), fingerprint, n_files, time.perf_counter() - started)
+
+
+def write_input_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
+    """Record the fingerprint of every file in ``raw.ingest_log`` (what the warehouse holds)."""
+    ensure_raw_schema(con)
+    files = con.execute(
+        f"SELECT source_file, file_sha256 FROM {qualified(RAW.ingest_log)}"
+    ).fetchall()
+    fingerprint = input_fingerprint(files)
+    with _transaction(con):
+        con.execute(f"DELETE FROM {qualified(RAW.input_fingerprint)}")
+        con.execute(f"INSERT INTO {qualified(RAW.input_fingerprint)} VALUES (?, ?)",
+                    [fingerprint, len(files)])
+    return fingerprint, len(files)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Per-file check that every row read is either in the raw table or in quarantine."""
+
+    source_file: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_in_table: int
+    rows_in_quarantine: int
+
+    @property
+    def ok(self) -> bool:
+        return (self.rows_read == self.rows_loaded + self.rows_quarantined
+                and self.rows_loaded == self.rows_in_table
+                and self.rows_quarantined == self.rows_in_quarantine)
+
+
+def reconcile(con: duckdb.DuckDBPyConnection, source: Source) -> list[Reconciliation]:
+    """Recount each file of ``source`` from the tables themselves and set it beside the log."""
+    rows = con.execute(
+        f"""
+        SELECT l.source_file, l.rows_read, l.rows_loaded, l.rows_quarantined,
+               (SELECT count(*) FROM {qualified(source.name)} t
+                 WHERE t._source_file = l.source_file),
+               (SELECT count(DISTINCT q.source_row) FROM {qualified(RAW.quarantine)} q
+                 WHERE q.source_name = l.source_name AND q.source_file = l.source_file)
+        FROM {qualified(RAW.ingest_log)} l WHERE l.source_name = ? ORDER BY l.source_file
+        """,
+        [source.name],
+    ).fetchall()
+    return [Reconciliation(*r) for r in rows]
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [RAW.schema, table],
+    ).fetchall()[0][0] > 0
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _check_header(source: Source, staged: StagedFile, warnings: list[str]) -> bool:
+    """Fail on missing contract columns, warn on unknown ones; True if NHS numbers replace
+    ``person_id``."""
+    present = set(staged.columns)
+    uses_nhs = source.person_level and NHS_NUMBER_COLUMN in present
+    if uses_nhs and PERSON in present:
+        raise IngestError(staged.path, f"the file has both {PERSON} and {NHS_NUMBER_COLUMN}; "
+                                       f"provide one of them")
+    required = [c for c in source.column_names if not (uses_nhs and c == PERSON)]
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise IngestError(
+            staged.path,
+            f"required column(s) missing: {', '.join(missing)}. The data contract for "
+            f"{source.name} needs every one of: {', '.join(source.column_names)} "
+            f"(a column may be empty where the contract allows it, but it must be there)",
+        )
+    known = set(source.column_names) | ({NHS_NUMBER_COLUMN} if uses_nhs else set())
+    unknown = [c for c in staged.columns if c not in known]
+    if unknown:
+        warnings.append(f"{staged.path}: column(s) not in the data contract ignored (not "
+                        f"loaded): {', '.join(unknown)}")
+    return uses_nhs
+
+
+def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, str]:
+    """(inner, middle, outer) select items for one column: inner reads and types it, middle
+    finds the problem, outer keeps the offending value as text for quarantine."""
+    c = column.name
+    v, n, x, p = (ident(f"_{kind}_{c}") for kind in ("v", "n", "x", "p"))
+    if g.uses_nhs_number and c == PERSON:
+        s = ident(f"_s_{c}")
+        text = sql.nhs_number_text(ident(NHS_NUMBER_COLUMN), g.columns[NHS_NUMBER_COLUMN])
+        inner = (f"{text} AS {s}",)
+        middle = (
+            f"CASE WHEN {sql.nhs_number_valid(s)} THEN {sql.hmac_sha256(s)} END AS {ident(c)}",
+            f"CASE WHEN {s} IS NULL THEN 'missing NHS number' "
+            f"WHEN NOT {sql.nhs_number_valid(s)} THEN 'invalid NHS number (not 10 digits, or "
+            f"the Modulus 11 check digit does not match)' END AS {p}",
+            # The raw number goes no further than this subquery: shown masked, never stored.
+            f"CASE WHEN {s} IS NOT NULL THEN repeat('*', length({s})) END AS {x}",
+        )
+        outer = (f"CASE WHEN {p} IS NOT NULL THEN {x} END AS {ident('_o_' + c)}",)
+        return ", ".join(inner), ", ".join(middle), ", ".join(outer)
+    raw = ident(c)
+    file_type = g.columns[c]
+    inner = (f"{sql.typed(column, raw, file_type)} AS {v}",
+             f"{sql.present(raw, file_type)} AS {n}", f"{raw} AS {x}")
+    codes = ", ".join(str(code) for code in column.missing_codes or {})
+    whens = [f"WHEN NOT {n} THEN " + ("NULL" if column.nullable
+                                         else "'missing value in a required column'"),
+             f"WHEN {v} IS NULL THEN {literal(sql.type_reason(column))}"]
+    if codes:
+        whens.append(f"WHEN {v} IN ({codes}) THEN NULL")
+    whens += [f"WHEN {cond} THEN {literal(reason)}" for cond, reason in sql.rule_checks(column, v)]
+    if column.references:
+        ref_source, ref_column = column.references
+        whens.append(
+            f"WHEN {v} NOT IN (SELECT {ident(ref_column)} FROM {qualified(ref_source)}) THEN "
+            f"{literal(f'unknown {c}: not in {ref_source}')}"
+        )
+    if source.per_wave and c == "wave":
+        whens.append(f"WHEN {v} <> _file_wave THEN 'wave does not match the file name (wave ' "
+                     f"|| _file_wave || ')'")
+    middle = [f"CASE {' '.join(whens)} END AS {p}", x]
+    if codes:
+        middle += [f"CASE WHEN {v} IN ({codes}) THEN NULL ELSE {v} END AS {ident(c)}",
+                   f"CASE WHEN {v} IN ({codes}) THEN {v} END AS {ident('_m_' + c)}"]
+    else:
+        middle.append(f"{v} AS {ident(c)}")
+    outer = (f"CASE WHEN {p} IS NOT NULL THEN {sql.as_text(x, file_type)} END "
+             f"AS {ident('_o_' + c)}",)
+    return ", ".join(inner), ", ".join(middle), ", ".join(outer)
+
+
+def _checked_table_sql(source: Source, g: _Group) -> str:
+    """One row per input row: typed contract columns, ``_p_<col>`` problem, ``_o_<col>`` the
+    offending value shown in quarantine, ``_m_<col>`` user-missing code, and ``_ok``."""
+    parts = [_column_sql(source, col, g) for col in source.columns]
+    kept = [ident(c.name) for c in source.columns]
+    kept += [ident(f"_p_{c.name}") for c in source.columns]
+    kept += [ident(f"_m_{c.name}") for c in source.columns if c.missing_codes]
+    ok = " AND ".join(f"{ident('_p_' + c.name)} IS NULL" for c in source.columns)
+    return f"""
+        CREATE OR REPLACE TEMP TABLE {g.checked} AS
+        SELECT _file, _source_row, {', '.join(kept)}, {', '.join(p[2] for p in parts)},
+               {ok} AS _ok
+        FROM (
+            SELECT _file, _source_row, {', '.join(p[1] for p in parts)}
+            FROM (SELECT _file, _file_wave, _source_row, {', '.join(p[0] for p in parts)}
+                  FROM ({g.relation()}))
+        )
+        ORDER BY _file, _source_row
+    """
+
+
+def _file_case(files: list[_File], column: str = "_file", attribute: str = "path") -> str:
+    """SQL mapping a file index to its relative path (or sha256)."""
+    whens = " ".join(f"WHEN {f.index} THEN {literal(getattr(f.staged, attribute))}" for f in files)
+    return f"CASE {column} {whens} END"
+
+
+def _person_label(files: list[_File]) -> str:
+    """The column quarantine names for person problems: ``nhs_number`` where it replaced
+    ``person_id``."""
+    nhs = [str(f.index) for f in files if f.uses_nhs_number]
+    if not nhs:
+        return literal(PERSON)
+    return f"CASE WHEN _file IN ({', '.join(nhs)}) THEN {literal(NHS_NUMBER_COLUMN)} ELSE {literal(PERSON)} END"
+
+
+def _find_duplicates(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
+    """``_sicp_dup``: rows (that passed every other rule) whose primary key was seen before."""
+    pk = [ident(c) for c in source.primary_key]
+    if not pk:
+        con.execute("CREATE OR REPLACE TEMP TABLE _sicp_dup "
+                    "(_file INTEGER, _source_row BIGINT, reason VARCHAR, key_text VARCHAR)")
+        return
+    keys, window = ", ".join(pk), f"PARTITION BY {', '.join(pk)} ORDER BY _file, _source_row"
+    key_text = "concat_ws(', ', " + ", ".join(f"CAST({k} AS VARCHAR)" for k in pk) + ")"
+    label = ", ".join(source.primary_key)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sicp_dup AS
+        WITH dup_keys AS (
+            SELECT {keys} FROM _sicp_chk WHERE _ok GROUP BY ALL HAVING count(*) > 1
+        ), ranked AS (
+            SELECT _file, _source_row, {key_text} AS key_text,
+                   row_number() OVER w AS rn,
+                   first_value(_file) OVER w AS first_file,
+                   first_value(_source_row) OVER w AS first_row
+            FROM _sicp_chk SEMI JOIN dup_keys USING ({keys})
+            WHERE _ok
+            WINDOW w AS ({window})
+        )
+        SELECT _file, _source_row,
+               'duplicate primary key ({label}): first occurrence is '
+                 || {_file_case(files, 'first_file')} || ' row ' || first_row AS reason,
+               key_text
+        FROM ranked WHERE rn > 1
+    """)
+
+
+#: The rows that load: no problem in any column and not a later duplicate of a key.
+_LOADED = "FROM _sicp_chk ANTI JOIN _sicp_dup USING (_file, _source_row) WHERE _ok"
+
+
+def _file_reports(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
+) -> list[FileReport]:
+    counts = dict.fromkeys(range(len(files)), (0, 0))
+    counts |= {
+        index: (read, bad) for index, read, bad in con.execute(
+            "SELECT _file, count(*), count(*) FILTER (WHERE NOT _ok) FROM _sicp_chk GROUP BY _file"
+        ).fetchall()
+    }
+    dups = dict(con.execute("SELECT _file, count(*) FROM _sicp_dup GROUP BY _file").fetchall())
+    reports = []
+    for f in files:
+        read, bad = counts[f.index]
+        quarantined = int(bad) + int(dups.get(f.index, 0))
+        reports.append(FileReport(source.name, f.staged.path, f.staged.sha256,
+                                  int(read), int(read) - quarantined, quarantined))
+    return reports
+
+
+def _write_rows(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
+    con.execute(source_table_ddl(source))
+    columns = ", ".join(ident(c) for c in source.column_names)
+    con.execute(
+        f"INSERT INTO {qualified(source.name)} SELECT {columns}, {_file_case(files)}, "
+        f"_source_row, {_file_case(files, attribute='sha256')} {_LOADED} "
+        f"ORDER BY _file, _source_row"
+    )
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
+    table = qualified(RAW.quarantine)
+    con.execute(f"DELETE FROM {table} WHERE source_name = ?", [source.name])
+    branches = []
+    for position, column in enumerate(source.columns):
+        label = _person_label(files) if column.name == PERSON else literal(column.name)
+        p, o = ident(f"_p_{column.name}"), ident(f"_o_{column.name}")
+        branches.append(
+            f"SELECT _file, _source_row, {position} AS pos, {label} AS column_name, "
+            f"{o} AS offending_value, {p} AS reason FROM _sicp_chk WHERE {p} IS NOT NULL"
+        )
+    branches.append(
+        f"SELECT _file, _source_row, {len(source.columns)}, "
+        f"{literal(', '.join(source.primary_key))}, key_text, reason FROM _sicp_dup"
+    )
+    con.execute(
+        f"INSERT INTO {table} SELECT {literal(source.name)}, {_file_case(files)}, "
+        f"_source_row, column_name, offending_value, reason "
+        f"FROM ({' UNION ALL '.join(branches)}) ORDER BY _file, _source_row, pos"
+    )
+
+
+def _write_missing_reasons(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
+) -> int:
+    """Record why each user-missing code became NULL; returns how many were recoded."""
+    table = qualified(RAW.missing_reasons)
+    log = qualified(RAW.ingest_log)
+    con.execute(
+        f"DELETE FROM {table} WHERE source_file IN "
+        f"(SELECT source_file FROM {log} WHERE source_name = ?) OR source_file IN "
+        f"(SELECT unnest(?::VARCHAR[]))",
+        [source.name, [f.staged.path for f in files]],
+    )
+    coded = [c for c in source.columns if c.missing_codes]
+    if not coded:
+        return 0
+    wave = ident("wave") if "wave" in source.column_names else "CAST(NULL AS BIGINT)"
+    person = ident(PERSON) if PERSON in source.column_names else "CAST(NULL AS VARCHAR)"
+    codes = {code: text for c in coded for code, text in (c.missing_codes or {}).items()}
+    reason = "CASE code " + " ".join(
+        f"WHEN {code} THEN {literal(text)}" for code, text in codes.items()) + " END"
+    items = ", ".join(f"{ident('_m_' + c.name)} AS {ident(c.name)}" for c in coded)
+    order = "[" + ", ".join(literal(c.name) for c in coded) + "]"
+    con.execute(f"""
+        INSERT INTO {table}
+        SELECT {_file_case(files)}, _source_row, person_id, wave, column_name, code, {reason}
+        FROM (UNPIVOT (SELECT _file, _source_row, {person} AS person_id, {wave} AS wave, {items}
+                       {_LOADED})
+              ON {', '.join(ident(c.name) for c in coded)} INTO NAME column_name VALUE code)
+        ORDER BY _file, _source_row, list_position({order}, column_name)
+    """)
+    return int(con.execute(
+        f"SELECT count(*) FROM {table} WHERE source_file IN (SELECT unnest(?::VARCHAR[]))",
+        [[f.staged.path for f in files]],
+    ).fetchall()[0][0])
+
+
+def _write_labels(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File], warnings: list[str]
+) -> None:
+    """Value and variable labels from the files' own metadata (SPSS); a later file's label
+    wins a conflict, with a warning."""
+    values: dict[tuple[str, str], str] = {}
+    variables: dict[str, str] = {}
+    for f in files:
+        for column, labels in f.staged.value_labels.items():
+            if column not in source.column_names:
+                continue
+            for value, label in labels.items():
+                old = values.get((column, value))
+                if old is not None and old != label:
+                    warnings.append(f"{f.staged.path}: value label of {column}={value} changed "
+                                    f"from {old!r} to {label!r}; the later file's label is kept")
+                values[(column, value)] = label
+        for column, label in f.staged.variable_labels.items():
+            if column in source.column_names:
+                variables[column] = label
+    order = {name: i for i, name in enumerate(source.column_names)}
+    value_rows = sorted(((c, v, lab) for (c, v), lab in values.items()),
+                        key=lambda r: (order[r[0]], _numeric_first(r[1])))
+    for table, rows in ((RAW.value_labels, value_rows),
+                        (RAW.variable_labels, sorted(variables.items(), key=lambda r: order[r[0]]))):
+        con.execute(f"DELETE FROM {qualified(table)} WHERE source_name = ?", [source.name])
+        if rows:
+            con.executemany(
+                f"INSERT INTO {qualified(table)} VALUES (?{', ?' * len(rows[0])})",
+                [(source.name, *r) for r in rows],
+            )
+
+
+def _numeric_first(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _write_log(con: duckdb.DuckDBPyConnection, source: Source, reports: list[FileReport]) -> None:
+    table = qualified(RAW.ingest_log)
+    con.execute(f"DELETE FROM {table} WHERE source_name = ?", [source.name])
+    con.executemany(
+        f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+        [(r.source_name, r.source_file, r.file_sha256, r.rows_read, r.rows_loaded,
+          r.rows_quarantined) for r in reports],
+    )
+
+
+def _write_consent_exclusions(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    withdrawn, linkage = source.column("withdrawn_on"), source.column("consent_linkage")
+    person_ok = f"{ident(PERSON)} IS NOT NULL AND {ident('_p_' + PERSON)} IS NULL"
+    w, pw = ident(withdrawn.name), ident(f"_p_{withdrawn.name}")
+    lk, plk = ident(linkage.name), ident(f"_p_{linkage.name}")
+    table = qualified(RAW.consent_exclusions)
+    con.execute(f"DELETE FROM {table}")
+    con.execute(f"""
+        INSERT INTO {table}
+        SELECT person_id, scope, reason FROM (
+            SELECT {ident(PERSON)} AS person_id, 'all' AS scope,
+                   CASE WHEN min({w}) IS NOT NULL
+                        THEN 'withdrew all consent on ' || strftime(min({w}), '%Y-%m-%d')
+                        ELSE 'withdrawal recorded with an unreadable date' END AS reason
+            FROM _sicp_chk WHERE {person_ok} AND ({w} IS NOT NULL OR {pw} IS NOT NULL)
+            GROUP BY ALL
+            UNION ALL
+            SELECT {ident(PERSON)}, 'records', 'no consent to record linkage'
+            FROM _sicp_chk WHERE {person_ok}
+            GROUP BY ALL HAVING bool_or(coalesce({lk}, -1) <> 1 OR {plk} IS NOT NULL)
+        ) ORDER BY person_id, scope
+    """)
