@@ -25,7 +25,7 @@ ingest_job = dg.define_asset_job(
 )
 everything_job = dg.define_asset_job(
     "ingest_and_build", selection=dg.AssetSelection.all(),
-    description="Ingest, then build every dbt model and run its tests.",
+    description="Ingest, build every dbt model (with its tests) and run every protocol.",
 )
 
 
