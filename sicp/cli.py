@@ -39,10 +39,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from sicp.ingest import ingest_all
+    from sicp.ingest import IngestError, ingest_all
 
     paths = Paths.from_env()
-    report = ingest_all(paths.input_dir, paths.warehouse)
+    try:
+        report = ingest_all(paths.input_dir, paths.warehouse)
+    except IngestError as exc:
+        print(f"sicp ingest: {exc}", file=sys.stderr)
+        return 1
     print(report)
     return 0
 

@@ -408,7 +408,9 @@ class Chunk:
             offset = np.minimum(np.floor(rng.gamma(2.0, 16.0, len(who))), 107).astype(int)
             day = tl.first_day[t_oct - 1] + 14 + offset.astype("timedelta64[D]")
             died = self.death_day[who]
-            yes &= np.isnat(died) | (day <= died)
+            # the last season's late vaccinations fall after the extract ends: not observed
+            last_day = tl.first_day[-1] + np.timedelta64(int(tl.days[-1]) - 1, "D")
+            yes &= (np.isnat(died) | (day <= died)) & (day <= last_day)
             rows.append(pd.DataFrame({"i": who[yes], "vaccinated_on": day[yes]}))
         return pd.concat(rows, ignore_index=True)
 
