@@ -24,9 +24,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sicp demo --scenario $(SCENARIO) --seed $(SEED)
 
-## The default test suite (fast; Monte Carlo studies at full size are marked slow).
+## The default test suite (Monte Carlo studies at full size are marked slow). Test files run
+## on two workers, one file per worker, so each end-to-end world is built once.
 test: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Everything, including the slow Monte Carlo studies.
 test-all: $(STAMP)
