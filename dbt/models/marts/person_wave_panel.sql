@@ -1,5 +1,7 @@
 {#- One row per returned questionnaire of a (non-withdrawn) cohort member: instrument scores,
-    exposure at the return date and baseline covariates from recruitment. -#}
+    exposure at the return date (MDG; community-asset dose of the neighbourhood in the month of
+    return), priced utilisation in the 6 months before it, and baseline covariates from
+    recruitment. -#}
 select
     x.person_id,
     x.wave,
@@ -32,10 +34,20 @@ select
     r.recruited_on,
     r.consent_linkage,
     s.mode,
-    s.mode_label
+    s.mode_label,
+    a.asset_dose,
+    a.attendances_cum_per_1000_65plus as asset_attendances_per_1000,
+    c.cost_6m,
+    c.price_year
 from {{ ref('int_person_waves') }} as x
 inner join {{ ref('int_survey_wave__scores') }} as s
     on s.person_id = x.person_id
    and s.wave = x.wave
 inner join {{ ref('stg_recruitment__cohort_members') }} as r
     on r.person_id = x.person_id
+left join {{ ref('int_neighbourhood_asset_months') }} as a
+    on a.neighbourhood = x.neighbourhood
+   and a.month = x.returned_month
+left join {{ ref('int_person_wave_costs') }} as c
+    on c.person_id = x.person_id
+   and c.wave = x.wave

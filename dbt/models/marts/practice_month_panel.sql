@@ -1,6 +1,7 @@
 {#- One row per practice-month (var('panel_start_month') onwards): MDG exposure, the 65+
     denominators and outcome counts summed from the person-month panel, and rates per 1,000
-    person-months. -#}
+    person-months; contact-centre calls, A&E attendances not followed by admission and priced
+    utilisation summed from int_person_month_costs over the same person-months. -#}
 {%- set counts = ['emergency_admissions', 'emergency_readmissions_30d', 'ae_attendances',
                   'acsc_emergency_admissions', 'permanent_care_home_admissions', 'deaths',
                   'deaths_at_home', 'flu_vaccinations'] %}
@@ -15,6 +16,17 @@ with person_sums as (
         sum(flu_vaccinated) as flu_vaccinated,
         sum(taken_on) as person_months_taken_on
     from {{ ref('person_month_panel') }}
+    group by practice_code, month
+),
+
+programme_sums as (
+    select
+        practice_code,
+        month,
+        sum(contact_centre_calls) as contact_centre_calls,
+        sum(ae_attendances_not_admitted) as ae_attendances_not_admitted,
+        sum(cost_gbp) as cost_gbp
+    from {{ ref('int_person_month_costs') }}
     group by practice_code, month
 ),
 
@@ -59,11 +71,17 @@ select
     case when s.deaths > 0 then cast(s.deaths_at_home as {{ type_double() }}) / s.deaths end as share_deaths_at_home,
     case when s.person_months_65plus > 0 and s.flu_vaccinated is not null
         then cast(s.flu_vaccinated as {{ type_double() }}) / s.person_months_65plus
-    end as flu_vaccinated_share
+    end as flu_vaccinated_share,
+    coalesce(c.contact_centre_calls, 0) as contact_centre_calls,
+    coalesce(c.ae_attendances_not_admitted, 0) as ae_attendances_not_admitted,
+    coalesce(c.cost_gbp, 0) as cost_gbp
 from {{ ref('int_practice_months') }} as pm
 left join person_sums as s
     on s.practice_code = pm.practice_code
    and s.month = pm.month
+left join programme_sums as c
+    on c.practice_code = pm.practice_code
+   and c.month = pm.month
 left join registered as r
     on r.practice_code = pm.practice_code
    and r.month = pm.month

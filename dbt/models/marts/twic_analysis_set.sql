@@ -2,8 +2,15 @@
     acceptance (0 in the control arm, who are never contacted), baseline (wave
     var('twic_baseline_wave')) and follow-up (wave var('twic_followup_wave')) scores, emergency
     admissions in the 12 months from randomisation (NULL without record-linkage consent), and
-    baseline covariates. -#}
+    baseline covariates. Economics: cost_12m / cost_baseline_12m price the trial's resource items
+    (int_utilisation_events) in the 12 months after / before randomisation (NULL without
+    record-linkage consent); qaly_12m is the EQ-5D index area under the curve from the baseline
+    to the follow-up questionnaire (trapezoid over the waves answered in between, waves 6 months
+    apart), NULL unless both ends were answered. -#}
 {%- set scores = ['selfman_score', 'eq5d_index', 'pacic_score', 'wellbeing_score'] %}
+{%- set trial_cost_items = ['emergency_admission', 'elective_admission', 'ae_attendance',
+                            'gp_contact', 'coaching_session'] %}
+{%- set years_per_wave = 0.5 %}
 with admissions as (
     select a.person_id, count(*) as emergency_admissions_12m
     from {{ ref('stg_coaching_randomisation__allocations') }} as a
@@ -13,6 +20,40 @@ with admissions as (
        and h.admitted_on >= a.randomised_on
        and h.admitted_on < {{ add_to_date('month', 12, 'a.randomised_on') }}
     group by a.person_id
+),
+
+trial_costs as (
+    select
+        a.person_id,
+        sum(case when e.event_date >= a.randomised_on then e.cost_gbp else 0 end) as cost_12m,
+        sum(case when e.event_date < a.randomised_on then e.cost_gbp else 0 end) as cost_baseline_12m
+    from {{ ref('stg_coaching_randomisation__allocations') }} as a
+    inner join {{ ref('int_utilisation_events') }} as e
+        on e.person_id = a.person_id
+       and e.item in ({% for i in trial_cost_items %}'{{ i }}'{% if not loop.last %}, {% endif %}{% endfor %})
+       and e.event_date >= {{ add_to_date('month', -12, 'a.randomised_on') }}
+       and e.event_date < {{ add_to_date('month', 12, 'a.randomised_on') }}
+    group by a.person_id
+),
+
+utility_segments as (
+    select
+        u.person_id,
+        u.wave,
+        {{ years_per_wave }} * (u.wave - lag(u.wave) over (partition by u.person_id order by u.wave))
+            * (u.eq5d_index + lag(u.eq5d_index) over (partition by u.person_id order by u.wave)) / 2.0 as area
+    from {{ ref('int_survey_wave__scores') }} as u
+    inner join {{ ref('stg_coaching_randomisation__allocations') }} as a
+        on a.person_id = u.person_id
+    where u.eq5d_index is not null
+      and u.wave between {{ var('twic_baseline_wave') }} and {{ var('twic_followup_wave') }}
+),
+
+qalys as (
+    select person_id, sum(area) as qaly_12m
+    from utility_segments
+    group by person_id
+    having min(wave) = {{ var('twic_baseline_wave') }} and max(wave) = {{ var('twic_followup_wave') }}
 ),
 
 practice_at_randomisation as (
@@ -50,7 +91,10 @@ select
     r.imd_decile,
     r.n_ltc,
     r.social_care_need,
-    r.consent_linkage
+    r.consent_linkage,
+    case when r.consent_linkage = 1 then coalesce(tc.cost_12m, 0) end as cost_12m,
+    case when r.consent_linkage = 1 then coalesce(tc.cost_baseline_12m, 0) end as cost_baseline_12m,
+    q.qaly_12m
 from {{ ref('stg_coaching_randomisation__allocations') }} as a
 inner join {{ ref('stg_recruitment__cohort_members') }} as r
     on r.person_id = a.person_id
@@ -69,3 +113,7 @@ left join {{ ref('int_survey_wave__scores') }} as f
    and f.wave = {{ var('twic_followup_wave') }}
 left join admissions as ad
     on ad.person_id = a.person_id
+left join trial_costs as tc
+    on tc.person_id = a.person_id
+left join qalys as q
+    on q.person_id = a.person_id
