@@ -70,7 +70,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sicp.reports import render_all
 
     paths = Paths.from_env()
-    for out in render_all(paths, formats=tuple(args.format or ("html", "pdf")), threshold=args.suppress_below):
+    written = render_all(paths, formats=tuple(args.format or ("html", "pdf")),
+                         threshold=args.suppress_below, protocol_ids=tuple(args.protocol or ()))
+    for out in written:
         print(out)
     return 0
 
@@ -150,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, help="output format (repeatable); default both")
     p.add_argument("--suppress-below", type=int, default=5,
                    help="small-number suppression threshold for counts (default 5)")
+    p.add_argument("--protocol", action="append",
+                   help="report only this protocol id (repeatable); default all")
 
     p = add("export", cmd_export, "Export the analysis panels (marts) as parquet and Stata .dta.")
     p.add_argument("--out", default=None, help="output folder (default <results>/panels)")

@@ -34,8 +34,14 @@ class ReportInputs:
     def estimates(self) -> pd.DataFrame:
         return read_results(self.results_dir)
 
-    def protocols(self) -> dict[str, Protocol]:
-        return {p.id: p for p in load_protocols(self.protocols_dir)}
+    def protocols(self, subset: str = "") -> dict[str, Protocol]:
+        """Protocols by id; ``subset`` (comma-separated ids, as a report parameter) narrows them."""
+        wanted = {s.strip() for s in subset.split(",") if s.strip()}
+        protocols = {p.id: p for p in load_protocols(self.protocols_dir)}
+        unknown = wanted - set(protocols)
+        if unknown:
+            raise KeyError(f"unknown protocol id(s) {sorted(unknown)}; known: {sorted(protocols)}")
+        return {k: v for k, v in protocols.items() if not wanted or k in wanted}
 
     def table(self, protocol_id: str, analysis_id: str, name: str) -> pd.DataFrame | None:
         path = self.results_dir / "tables" / protocol_id / analysis_id / f"{name}.parquet"

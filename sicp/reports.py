@@ -10,9 +10,12 @@ from sicp.settings import PROJECT_ROOT, Paths
 REPORTS = ("evaluation_report", "outcome_audit")
 
 
-def report_params(paths: Paths, threshold: int) -> dict[str, object]:
-    """The Quarto-style parameters every report takes: where to read, and the suppression bar."""
+def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = ()
+                  ) -> dict[str, object]:
+    """The Quarto-style parameters every report takes: where to read, the suppression bar and
+    (optionally) the subset of protocols to report."""
     return {
+        "protocol_ids": ",".join(protocol_ids),
         "results_dir": str(paths.results_dir),
         "warehouse": str(paths.warehouse),
         "protocols_dir": str(paths.protocols_dir),
@@ -22,10 +25,12 @@ def report_params(paths: Paths, threshold: int) -> dict[str, object]:
 
 
 def render_all(paths: Paths, formats: tuple[str, ...] = ("html", "pdf"), threshold: int = 5,
-               names: tuple[str, ...] = REPORTS) -> list[Path]:
+               names: tuple[str, ...] = REPORTS, protocol_ids: tuple[str, ...] = ()
+               ) -> list[Path]:
     """Render each report to ``paths.reports_dir``; returns the files written."""
     written: list[Path] = []
     for name in names:
         written += render_report(PROJECT_ROOT / "reports" / f"{name}.qmd", paths.reports_dir,
-                                 params=report_params(paths, threshold), formats=formats)
+                                 params=report_params(paths, threshold, protocol_ids),
+                                 formats=formats)
     return written
