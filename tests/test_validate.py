@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis.protocol import load_protocols
+from sicp.settings import PROJECT_ROOT
 from sicp.synth import simulate_world
 from sicp.validate import (
     PANEL_COLUMNS,
@@ -129,6 +130,8 @@ def test_small_study_structure_and_reproducibility(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_full_study_coverage_of_the_main_estimators(tmp_path: Path) -> None:
     summary = run_monte_carlo(200, 20260101, tmp_path, scenario="mc", protocols=list(MAIN))
+    committed = PROJECT_ROOT / "docs" / "validation" / "monte_carlo.md"
+    assert (tmp_path / "monte_carlo.md").read_bytes() == committed.read_bytes()
     assert (summary["failed"] == 0).all()
     off = summary[~summary["coverage"].between(0.92, 0.98)]
     assert off.empty, off[["protocol_id", "analysis_id", "coverage", "bias", "model_se",
