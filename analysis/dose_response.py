@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
+from analysis.design import covariate_design
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
 METHOD = "dose_response_did"
@@ -53,19 +54,6 @@ def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndar
     out = np.zeros((n_groups, values.shape[1]))
     np.add.at(out, group, values)
     return out
-
-
-def covariate_design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
-    """Covariates as numeric columns (categorical ones as dummies, first level omitted)."""
-    parts = []
-    for cov in covariates:
-        col = frame[cov]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            parts.append(col.astype(float).to_frame(cov))
-        else:
-            parts.append(pd.get_dummies(col.astype(str), prefix=cov, prefix_sep="=",
-                                        drop_first=True, dtype=float))
-    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
 
 
 def _independent_columns(z: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:

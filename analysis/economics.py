@@ -20,9 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.dose_response import covariate_design
+from analysis.design import covariate_design, indicator
 from analysis.results import EstimationResult, inference_row, tidy_frame
-from analysis.trial import _indicator
 
 #: Willingness-to-pay thresholds (GBP per QALY) reported as net-monetary-benefit terms (NICE).
 NMB_THRESHOLDS = (20_000, 30_000)
@@ -215,7 +214,7 @@ def cost_effectiveness(
     if missing:
         raise KeyError(f"columns not in data: {missing}")
     frame = data[cols].dropna().reset_index(drop=True)
-    treat = _indicator(frame[arm], offer_level, arm).to_numpy()
+    treat = indicator(frame[arm], offer_level, arm).to_numpy()
     if len(np.unique(treat)) < 2:
         raise ValueError("both arms are needed")
     common = covariate_design(frame, covariates).to_numpy(float)

@@ -35,6 +35,7 @@ from statsmodels.genmod import families
 from statsmodels.genmod.cov_struct import Exchangeable, Independence
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from analysis.design import covariate_design
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
 GeeFamily = Literal["binomial", "poisson", "negbin"]
@@ -117,14 +118,7 @@ def _design(
         index=frame.index,
     )
     parts = [effects.astype(float), pd.DataFrame({"Intercept": 1.0}, index=frame.index),
-             period_dummies]
-    for cov in covariates:
-        col = frame[cov]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            parts.append(col.astype(float).to_frame(cov))
-        else:
-            parts.append(pd.get_dummies(col.astype(str), prefix=cov, prefix_sep="=",
-                                        drop_first=True, dtype=float))
+             period_dummies, covariate_design(frame, covariates)]
     exog = pd.concat(parts, axis=1)
     rank = np.linalg.matrix_rank(exog.to_numpy())
     if rank < exog.shape[1]:

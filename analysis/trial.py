@@ -22,17 +22,8 @@ import pandas as pd
 import statsmodels.api as sm
 from linearmodels.iv import IV2SLS
 
+from analysis.design import covariate_design, indicator
 from analysis.results import EstimationResult, inference_row, tidy_frame
-
-
-def _indicator(values: pd.Series, level: object | None, name: str) -> pd.Series:
-    """0/1 version of an arm or uptake column (``level`` marks the 1s for labelled columns)."""
-    if level is not None:
-        return (values == level).astype(float)
-    out = pd.to_numeric(values, errors="coerce")
-    if not out.isin([0.0, 1.0]).all():
-        raise ValueError(f"{name!r} must be 0/1 (or pass the level that marks 1)")
-    return out.astype(float)
 
 
 def _prepare(
@@ -50,9 +41,9 @@ def _prepare(
     if missing:
         raise KeyError(f"columns {missing} not in data; columns: {list(data.columns)}")
     frame = data.loc[:, list(dict.fromkeys(cols))].dropna().reset_index(drop=True)
-    frame["offer"] = _indicator(frame[arm], offer_level, arm)
+    frame["offer"] = indicator(frame[arm], offer_level, arm)
     if accepted:
-        frame["accepted"] = _indicator(frame[accepted], None, accepted)
+        frame["accepted"] = indicator(frame[accepted], None, accepted)
     if frame["offer"].nunique() < 2:
         raise ValueError("both arms are needed")
     parts = [pd.DataFrame({"Intercept": 1.0}, index=frame.index)]
@@ -61,13 +52,7 @@ def _prepare(
     if stratum:
         parts.append(pd.get_dummies(frame[stratum].astype(str), prefix=stratum, prefix_sep="=",
                                     drop_first=True, dtype=float))
-    for cov in covariates:
-        col = frame[cov]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            parts.append(col.astype(float).to_frame(cov))
-        else:
-            parts.append(pd.get_dummies(col.astype(str), prefix=cov, prefix_sep="=",
-                                        drop_first=True, dtype=float))
+    parts.append(covariate_design(frame, covariates))
     return frame, pd.concat(parts, axis=1)
 
 
