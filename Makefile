@@ -8,7 +8,7 @@ SCENARIO ?= default
 SEED ?= 42
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint lock clean
+.PHONY: install demo test test-all test-spark bench lint lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ test: $(STAMP)
 ## Everything, including the slow Monte Carlo studies.
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+## Stage-by-stage timings and memory on the default, mid and gm worlds (docs/benchmark.md).
+bench: $(STAMP)
+	$(BIN)/pip install --quiet csdid==0.4.3 differences==0.3.0
+	$(BIN)/python -m bench.run --scenarios default mid gm
+
+## The dbt project on Apache Spark (session mode, local pyspark), marts compared with DuckDB's.
+test-spark: $(STAMP)
+	$(BIN)/python -c "import pyspark, dbt.adapters.spark" 2>/dev/null || \
+	  $(BIN)/pip install --quiet "dbt-spark[session]==1.11.0" "pyspark==4.3.0"
+	$(BIN)/pytest -q -m spark tests/test_spark.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

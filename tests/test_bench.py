@@ -36,7 +36,7 @@ def test_bench_measures_generate_and_ingest_on_the_small_world(tmp_path) -> None
     out, table = tmp_path / "bench.md", tmp_path / "bench.csv"
     rows = main(["--scenarios", "small", "--stages", "generate", "ingest", "--repeats", "2",
                  "--short", "1e9", "--workdir", str(tmp_path / "work"), "--out", str(out),
-                 "--csv", str(table)])
+                 "--csv", str(table), "--estimators-csv", str(tmp_path / "none.csv")])
     assert [m.stage for m in rows] == ["generate", "ingest"]
     for m in rows:
         assert m.runs == 2 and m.seconds_min <= m.seconds <= m.seconds_max
