@@ -68,8 +68,10 @@ def prepare_panel(panel: pd.DataFrame, data_spec: Mapping[str, Any]) -> pd.DataF
 
 
 def read_panel(warehouse: Path, panel: str) -> pd.DataFrame:
+    """The mart in a canonical row order: a rebuilt table may store its rows in another order,
+    and floating-point sums in the estimators would then differ in the last bits."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(f'SELECT * FROM {MARTS_SCHEMA}."{panel}"').df()
+        return con.execute(f'SELECT * FROM {MARTS_SCHEMA}."{panel}" ORDER BY ALL').df()
 
 
 def input_fingerprint(warehouse: Path) -> str:
