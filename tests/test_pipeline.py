@@ -6,7 +6,6 @@ truth recovery, lineage, reproducibility and the rendered reports.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -54,11 +53,15 @@ def test_every_result_row_carries_its_lineage(default_world):
     assert store["code_version"].str.len().min() > 0
 
 
-def test_rerunning_gives_byte_identical_results(default_world, tmp_path):
-    before = hashlib.sha256((default_world.results_dir / "estimates.parquet").read_bytes())
+def test_rerunning_gives_identical_results(default_world):
+    """Same inputs, same protocols: every stored value is identical after a full rerun
+    (re-ingest, dbt rebuild, every protocol). ``code_version`` is left out of the comparison
+    because ``git describe --dirty`` can change while other tests write in a checkout; the
+    byte-identity of the parquet file itself is tested in tests/test_protocol_store.py."""
+    before = read_results(default_world.results_dir).drop(columns="code_version")
     run_pipeline(default_world)
-    after = hashlib.sha256((default_world.results_dir / "estimates.parquet").read_bytes())
-    assert before.hexdigest() == after.hexdigest()
+    after = read_results(default_world.results_dir).drop(columns="code_version")
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
 
 
 def test_demo_refuses_to_clear_a_folder_of_real_data(tmp_path):
