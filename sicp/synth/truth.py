@@ -166,8 +166,13 @@ def build_truth(scn: dict[str, Any], seed: int, tl: Timeline, prs: pd.DataFrame,
         "A&E attendances (not admitted) per 1,000 registered 65+ per month",
         "registered 65+ in records/, months from the launch",
         "Realised level change in A&E attendances not followed by admission after the "
-        "contact-centre launch.", launch=scn["contact_centre"]["launch"],
-        ratio=_f(ae_obs / ae_cf), parameter_ratio=eff["contact_centre_ae_rr"])
+        "contact-centre launch.", launch=scn["contact_centre"]["launch"])
+    effects["contact_centre_ae_ratio"] = _effect(
+        _f(ae_obs / ae_cf), "ratio", "observed / counterfactual",
+        "registered 65+ in records/, months from the launch",
+        "Realised ratio of A&E attendances not followed by admission after the contact-centre "
+        "launch.", launch=scn["contact_centre"]["launch"],
+        parameter_ratio=eff["contact_centre_ae_rr"])
     years = [str(int(y)) for y in range(int(tl.year[0]), int(tl.year[-1]) + 1)]
     counts = {
         "emergency_admissions_total": int(agg["em_year"].sum()),
