@@ -136,11 +136,34 @@ def test_pdf_first_page_is_not_blank(rendered):
     assert pixels.std() > 5
 
 
-def test_exports_write_parquet_and_stata(default_world, tmp_path):
+def test_exports_round_trip_values_types_and_labels(default_world, tmp_path):
+    """The Stata file holds the mart's values (counts as integers, months as %td dates,
+    missing values as missing) and its dbt descriptions as variable labels."""
+    import pyreadstat
+
     from sicp.export import export_marts
 
-    written = export_marts(default_world.warehouse, tmp_path, formats=("parquet", "dta"))
-    names = {p.name for files in written.values() for p in files}
-    assert {"practice_month_panel.parquet", "practice_month_panel.dta"} <= names
-    panel = pd.read_parquet(tmp_path / "practice_month_panel.parquet")
-    assert len(panel) > 0
+    marts = ("practice_month_panel", "twic_analysis_set")
+    written = export_marts(default_world.warehouse, tmp_path, marts=marts)
+    assert {p.name for files in written.values() for p in files} == {
+        f"{m}.{ext}" for m in marts for ext in ("parquet", "dta")}
+    with duckdb.connect(str(default_world.warehouse), read_only=True) as con:
+        for mart in marts:
+            mart_df = con.execute(f"SELECT * FROM marts.{mart}").df()
+            parquet = con.execute(f"SELECT * FROM '{tmp_path / mart}.parquet'").df()
+            pd.testing.assert_frame_equal(parquet, mart_df)
+            stata, meta = pyreadstat.read_dta(str(tmp_path / f"{mart}.dta"))
+            assert list(stata.columns) == list(mart_df.columns)
+            for column in mart_df.columns:
+                ours, theirs = mart_df[column], stata[column]
+                if pd.api.types.is_datetime64_any_dtype(ours):
+                    assert meta.original_variable_types[column] == "%td"
+                    assert pd.to_datetime(theirs).equals(ours.astype("datetime64[ns]")), column
+                elif pd.api.types.is_numeric_dtype(ours):
+                    assert ours.isna().equals(theirs.isna()), column
+                    assert (pd.to_numeric(ours[ours.notna()]).astype(float)
+                            == pd.to_numeric(theirs[theirs.notna()]).astype(float)).all(), column
+                else:
+                    assert ours.fillna("").astype(str).equals(theirs.astype(str)), column
+            assert meta.column_names_to_labels["person_id" if mart == "twic_analysis_set"
+                                               else "practice_code"]
