@@ -13,9 +13,9 @@ from dagster_dbt import DbtCliResource
 
 from dagster_project.assets.dbt import sicp_dbt_assets
 from dagster_project.assets.ingest import GROUP, INGEST_ASSETS
-from dagster_project.assets.protocols import ResultsFolder, build_protocol_assets
+from dagster_project.assets.protocols import build_protocol_assets
 from dagster_project.dbt_project import get_dbt_project
-from dagster_project.resources import InputFolder, Warehouse
+from dagster_project.resources import Folder, Warehouse
 from dagster_project.sensors import new_survey_wave
 from sicp.settings import Paths
 
@@ -35,9 +35,9 @@ def build_definitions(paths: Paths) -> dg.Definitions:
         jobs=[ingest_job, everything_job],
         sensors=[new_survey_wave],
         resources={
-            "input_folder": InputFolder(path=str(paths.input_dir)),
+            "input_folder": Folder(path=str(paths.input_dir)),
             "warehouse": Warehouse(path=str(paths.warehouse)),
-            "results_folder": ResultsFolder(path=str(paths.results_dir)),
+            "results_folder": Folder(path=str(paths.results_dir)),
             "dbt": DbtCliResource(project_dir=get_dbt_project()),
         },
         executor=dg.in_process_executor,

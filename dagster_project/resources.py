@@ -19,8 +19,9 @@ import duckdb
 WAREHOUSE_POOL = "sicp_warehouse"
 
 
-class InputFolder(dg.ConfigurableResource):
-    """The folder users drop contract files into (``SICP_INPUT_DIR``)."""
+class Folder(dg.ConfigurableResource):
+    """A folder the assets read or write: the drop folder of contract files
+    (``SICP_INPUT_DIR``) or the results store (``SICP_RESULTS_DIR``)."""
 
     path: str
 

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster import SensorEvaluationContext
 
 from dagster_project.assets.ingest import raw_key
-from dagster_project.resources import InputFolder
+from dagster_project.resources import Folder
 from sicp.contract import SOURCES
 from sicp.ingest import IngestError, contract_files, input_fingerprint
 
@@ -21,7 +21,7 @@ SURVEY = SOURCES["survey_wave"]
     description="Watches the input folder for cohort/survey_wave_NN.sav files; when one "
                 "appears, changes or goes, re-ingests the survey and rebuilds what depends on it.",
 )
-def new_survey_wave(context: SensorEvaluationContext, input_folder: InputFolder):
+def new_survey_wave(context: SensorEvaluationContext, input_folder: Folder):
     """The cursor holds the (file, sha256) set last acted on; the run key is its fingerprint,
     so the same set of files never triggers twice."""
     try:

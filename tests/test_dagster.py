@@ -17,7 +17,7 @@ from dagster_project.assets.dbt import sicp_dbt_assets
 from dagster_project.assets.ingest import INGEST_ASSETS, RECONCILE_CHECK, raw_key
 from dagster_project.assets.protocols import GROUP as RESULTS_GROUP
 from dagster_project.definitions import build_definitions, defs
-from dagster_project.resources import WAREHOUSE_POOL, InputFolder, Warehouse
+from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
 from dagster_project.sensors import new_survey_wave
 from sicp.contract import RAW, SOURCES
 from sicp.settings import Paths
@@ -33,7 +33,7 @@ INSTANCE_YAML = Path(__file__).parents[1] / "dagster_project" / "dagster.yaml"
 
 
 def resources(raw: Path, warehouse: Path) -> dict[str, object]:
-    return {"input_folder": InputFolder(path=str(raw)), "warehouse": Warehouse(path=str(warehouse))}
+    return {"input_folder": Folder(path=str(raw)), "warehouse": Warehouse(path=str(warehouse))}
 
 
 def test_definitions_load_with_every_source_and_dbt_wired_to_raw():
@@ -103,7 +103,7 @@ def test_quarantined_rows_show_in_metadata_and_a_broken_file_fails_its_asset(tmp
 def test_sensor_requests_a_survey_refresh_when_a_new_wave_arrives(tmp_path):
     raw = tmp_path / "raw"
     frames = tw.build(raw)
-    context = dg.build_sensor_context(resources={"input_folder": InputFolder(path=str(raw))})
+    context = dg.build_sensor_context(resources={"input_folder": Folder(path=str(raw))})
     first = new_survey_wave(context)
     assert isinstance(first, dg.RunRequest)
     assert isinstance(new_survey_wave(context), dg.SkipReason)   # nothing new since

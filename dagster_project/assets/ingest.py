@@ -7,7 +7,7 @@ metadata, asset-check results and failures with plain-words messages.
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from dagster_project.resources import WAREHOUSE_POOL, InputFolder, Warehouse
+from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
 from sicp.contract import DUCKDB_TYPES, LINEAGE_COLUMNS, RAW, SOURCES, Source
 from sicp.ingest import (
     IngestError,
@@ -93,7 +93,7 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
 
     @dg.multi_asset(name=f"raw_{source.name}", specs=specs, check_specs=[check],
                     pool=WAREHOUSE_POOL)
-    def _load(context: AssetExecutionContext, input_folder: InputFolder, warehouse: Warehouse):
+    def _load(context: AssetExecutionContext, input_folder: Folder, warehouse: Warehouse):
         with warehouse.connect() as con:
             try:
                 report = ingest_source(con, input_folder.dir, source)
@@ -151,7 +151,7 @@ _CATALOGUE = {
     )],
     pool=WAREHOUSE_POOL,
 )
-def raw_catalogue(input_folder: InputFolder, warehouse: Warehouse):
+def raw_catalogue(input_folder: Folder, warehouse: Warehouse):
     """The shared ingest tables, complete once every source has loaded: each source asset
     replaces its own rows in them; this records the input fingerprint over all of them."""
     with warehouse.connect() as con:

@@ -13,20 +13,10 @@ import dagster as dg
 from analysis.protocol import Protocol, load_protocols
 from analysis.runner import MARTS_SCHEMA, input_fingerprint, read_panel, run_protocol, write_tables
 from analysis.store import code_version, write_results
-from dagster_project.resources import WAREHOUSE_POOL, Warehouse
+from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
 from sicp.settings import PROJECT_ROOT
 
 GROUP = "results"
-
-
-class ResultsFolder(dg.ConfigurableResource):
-    """Where the results store's parquet files go (``SICP_RESULTS_DIR``)."""
-
-    path: str
-
-    @property
-    def dir(self) -> Path:
-        return Path(self.path)
 
 
 def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
@@ -39,7 +29,7 @@ def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
         tags={"level": protocol.level, "method": protocol.raw["method"]["name"]},
         metadata={"protocol_file": str(protocol.path), "protocol_hash": protocol.hash},
     )
-    def _asset(warehouse: Warehouse, results_folder: ResultsFolder) -> dg.MaterializeResult:
+    def _asset(warehouse: Warehouse, results_folder: Folder) -> dg.MaterializeResult:
         path = Path(warehouse.path)
         run = run_protocol(protocol, read_panel(path, protocol.panel),
                            fingerprint=input_fingerprint(path),
