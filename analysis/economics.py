@@ -85,7 +85,8 @@ def cost_consequence(result: EstimationResult, *, periods_per_year: float, price
     1/1.5). Estimates, SEs and interval ends are multiplied by ``periods_per_year``; p-values
     are unchanged, since the rescaling is linear and the interval comes from the same
     estimator. ``terms`` keeps only those rows (default all). Auxiliary tables stay with the
-    original result, on its own scale.
+    original result, on its own scale. ``price_year`` names the financial year ending in it,
+    as dbt's var ``cost_price_year`` does (2018 = 2017/18 prices).
     """
     if periods_per_year <= 0:
         raise ValueError("periods_per_year must be positive")
@@ -98,7 +99,7 @@ def cost_consequence(result: EstimationResult, *, periods_per_year: float, price
     for col in _SCALED:
         if col in tidy.columns:
             tidy[col] = pd.to_numeric(tidy[col]) * periods_per_year
-    tidy["scale"] = f"GBP per person per year ({price_year} prices)"
+    tidy["scale"] = f"GBP per person per year ({price_year - 1}/{price_year % 100:02d} prices)"
     diagnostics = {**result.diagnostics, "source_method": result.method,
                    "periods_per_year": float(periods_per_year), "price_year": int(price_year)}
     return EstimationResult("cost_consequence", tidy, diagnostics=diagnostics)

@@ -1,9 +1,11 @@
 """Pre-specified analysis protocols: YAML files in ``protocols/``, validated and hashed.
 
 A protocol is data. It names the question, population, outcome, estimand, the panel it reads,
-the method with its options, covariates and sensitivity analyses. Its hash (SHA-256 of the
-canonical JSON of the parsed file) goes on every result row, so a reported number can be traced
-to the exact protocol version that produced it.
+the method with its options, covariates and sensitivity analyses, and optionally a
+``cost_consequence`` block: the primary method refitted on a priced-utilisation outcome and
+restated as GBP per person per year. Its hash (SHA-256 of the canonical JSON of the parsed file)
+goes on every result row, so a reported number can be traced to the exact protocol version that
+produced it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ PANELS = (
 LEVELS = ("population", "cluster", "individual", "external")
 REQUIRED = ("id", "title", "question", "population", "outcome", "estimand", "data", "method")
 OPTIONAL = ("level", "component", "primary", "covariates", "sensitivity", "truth", "notes",
-            "outcome_label", "reporting")
+            "outcome_label", "reporting", "cost_consequence")
+#: The analysis id of a protocol's cost-consequence rows in the results store.
+COST_CONSEQUENCE_ID = "cost_consequence"
+COST_REQUIRED = ("outcome", "periods_per_year", "price_year")
+COST_OPTIONAL = ("terms", "options", "data", "covariates", "estimand")
+#: Keys of the cost block's own ``data``: the panel is always the protocol's.
+COST_DATA_KEYS = ("derive", "aggregate", "filters")
 
 
 class ProtocolError(ValueError):
@@ -53,6 +61,22 @@ class Analysis:
     method: MethodSpec
     filters: Mapping[str, Any]
     covariates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CostConsequence:
+    """The primary method refitted on a cost outcome, rescaled to GBP per person per year.
+
+    ``data`` is the ``data`` block the cost fit reads (the protocol's panel with the block's
+    own derive/aggregate/filters, or the primary's when the block states none); the filters are
+    also in ``analysis.filters``, as for every analysis."""
+
+    analysis: Analysis
+    outcome: str
+    data: Mapping[str, Any]
+    periods_per_year: float
+    price_year: int
+    terms: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,11 @@ class Protocol:
         """The primary analysis followed by each sensitivity analysis, in file order."""
         return _analyses(self.raw)
 
+    def cost_consequence(self) -> CostConsequence | None:
+        """The cost-consequence analysis the protocol declares, if any."""
+        block = self.raw.get("cost_consequence")
+        return None if block is None else _cost_spec(self.raw, block)
+
 
 def _analyses(content: Mapping[str, Any]) -> list[Analysis]:
     """A sensitivity analysis inherits the primary method, filters, covariates and those of the
@@ -112,6 +141,69 @@ def _analyses(content: Mapping[str, Any]) -> list[Analysis]:
             tuple(sens.get("covariates", covariates) or ()),
         ))
     return out
+
+
+def _cost_spec(content: Mapping[str, Any], block: Mapping[str, Any]) -> CostConsequence:
+    """The primary's method with the block's option overrides (a null removes an option), the
+    block's covariates or the primary's, and the block's data steps or the primary's."""
+    primary = _analyses(content)[0]
+    options = {**primary.method.options, **(block.get("options", {}) or {})}
+    options = {k: v for k, v in options.items() if v is not None}
+    own = block.get("data")
+    data = ({"panel": content["data"]["panel"], **own} if own is not None
+            else dict(content["data"]))
+    terms = block.get("terms") or [(content.get("reporting", {}) or {}).get("term")]
+    covariates = block.get("covariates", primary.covariates) or ()
+    analysis = Analysis(COST_CONSEQUENCE_ID, MethodSpec(primary.method.name, options),
+                        dict(data.get("filters", {}) or {}), tuple(covariates))
+    return CostConsequence(analysis, str(block["outcome"]), data,
+                           float(block["periods_per_year"]), int(block["price_year"]),
+                           tuple(str(t) for t in terms))
+
+
+def _validate_cost_block(content: Mapping[str, Any], path: Path) -> None:
+    """Schema of ``cost_consequence``; its merged method options are checked with the rest."""
+    block = content["cost_consequence"]
+    where = "cost_consequence"
+    if not isinstance(block, dict):
+        raise _fail(path, f"{where} must be a mapping of {', '.join(COST_REQUIRED)} and "
+                          f"optionally {', '.join(COST_OPTIONAL)}")
+    missing = [k for k in COST_REQUIRED if k not in block]
+    if missing:
+        raise _fail(path, f"{where} is missing {', '.join(missing)}")
+    unknown = sorted(set(block) - set(COST_REQUIRED) - set(COST_OPTIONAL))
+    if unknown:
+        raise _fail(path, f"{where} has unknown field(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(COST_REQUIRED + COST_OPTIONAL)}")
+    if content["method"].get("name") == "cost_effectiveness":
+        raise _fail(path, f"{where} does not apply to cost_effectiveness, whose "
+                          "incremental_cost row is already the cost result")
+    if not isinstance(block["outcome"], str) or not block["outcome"]:
+        raise _fail(path, f"{where}.outcome must be a column name")
+    ppy = block["periods_per_year"]
+    if isinstance(ppy, bool) or not isinstance(ppy, int | float) or ppy <= 0:
+        raise _fail(path, f"{where}.periods_per_year must be a positive number (12 for a "
+                          "monthly cost, 2 for a 6-month one, 1 for a 12-month one)")
+    year = block["price_year"]
+    if isinstance(year, bool) or not isinstance(year, int) or not 2000 <= year <= 2030:
+        raise _fail(path, f"{where}.price_year must be a year (e.g. 2018 for 2017/18 prices)")
+    terms = block.get("terms")
+    if terms is not None and (not isinstance(terms, list) or not terms
+                              or not all(isinstance(t, str) for t in terms)):
+        raise _fail(path, f"{where}.terms must be a non-empty list of term names")
+    if terms is None and not (content.get("reporting", {}) or {}).get("term"):
+        raise _fail(path, f"{where}.terms is needed when reporting.term is absent")
+    if not isinstance(block.get("options", {}) or {}, dict):
+        raise _fail(path, f"{where}.options must be a mapping")
+    data = block.get("data")
+    if data is not None and (not isinstance(data, dict) or set(data) - set(COST_DATA_KEYS)):
+        raise _fail(path, f"{where}.data may hold only {', '.join(COST_DATA_KEYS)} (the panel "
+                          "is the protocol's)")
+    cov = block.get("covariates", [])
+    if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
+        raise _fail(path, f"{where}.covariates must be a list of column names")
+    if not isinstance(block.get("estimand", ""), str):
+        raise _fail(path, f"{where}.estimand must be text")
 
 
 def canonical_hash(content: Mapping[str, Any]) -> str:
@@ -161,6 +253,8 @@ def validate(content: Any, path: Path) -> None:
     for i, s in enumerate(content.get("sensitivity", []) or []):
         if not isinstance(s, dict) or "id" not in s:
             raise _fail(path, f"sensitivity[{i}] must be a mapping with an 'id'")
+        if s["id"] in ("primary", COST_CONSEQUENCE_ID):
+            raise _fail(path, f"sensitivity[{i}].id {s['id']!r} is reserved")
     reporting = content.get("reporting", {}) or {}
     if not isinstance(reporting, dict) or set(reporting) - {"term", "transform", "unit"}:
         raise _fail(path, "reporting must be a mapping of term, transform and unit (quote a "
@@ -170,7 +264,11 @@ def validate(content: Any, path: Path) -> None:
     cov = content.get("covariates", []) or []
     if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
         raise _fail(path, "covariates must be a list of column names")
-    for analysis in _analyses(content):
+    analyses = _analyses(content)
+    if content.get("cost_consequence") is not None:
+        _validate_cost_block(content, path)
+        analyses.append(_cost_spec(content, content["cost_consequence"]).analysis)
+    for analysis in analyses:
         problems = check_options(analysis.method.name, analysis.method.options)
         if problems:
             raise _fail(path, f"analysis {analysis.analysis_id!r}: " + "; ".join(problems))

@@ -1,5 +1,9 @@
 """Run protocols: read the panel a protocol names, fit each of its analyses, store the rows.
 
+A protocol's ``cost_consequence`` block is one more fit: the primary method on the block's cost
+outcome, restated as GBP per person per year by :func:`analysis.economics.cost_consequence`
+and stored under the analysis id ``cost_consequence`` with the same lineage columns.
+
 Plain Python with no Dagster imports; the Dagster asset factory and ``sicp analyse`` both call
 :func:`run_protocol`. Panels are read from the warehouse read-only.
 """
@@ -15,8 +19,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from analysis.economics import cost_consequence
 from analysis.methods import fit
-from analysis.protocol import Protocol, load_protocols
+from analysis.protocol import CostConsequence, Protocol, load_protocols
 from analysis.results import EstimationResult
 from analysis.store import append_run_log, code_version, to_store_rows, write_results
 
@@ -82,24 +87,52 @@ def input_fingerprint(warehouse: Path) -> str:
     return str(row[0])
 
 
+def check_price_year(data: pd.DataFrame, price_year: int) -> None:
+    """A panel that carries its costs' ``price_year`` must agree with the protocol's stated one,
+    so a change of dbt's var('cost_price_year') cannot silently relabel the results."""
+    if "price_year" not in data.columns:
+        return
+    found = sorted({int(y) for y in data["price_year"].dropna().unique()})
+    if found and found != [int(price_year)]:
+        raise ValueError(f"the panel's costs are in price year(s) {found}, the protocol states "
+                         f"{price_year}")
+
+
+def fit_cost_consequence(spec: CostConsequence, panel: pd.DataFrame) -> EstimationResult:
+    """The cost block's fit on the panel, rescaled to GBP per person per year."""
+    data = apply_filters(prepare_panel(panel, spec.data), spec.analysis.filters)
+    check_price_year(data, spec.price_year)
+    result = fit(spec.analysis.method, data, outcome=spec.outcome,
+                 covariates=list(spec.analysis.covariates))
+    return cost_consequence(result, periods_per_year=spec.periods_per_year,
+                            price_year=spec.price_year, terms=spec.terms)
+
+
 def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
                  version: str) -> ProtocolRun:
-    """Fit the primary and every sensitivity analysis of one protocol on its panel."""
+    """Fit the primary, every sensitivity analysis and the cost consequence of one protocol."""
     started = time.perf_counter()
     results: dict[str, EstimationResult] = {}
     frames = []
+
+    def store(analysis_id: str, method_name: str, outcome: str, result: EstimationResult) -> None:
+        results[analysis_id] = result
+        frames.append(to_store_rows(
+            result.tidy, protocol_id=protocol.id, protocol_hash=protocol.hash,
+            analysis_id=analysis_id, method_name=method_name, outcome=outcome,
+            panel=protocol.panel, input_fingerprint=fingerprint, code_version=version,
+        ))
+
     prepared = prepare_panel(panel, protocol.raw["data"])
     for analysis in protocol.analyses():
         data = apply_filters(prepared, analysis.filters)
-        result = fit(analysis.method, data, outcome=protocol.outcome,
-                     covariates=list(analysis.covariates))
-        results[analysis.analysis_id] = result
-        frames.append(to_store_rows(
-            result.tidy, protocol_id=protocol.id, protocol_hash=protocol.hash,
-            analysis_id=analysis.analysis_id, method_name=analysis.method.name,
-            outcome=protocol.outcome, panel=protocol.panel, input_fingerprint=fingerprint,
-            code_version=version,
-        ))
+        store(analysis.analysis_id, analysis.method.name, protocol.outcome,
+              fit(analysis.method, data, outcome=protocol.outcome,
+                  covariates=list(analysis.covariates)))
+    cost = protocol.cost_consequence()
+    if cost is not None:
+        store(cost.analysis.analysis_id, cost.analysis.method.name, cost.outcome,
+              fit_cost_consequence(cost, panel))
     return ProtocolRun(protocol, results, pd.concat(frames, ignore_index=True),
                        time.perf_counter() - started)
 

@@ -21,6 +21,7 @@ MARTS: tuple[str, ...] = (
     "person_wave_panel",
     "area_month_panel",
     "twic_analysis_set",
+    "contact_centre_calls_monthly",
 )
 MARTS_SCHEMA = "marts"
 FORMATS: tuple[str, ...] = ("parquet", "dta")

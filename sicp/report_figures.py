@@ -154,3 +154,19 @@ def monthly_series(frame: pd.DataFrame, x: str, ys: list[str], title: str = "",
         ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def series_by_group(frame: pd.DataFrame, x: str, y: str, group: str, title: str = "",
+                    ylabel: str = "") -> Figure:
+    """One line per group over time (Okabe–Ito colours, cycling line styles beyond eight
+    groups); missing values (suppressed points) leave gaps rather than being bridged."""
+    fig, ax = _figure(7.5, 3.8)
+    styles = ("-", "--", ":", "-.")
+    for i, (name, part) in enumerate(frame.sort_values([group, x]).groupby(group, sort=True)):
+        ax.plot(pd.to_datetime(part[x]), part[y], color=OKABE_ITO[i % len(OKABE_ITO)],
+                ls=styles[(i // len(OKABE_ITO)) % len(styles)], lw=1.2, label=str(name))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6.5, frameon=False, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -82,7 +82,7 @@ def test_cost_consequence_rescales_to_person_year() -> None:
     for col in ("estimate", "std_error", "ci_low", "ci_high"):
         assert out[col] == pytest.approx(2 * src[col])
     assert out["p_value"] == src["p_value"]
-    assert out["scale"] == "GBP per person per year (2018 prices)"
+    assert out["scale"] == "GBP per person per year (2017/18 prices)"
     assert yearly.diagnostics["source_method"] == "trial_itt_ancova"
 
 
