@@ -21,10 +21,11 @@ import pytest
 
 from sicp.export import MARTS, export_marts
 from sicp.ingest import ingest_all
-from sicp.settings import PROJECT_ROOT
+from sicp.settings import Paths
 from sicp.synth import generate_world
+from sicp.warehouse import dbt_args
+from tests.worlds import world_paths
 
-DBT_DIR = PROJECT_ROOT / "dbt"
 DBT = Path(sys.executable).with_name("dbt")
 
 #: Columns the lead's protocols rely on, per mart (the issue's contract for the marts).
@@ -75,28 +76,30 @@ class BuiltWorld:
     run_results: dict[str, Any]
 
 
-def dbt_build(warehouse: Path, work: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run ``dbt build`` in a subprocess against ``warehouse``, from an unrelated cwd.
+def dbt_build(paths: Paths, work: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``dbt build`` in a subprocess against ``paths.warehouse``, from an unrelated cwd.
 
     target/ and logs/ go under ``work`` so parallel runs never share dbt's state files.
     """
-    env = {**os.environ, "SICP_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "0"}
-    cmd = [str(DBT), "build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-           "--target-path", str(work / "target"), "--log-path", str(work / "logs")]
+    env = {**os.environ, "SICP_WAREHOUSE": str(paths.warehouse),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "0"}
+    cmd = [str(DBT), *dbt_args(paths, "build", "--target-path", str(work / "target"),
+                               "--log-path", str(work / "logs"))]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
     return proc, time.perf_counter() - started
 
 
 def build_world(scenario: str, root: Path) -> BuiltWorld:
-    raw = root / "raw"
-    generate_world(scenario, 1, raw)
-    warehouse = root / "warehouse.duckdb"
-    ingest_all(raw, warehouse)
-    proc, seconds = dbt_build(warehouse, root)
+    """Generate a world (seed 1) under ``root`` in the layout of tests/worlds.py, ingest it and
+    ``dbt build`` it; no protocols run (tests/worlds.py build_world runs the whole pipeline)."""
+    paths = world_paths(root)
+    generate_world(scenario, 1, paths.input_dir)
+    ingest_all(paths.input_dir, paths.warehouse)
+    proc, seconds = dbt_build(paths, root)
     results = json.loads((root / "target" / "run_results.json").read_text())
-    truth = json.loads((raw / "truth.json").read_text())
-    return BuiltWorld(warehouse, truth, proc, seconds, results)
+    truth = json.loads((paths.input_dir / "truth.json").read_text())
+    return BuiltWorld(paths.warehouse, truth, proc, seconds, results)
 
 
 def query(warehouse: Path, sql: str) -> pd.DataFrame:

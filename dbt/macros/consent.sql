@@ -13,3 +13,9 @@
           and ce.scope in ('all'{% if scope == 'records' %}, 'records'{% endif %})
     )
 {%- endmacro %}
+
+{#- A count or cost taken from linked records: NULL for a person without record-linkage consent
+    (their records are unknown, not absent), else the value with no records counted as 0. -#}
+{% macro linked_total(value, consent_linkage) -%}
+    case when {{ consent_linkage }} = 1 then coalesce({{ value }}, 0) end
+{%- endmacro %}

@@ -15,6 +15,17 @@
     {{ add_to_date('day', -1, add_to_date('month', 1, month_expr)) }}
 {%- endmacro %}
 
+{#- date_expr lies in [anchor + months_from, anchor + months_to) months: e.g. (-6, 0) is the six
+    months before the anchor date, (0, 12) the twelve months from it. -#}
+{% macro in_month_window(date_expr, anchor, months_from, months_to) -%}
+    {{ date_expr }} >= {{ _months_after(anchor, months_from) }}
+    and {{ date_expr }} < {{ _months_after(anchor, months_to) }}
+{%- endmacro %}
+
+{% macro _months_after(date_expr, months) -%}
+    {%- if months == 0 -%}{{ date_expr }}{%- else -%}{{ add_to_date('month', months, date_expr) }}{%- endif -%}
+{%- endmacro %}
+
 {#- Panel month index: 1 for var('panel_start_month'). -#}
 {% macro period_of(month_expr) -%}
     ({{ dbt.datediff("cast('" ~ var('panel_start_month') ~ "' as date)", month_expr, 'month') }} + 1)

@@ -8,9 +8,7 @@ select
     m.n_practices,
     m.n_practices_in_scope,
     m.in_mdg_scope,
-    case when m.mdg_start_month is not null and w.wave_month >= m.mdg_start_month
-        then {{ dbt.datediff('m.mdg_start_month', 'w.wave_month', 'month') }}
-    end as months_since_start
+    m.months_since_start
 from {{ ref('int_survey_waves') }} as w
 inner join {{ ref('int_mdg_months') }} as m
     on m.month = w.wave_month

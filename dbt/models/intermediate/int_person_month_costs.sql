@@ -10,10 +10,10 @@ with sums as (
         event_month,
         {%- for i in items %}
         sum(case when item = '{{ i }}' then 1 else 0 end) as n_{{ i }},
-        sum(case when item = '{{ i }}' then cost_gbp else 0 end) as cost_{{ i }}_gbp,
+        {{ exact_sum("case when item = '" ~ i ~ "' then cost_gbp else 0 end") }} as cost_{{ i }}_gbp,
         {%- endfor %}
         sum(case when item = 'ae_attendance' and is_admitted = 0 then 1 else 0 end) as n_ae_not_admitted,
-        sum(cost_gbp) as cost_gbp
+        {{ exact_sum('cost_gbp') }} as cost_gbp
     from {{ ref('int_utilisation_events') }}
     group by person_id, event_month
 )

@@ -39,10 +39,8 @@ select
     rs.risk_tier,
     pm.in_mdg_scope,
     pm.months_since_start,
-    case when t.taken_on_month is not null and g.month >= t.taken_on_month then 1 else 0 end as taken_on,
-    case when t.taken_on_month is not null and g.month >= t.taken_on_month
-        then {{ dbt.datediff('t.taken_on_month', 'g.month', 'month') }}
-    end as months_since_taken_on,
+    {{ in_effect('t.taken_on_month', 'g.month') }} as taken_on,
+    {{ months_since('t.taken_on_month', 'g.month') }} as months_since_taken_on,
     g.month_end,
     g.flu_season
 from registered as g

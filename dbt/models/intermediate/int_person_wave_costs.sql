@@ -6,12 +6,11 @@ with priced as (
         w.person_id,
         w.wave,
         count(e.item) as n_priced_6m,
-        sum(e.cost_gbp) as cost_gbp
+        {{ exact_sum('e.cost_gbp') }} as cost_gbp
     from {{ ref('int_person_waves') }} as w
     inner join {{ ref('int_utilisation_events') }} as e
         on e.person_id = w.person_id
-       and e.event_date >= {{ add_to_date('month', -6, 'w.returned_on') }}
-       and e.event_date < w.returned_on
+       and {{ in_month_window('e.event_date', 'w.returned_on', -6, 0) }}
     group by w.person_id, w.wave
 )
 
@@ -19,8 +18,8 @@ select
     w.person_id,
     w.wave,
     w.returned_on,
-    case when r.consent_linkage = 1 then coalesce(p.n_priced_6m, 0) end as n_priced_6m,
-    case when r.consent_linkage = 1 then coalesce(p.cost_gbp, 0) end as cost_6m,
+    {{ linked_total('p.n_priced_6m', 'r.consent_linkage') }} as n_priced_6m,
+    {{ linked_total('p.cost_gbp', 'r.consent_linkage') }} as cost_6m,
     u.price_year
 from {{ ref('int_person_waves') }} as w
 inner join {{ ref('stg_recruitment__cohort_members') }} as r

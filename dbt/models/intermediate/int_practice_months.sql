@@ -9,10 +9,8 @@ select
     m.month,
     m.period,
     p.mdg_start_month,
-    case when p.mdg_start_month is not null and m.month >= p.mdg_start_month then 1 else 0 end as in_mdg_scope,
-    case when p.mdg_start_month is not null and m.month >= p.mdg_start_month
-        then {{ dbt.datediff('p.mdg_start_month', 'm.month', 'month') }}
-    end as months_since_start,
+    {{ in_effect('p.mdg_start_month', 'm.month') }} as in_mdg_scope,
+    {{ months_since('p.mdg_start_month', 'm.month') }} as months_since_start,
     p.never_treated
 from {{ ref('int_practices') }} as p
 cross join {{ ref('int_months') }} as m

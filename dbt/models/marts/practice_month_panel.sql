@@ -25,7 +25,7 @@ programme_sums as (
         month,
         sum(contact_centre_calls) as contact_centre_calls,
         sum(ae_attendances_not_admitted) as ae_attendances_not_admitted,
-        sum(cost_gbp) as cost_gbp
+        {{ exact_sum('cost_gbp') }} as cost_gbp
     from {{ ref('int_person_month_costs') }}
     group by practice_code, month
 ),

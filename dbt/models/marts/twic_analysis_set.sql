@@ -17,22 +17,20 @@ with admissions as (
     inner join {{ ref('int_hospital_spells__classified') }} as h
         on h.person_id = a.person_id
        and h.is_emergency = 1
-       and h.admitted_on >= a.randomised_on
-       and h.admitted_on < {{ add_to_date('month', 12, 'a.randomised_on') }}
+       and {{ in_month_window('h.admitted_on', 'a.randomised_on', 0, 12) }}
     group by a.person_id
 ),
 
 trial_costs as (
     select
         a.person_id,
-        sum(case when e.event_date >= a.randomised_on then e.cost_gbp else 0 end) as cost_12m,
-        sum(case when e.event_date < a.randomised_on then e.cost_gbp else 0 end) as cost_baseline_12m
+        {{ exact_sum('case when e.event_date >= a.randomised_on then e.cost_gbp else 0 end') }} as cost_12m,
+        {{ exact_sum('case when e.event_date < a.randomised_on then e.cost_gbp else 0 end') }} as cost_baseline_12m
     from {{ ref('stg_coaching_randomisation__allocations') }} as a
     inner join {{ ref('int_utilisation_events') }} as e
         on e.person_id = a.person_id
        and e.item in ({% for i in trial_cost_items %}'{{ i }}'{% if not loop.last %}, {% endif %}{% endfor %})
-       and e.event_date >= {{ add_to_date('month', -12, 'a.randomised_on') }}
-       and e.event_date < {{ add_to_date('month', 12, 'a.randomised_on') }}
+       and {{ in_month_window('e.event_date', 'a.randomised_on', -12, 12) }}
     group by a.person_id
 ),
 
@@ -50,25 +48,14 @@ utility_segments as (
 ),
 
 qalys as (
-    select person_id, sum(area) as qaly_12m
+    select person_id, {{ exact_sum('area') }} as qaly_12m
     from utility_segments
     group by person_id
     having min(wave) = {{ var('twic_baseline_wave') }} and max(wave) = {{ var('twic_followup_wave') }}
 ),
 
 practice_at_randomisation as (
-    select
-        a.person_id,
-        s.practice_code,
-        row_number() over (
-            partition by a.person_id
-            order by case when s.from_date <= a.randomised_on then 0 else 1 end,
-                     case when s.from_date <= a.randomised_on then s.from_date end desc,
-                     s.from_date
-        ) as spell_rank
-    from {{ ref('stg_coaching_randomisation__allocations') }} as a
-    inner join {{ ref('int_cohort_practice_spells') }} as s
-        on s.person_id = a.person_id
+    {{ practice_on_date(ref('stg_coaching_randomisation__allocations'), ['person_id'], 'randomised_on') }}
 )
 
 select
@@ -85,15 +72,15 @@ select
     b.{{ s }} as {{ s }}_baseline,
     f.{{ s }} as {{ s }}_followup,
     {%- endfor %}
-    case when r.consent_linkage = 1 then coalesce(ad.emergency_admissions_12m, 0) end as emergency_admissions_12m,
+    {{ linked_total('ad.emergency_admissions_12m', 'r.consent_linkage') }} as emergency_admissions_12m,
     r.age_at_recruitment,
     r.sex,
     r.imd_decile,
     r.n_ltc,
     r.social_care_need,
     r.consent_linkage,
-    case when r.consent_linkage = 1 then coalesce(tc.cost_12m, 0) end as cost_12m,
-    case when r.consent_linkage = 1 then coalesce(tc.cost_baseline_12m, 0) end as cost_baseline_12m,
+    {{ linked_total('tc.cost_12m', 'r.consent_linkage') }} as cost_12m,
+    {{ linked_total('tc.cost_baseline_12m', 'r.consent_linkage') }} as cost_baseline_12m,
     q.qaly_12m
 from {{ ref('stg_coaching_randomisation__allocations') }} as a
 inner join {{ ref('stg_recruitment__cohort_members') }} as r
@@ -102,7 +89,6 @@ left join {{ ref('stg_coaching_uptake__uptake') }} as u
     on u.person_id = a.person_id
 left join practice_at_randomisation as pr
     on pr.person_id = a.person_id
-   and pr.spell_rank = 1
 left join {{ ref('int_practices') }} as p
     on p.practice_code = pr.practice_code
 left join {{ ref('int_survey_wave__scores') }} as b
