@@ -17,6 +17,7 @@ All estimates live in the tidy table; its extra columns ``aggregation``, ``group
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -26,11 +27,13 @@ import pandas as pd
 from linearmodels import PanelOLS
 from scipy import stats
 
+from analysis.its import random_walk_cov
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
 ControlGroup = Literal["never", "notyet"]
 BasePeriod = Literal["varying", "universal"]
 BootWeights = Literal["mammen", "rademacher"]
+SeType = Literal["cluster", "random_walk"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,6 +76,27 @@ def _fit_panel_ols(panel: pd.DataFrame, outcome: str, regressors: Sequence[str],
     return fit, label, int(pd.Series(cluster_ids).nunique())
 
 
+def _single_treated_contrast(panel: pd.DataFrame, outcome: str, treatment: str
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """(treated minus mean-of-controls outcome, treated unit's treatment) per time period.
+
+    With one treated unit in a balanced panel the TWFE coefficient is the regression of this
+    contrast on an intercept and the treatment path, which is what makes time-series inference
+    on it possible.
+    """
+    wide_y = panel[outcome].unstack()
+    wide_d = panel[treatment].unstack()
+    if wide_y.isna().any().any():
+        raise ValueError("se_type='random_walk' needs a balanced panel")
+    treated = wide_d.index[(wide_d != 0).any(axis=1)]
+    if len(treated) != 1:
+        raise ValueError(f"se_type='random_walk' needs exactly one treated unit, got "
+                         f"{len(treated)}")
+    controls = wide_y.drop(index=treated)
+    gap = wide_y.loc[treated[0]] - controls.mean(axis=0)
+    return gap.to_numpy(dtype=float), wide_d.loc[treated[0]].to_numpy(dtype=float)
+
+
 def twfe(
     data: pd.DataFrame,
     *,
@@ -83,12 +107,24 @@ def twfe(
     covariates: Sequence[str] = (),
     cluster: str | None = None,
     small_sample: bool = True,
+    se_type: SeType = "cluster",
     level: float = 0.95,
 ) -> EstimationResult:
     """Static TWFE: outcome on a 0/1 ``treatment`` with unit and time effects.
 
-    ``cluster`` names a column to cluster on (default: the unit). Inference uses the t
-    distribution with G-1 degrees of freedom when ``small_sample`` is True, the normal otherwise.
+    ``se_type="cluster"``: cluster-robust by ``cluster`` (default: the unit), t with G-1 df when
+    ``small_sample`` is True, the normal otherwise. It needs many treated clusters: with one
+    treated unit among ten areas it covers 82.5% (docs/validation/monte_carlo.md), since no
+    cluster-robust variance can learn the treated unit's variance from that unit alone.
+
+    ``se_type="random_walk"`` is for one treated unit (balanced, no covariates): the same TWFE
+    estimate, which equals the regression of the treated-minus-mean-of-controls series on an
+    intercept and the treatment path, with inference from that series' own dependence, modelled
+    as a random walk plus noise (areas that load on common random-walk factors with different
+    loadings differ by one), its variance ratio estimated so that it never sits at zero
+    (:func:`analysis.its.random_walk_cov`), and a t reference with T - 2 df. Time points are
+    taken as equally spaced. Coverage on the Greater Manchester area world:
+    docs/validation/area_inference.md.
     """
     panel = _panel(data, unit, time, [outcome, treatment, *covariates,
                                       *([cluster] if cluster else [])])
@@ -97,12 +133,30 @@ def twfe(
     df = n_cl - 1 if small_sample else None
     rows = [inference_row(name, float(fit.params[name]), float(fit.std_errors[name]), df=df,
                           level=level) for name in [treatment, *covariates]]
-    tidy = tidy_frame(rows, n_obs=int(fit.nobs), n_clusters=n_cl, method="did_twfe",
-                      se_type=label, scale="difference")
-    return EstimationResult("did_twfe", tidy, diagnostics={
+    diagnostics: dict[str, float | int | str] = {
         "n_obs": int(fit.nobs), "n_clusters": n_cl, "n_units": int(panel.index.levels[0].size),
         "n_periods": int(panel.index.get_level_values(1).nunique()),
-        "r2_within": float(fit.rsquared_within)})
+        "r2_within": float(fit.rsquared_within)}
+    if se_type == "random_walk":
+        if covariates or cluster:
+            raise ValueError("se_type='random_walk' takes no covariates and no cluster")
+        gap, path = _single_treated_contrast(panel, outcome, treatment)
+        exog = np.column_stack([np.ones(len(gap)), path])
+        estimate = float(fit.params[treatment])
+        if not np.isclose(estimate, float(np.linalg.lstsq(exog, gap, rcond=None)[0][1]),
+                          rtol=1e-8, atol=1e-10):
+            raise RuntimeError("TWFE estimate differs from the single-treated-unit contrast")
+        rw = random_walk_cov(exog, gap, np.ones(len(gap)), np.arange(len(gap)))
+        rows = [inference_row(treatment, estimate, math.sqrt(rw.cov[1, 1]), df=rw.df,
+                              level=level)]
+        label = ("treated-minus-controls series as random walk plus noise, variance ratio at "
+                 f"its reference-posterior median; t reference, df = T - 2 = {rw.df}")
+        diagnostics.update(rw_ratio=rw.ratio, rw_ratio_mode=rw.ratio_mode)
+    elif se_type != "cluster":
+        raise ValueError(f"unknown se_type {se_type!r}")
+    tidy = tidy_frame(rows, n_obs=int(fit.nobs), n_clusters=n_cl, method="did_twfe",
+                      se_type=label, scale="difference")
+    return EstimationResult("did_twfe", tidy, diagnostics=diagnostics)
 
 
 def _cohort(series: pd.Series) -> pd.Series:

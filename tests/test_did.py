@@ -313,3 +313,129 @@ def test_cs_is_fast_on_a_larger_panel() -> None:
     callaway_santanna(data, outcome="y", unit="unit", time="time", cohort="cohort",
                       n_boot=499)
     assert _time.perf_counter() - start < 20
+
+
+# ------------------------------------------------------------- one treated unit (issue 6)
+
+def _factor_panel(rng: np.random.Generator, n_units: int = 10, n_periods: int = 60,
+                  start: int = 25, effect: float = -1.0) -> pd.DataFrame:
+    """Areas loading on two random-walk common factors (as sicp/synth/areas.py), plus noise;
+    unit 0 alone is treated from ``start`` with a constant ``effect``."""
+    factors = np.cumsum(rng.normal(0, 0.3, (2, n_periods)), axis=1)
+    loadings = rng.normal(1.0, 0.5, (n_units, 2))
+    y = 20 + loadings @ factors + rng.normal(0, 0.8, (n_units, n_periods))
+    unit, t = np.divmod(np.arange(n_units * n_periods), n_periods)
+    d = ((unit == 0) & (t >= start)).astype(float)
+    return pd.DataFrame({"unit": unit, "time": t + 1, "y": y[unit, t] + effect * d, "d": d})
+
+
+def _rw_by_hand(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """random_walk_cov written out with dense matrices: Sigma_q = I + q K, the REML marginal
+    posterior of q under the reference prior, its median, and the OLS covariance there."""
+    from analysis.its import _RW_RATIO_GRID
+
+    n, k = x.shape
+    pos = np.arange(n)
+    kmat = np.minimum.outer(pos, pos) + 1.0
+    ratios = _RW_RATIO_GRID / np.mean(np.linalg.eigvalsh(kmat))
+    logpost, rss = [], []
+    for q in ratios:
+        sigma = np.eye(n) + q * kmat
+        si = np.linalg.inv(sigma)
+        info = x.T @ si @ x
+        proj = si - si @ x @ np.linalg.solve(info, x.T @ si)
+        g = kmat @ proj
+        prior = np.sqrt(max(np.trace(g @ g) - np.trace(g) ** 2 / (n - k), 1e-300))
+        r = y - x @ np.linalg.solve(info, x.T @ si @ y)
+        rss.append(r @ si @ r)
+        logpost.append(np.log(prior) - 0.5 * np.linalg.slogdet(sigma)[1]
+                       - 0.5 * np.linalg.slogdet(info)[1] - 0.5 * (n - k) * np.log(rss[-1]))
+    dens = np.exp(np.array(logpost) - max(logpost)) * np.gradient(ratios)
+    i = int(np.argmax(np.cumsum(dens) / dens.sum() >= 0.5))
+    ols = np.linalg.solve(x.T @ x, x.T)
+    cov = rss[i] / (n - k) * ols @ (np.eye(n) + ratios[i] * kmat) @ ols.T
+    return float(_RW_RATIO_GRID[i]), cov
+
+
+def test_random_walk_cov_matches_dense_hand_computation() -> None:
+    from analysis.its import random_walk_cov
+
+    rng = np.random.default_rng(11)
+    n = 40
+    post = (np.arange(n) >= 15).astype(float)
+    y = np.cumsum(rng.normal(0, 0.3, n)) + rng.normal(0, 1, n) + 0.5 * post
+    x = np.column_stack([np.ones(n), post])
+    rw = random_walk_cov(x, y, np.ones(n), np.arange(n))
+    ratio, cov = _rw_by_hand(x, y)
+    assert rw.ratio == pytest.approx(ratio)
+    np.testing.assert_allclose(rw.cov, cov, rtol=1e-8)
+    assert rw.df == n - 2
+    # A pure random walk is read as one, white noise hardly: the ratios lie far apart. Even on
+    # white noise the SE exceeds the OLS one (about 2x, the documented price of not ruling out a
+    # walk too small to see), but by less than on the walk relative to its own OLS SE.
+    walk = np.cumsum(rng.normal(0, 1, n))
+    noise = rng.normal(0, 1, n)
+    rw_walk = random_walk_cov(x, walk, np.ones(n), np.arange(n))
+    rw_noise = random_walk_cov(x, noise, np.ones(n), np.arange(n))
+    assert rw_walk.ratio > 10 * rw_noise.ratio
+
+    def ols_var(series: np.ndarray) -> float:
+        resid = series - x @ np.linalg.lstsq(x, series, rcond=None)[0]
+        return resid @ resid / (n - 2) * np.linalg.inv(x.T @ x)[1, 1]
+
+    assert 1.0 < rw_noise.cov[1, 1] / ols_var(noise) < rw_walk.cov[1, 1] / ols_var(walk)
+
+
+def test_twfe_random_walk_single_treated_unit() -> None:
+    from scipy import stats
+
+    from analysis.its import random_walk_cov
+
+    data = _factor_panel(np.random.default_rng(5))
+    clustered = twfe(data, outcome="y", unit="unit", time="time", treatment="d")
+    res = twfe(data, outcome="y", unit="unit", time="time", treatment="d",
+               se_type="random_walk")
+    row = res.row("d")
+    assert row["estimate"] == pytest.approx(clustered.estimate("d"), rel=1e-12)
+    wide = data.pivot(index="unit", columns="time", values="y")
+    gap = (wide.loc[0] - wide.drop(index=0).mean()).to_numpy()
+    path = data.loc[data["unit"] == 0, "d"].to_numpy()
+    x = np.column_stack([np.ones(len(gap)), path])
+    rw = random_walk_cov(x, gap, np.ones(len(gap)), np.arange(len(gap)))
+    assert row["std_error"] == pytest.approx(np.sqrt(rw.cov[1, 1]), rel=1e-12)
+    assert row["ci_high"] - row["estimate"] == pytest.approx(
+        stats.t.ppf(0.975, 58) * row["std_error"])
+    assert "random walk" in row["se_type"] and "df = T - 2 = 58" in row["se_type"]
+    assert res.diagnostics["rw_ratio"] > 0
+    two_treated = data.assign(d=np.where(data["unit"] <= 1, data["time"] >= 25, 0).astype(float))
+    with pytest.raises(ValueError, match="exactly one treated unit"):
+        twfe(two_treated, outcome="y", unit="unit", time="time", treatment="d",
+             se_type="random_walk")
+    with pytest.raises(ValueError, match="no covariates"):
+        twfe(data.assign(z=1.0), outcome="y", unit="unit", time="time", treatment="d",
+             covariates=["z"], se_type="random_walk")
+
+
+def _single_treated_coverage(reps: int, seed: int = 2026) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    cover = {"cluster": [], "random_walk": []}
+    for _ in range(reps):
+        data = _factor_panel(rng)
+        for se_type, hits in cover.items():
+            row = twfe(data, outcome="y", unit="unit", time="time", treatment="d",
+                       se_type=se_type).row("d")
+            hits.append(row["ci_low"] <= -1.0 <= row["ci_high"])
+    return {k: float(np.mean(v)) for k, v in cover.items()}
+
+
+def test_single_treated_coverage_fast() -> None:
+    cov = _single_treated_coverage(25)
+    assert cov["random_walk"] >= 0.84
+    assert cov["random_walk"] > cov["cluster"]
+
+
+@pytest.mark.slow
+def test_single_treated_coverage_slow() -> None:
+    cov = _single_treated_coverage(400)
+    assert 0.92 <= cov["random_walk"] <= 0.98
+    assert cov["cluster"] < 0.9

@@ -338,3 +338,58 @@ def test_its_monte_carlo_slow(design: str, rho: float) -> None:
     mc = its_monte_carlo(300, design, rho=rho)
     assert abs(mc["bias"]) < 0.006
     assert 0.92 <= mc["coverage"] <= 0.98  # issue 6 bar
+
+
+# ---------------------------------------------------- latent random walk (issue 6)
+
+def test_random_walk_se_type_on_sicily(sicily: pd.DataFrame) -> None:
+    kw = {"outcome": "aces", "time": "time", "interventions": 37, "population": "stdpop",
+          "season": "month", "seasonality": "fourier", "slope_change": False}
+    res = segmented_its(sicily, se_type="random_walk", **kw)
+    model_based = segmented_its(sicily, se_type="model", **kw)
+    row = res.row("level_change")
+    assert row["estimate"] == pytest.approx(model_based.estimate("level_change"))
+    assert row["ci_low"] < row["estimate"] < row["ci_high"]
+    assert row["exp_ci_low"] == pytest.approx(np.exp(row["ci_low"]))
+    assert "random walk" in row["se_type"] and "df = T - k = 52" in row["se_type"]  # 59, 7
+    assert row["ci_high"] - row["estimate"] == pytest.approx(
+        stats.t.ppf(0.975, 52) * row["std_error"])
+    assert res.diagnostics["rw_ratio"] > 0
+    # The working-scale model sees a walk's share of the noise: more on a smoothed series.
+    smooth = sicily.assign(aces=sicily["aces"].rolling(3, min_periods=1).mean().round())
+    assert (segmented_its(smooth, se_type="random_walk", **kw).diagnostics["rw_ratio"]
+            > res.diagnostics["rw_ratio"])
+    with pytest.raises(ValueError, match="one series"):
+        controlled_its(_controlled_data(np.random.default_rng(3), effect=-0.2), outcome="y",
+                       time="time", group="group", intervention=37, population="pop",
+                       se_type="random_walk")
+
+
+def its_random_walk_coverage(reps: int, seed: int = 606) -> dict[str, float]:
+    """Coverage of the level change (log RR 0.85) when the log rate carries a random walk (SD
+    0.015 a month) on top of Poisson noise: 120 months, break at 51, Fourier seasonality."""
+    rng = np.random.default_rng(seed)
+    cover: dict[str, list[bool]] = {"random_walk": [], "ar1": []}
+    for _ in range(reps):
+        data = _simulate_series(rng, n=120, t0=51, slope=0.0,
+                                latent=np.cumsum(rng.normal(0, 0.015, 120)))
+        data["pop"] = 20_000.0
+        data["y"] = rng.poisson(data["y"] / 10)  # about 80 a month: Poisson noise matters
+        for se_type, hits in cover.items():
+            row = segmented_its(data, outcome="y", time="time", interventions=51,
+                                population="pop", season="month", seasonality="fourier",
+                                slope_change=False, se_type=se_type).row("level_change")
+            hits.append(row["ci_low"] <= MC_TRUTH <= row["ci_high"])
+    return {k: float(np.mean(v)) for k, v in cover.items()}
+
+
+def test_its_random_walk_coverage_fast() -> None:
+    cov = its_random_walk_coverage(25)
+    assert cov["random_walk"] >= 0.84
+
+
+@pytest.mark.slow
+def test_its_random_walk_coverage_slow() -> None:
+    cov = its_random_walk_coverage(300)
+    assert 0.92 <= cov["random_walk"] <= 0.98
+    assert cov["ar1"] < cov["random_walk"]
