@@ -3,8 +3,6 @@ event study, and simulations where TWFE is biased and the group-time estimator i
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.did import callaway_santanna, event_path, event_study, twfe
-from tests.reference_data import reference_csv
+from tests.reference_data import assert_r_fixture_regenerates, reference_csv
 
 MPDTA = reference_csv("did_mpdta.csv")
 FIXTURES = Path(__file__).parent / "fixtures" / "r_did"
@@ -60,14 +58,8 @@ def test_twfe_matches_plm_fixture(mpdta: pd.DataFrame, spec: str, covariates: li
 
 @pytest.mark.needs_r
 def test_plm_fixture_regenerates(tmp_path: Path) -> None:
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript not installed")
-    out = tmp_path / "plm.csv"
-    subprocess.run(["Rscript", str(FIXTURES / "make_twfe_fixture.R"), str(MPDTA), str(out)],
-                   check=True, capture_output=True)
-    new, old = pd.read_csv(out), pd.read_csv(PLM)
-    np.testing.assert_allclose(new["estimate"], old["estimate"], rtol=1e-10)
-    np.testing.assert_allclose(new["se_hc0"], old["se_hc0"], rtol=1e-10)
+    assert_r_fixture_regenerates(FIXTURES / "make_twfe_fixture.R", [MPDTA], PLM,
+                                 ["estimate", "se_hc0"], tmp_path / "plm.csv")
 
 
 def test_twfe_cluster_column(mpdta: pd.DataFrame) -> None:

@@ -4,8 +4,6 @@ and size with eight clusters."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.dose_response import bootstrap_weights, dose_response_did
+from tests.reference_data import assert_r_fixture_regenerates
 
 FIXTURES = Path(__file__).parent / "fixtures" / "r_econ"
 PANEL = FIXTURES / "dose_panel.csv"
@@ -76,14 +75,9 @@ def test_matches_plm_within_twoways(spec: str, covariates: list[str]) -> None:
 
 @pytest.mark.needs_r
 def test_plm_fixture_regenerates(tmp_path: Path) -> None:
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript not installed")
-    out = tmp_path / "plm.csv"
-    subprocess.run(["Rscript", str(FIXTURES / "make_dose_fixture.R"), str(PANEL), str(out)],
-                   check=True, capture_output=True)
-    new, old = pd.read_csv(out), pd.read_csv(PLM)
-    for col in ("estimate_plm", "estimate_lm", "se_cluster_g"):
-        np.testing.assert_allclose(new[col], old[col], rtol=1e-10)
+    assert_r_fixture_regenerates(FIXTURES / "make_dose_fixture.R", [PANEL], PLM,
+                                 ["estimate_plm", "estimate_lm", "se_cluster_g"],
+                                 tmp_path / "plm.csv")
 
 
 # ------------------------------------------------------------- bootstrap against brute force

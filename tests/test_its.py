@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from scipy import stats
 
 from analysis.its import controlled_its, newey_west_lags, segmented_its
-from tests.reference_data import reference_csv
+from tests.reference_data import assert_r_fixture_regenerates, reference_csv
 
 SICILY = reference_csv("its_sicily.csv")
 FIXTURES = Path(__file__).parent / "fixtures" / "r_did"
@@ -105,14 +103,8 @@ def test_sicily_hac_and_negbin_match_r(sicily: pd.DataFrame) -> None:
 
 @pytest.mark.needs_r
 def test_r_its_fixture_regenerates(tmp_path: Path) -> None:
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript not installed")
-    out = tmp_path / "its.csv"
-    subprocess.run(["Rscript", str(FIXTURES / "make_its_fixture.R"), str(SICILY), str(out)],
-                   check=True, capture_output=True)
-    new, old = pd.read_csv(out), pd.read_csv(R_ITS)
-    np.testing.assert_allclose(new["estimate"], old["estimate"], rtol=1e-10)
-    np.testing.assert_allclose(new["std_error"], old["std_error"], rtol=1e-10)
+    assert_r_fixture_regenerates(FIXTURES / "make_its_fixture.R", [SICILY], R_ITS,
+                                 ["estimate", "std_error"], tmp_path / "its.csv")
 
 
 def test_hac_lag_rule_label(sicily: pd.DataFrame) -> None:
