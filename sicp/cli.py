@@ -90,9 +90,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sicp.validate import run_monte_carlo
+    from sicp.validate import run_monte_carlo, update_monte_carlo
 
-    table = run_monte_carlo(reps=args.reps, seed=args.seed, out=Path(args.out))
+    if args.update:
+        if not args.protocol:
+            print("sicp validate: --update reruns the protocols named with --protocol",
+                  file=sys.stderr)
+            return 2
+        table = update_monte_carlo(seed=args.seed, out=Path(args.out), protocols=args.protocol,
+                                   scenario=args.scenario, workers=args.workers,
+                                   resume=args.resume)
+    else:
+        table = run_monte_carlo(reps=args.reps, seed=args.seed, out=Path(args.out),
+                                scenario=args.scenario, protocols=args.protocol or None,
+                                workers=args.workers, resume=args.resume)
     print(table.to_string(index=False))
     return 0
 
@@ -159,12 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default <results>/panels)")
     p.add_argument("--format", action="append", choices=["parquet", "dta"], default=None)
 
-    p = add("validate", cmd_validate, "Monte Carlo study: bias, empirical SE, model SE and 95%% "
+    p = add("validate", cmd_validate, "Monte Carlo study: bias, empirical SE, model SE and 95 per cent "
             "CI coverage of each estimator over re-generated worlds.")
     p.add_argument("--reps", type=int, default=200, help="replications per estimator")
-    p.add_argument("--seed", type=int, default=20260101, help="first seed")
+    p.add_argument("--seed", type=int, default=20260101,
+                   help="master seed (the replications' world seeds derive from it)")
     p.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "validation"),
                    help="folder for the committed table")
+    p.add_argument("--scenario", default="mc", help="scenario of the simulated worlds")
+    p.add_argument("--protocol", action="append", default=[],
+                   help="only this protocol (repeatable; default: every protocol with a truth)")
+    p.add_argument("--update", action="store_true",
+                   help="rerun only the --protocol protocols on the study in --out (same "
+                        "seed and scenario), replace their rows and re-summarise")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped run (or --update) from the replications it wrote")
 
     p = add("contract", cmd_contract, "Print the input data contract (from sicp/contract.py) "
             "as Markdown.")

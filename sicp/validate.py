@@ -13,6 +13,12 @@ by :func:`build_panels`, the *validation twin* of the dbt marts: a compact panda
 It reads the same dbt variables and seeds as the marts, and tests/test_validate.py proves on a
 world built through the real pipeline that its panels equal the marts on every one of those
 columns. When a mart's definition changes, that test fails until this twin follows.
+
+Replications depend on their seed alone, so a study can be *updated*: :func:`update_monte_carlo`
+(``sicp validate --update --protocol ID ...``) reruns only the named protocols on the study's
+replication seeds and replaces only their rows. When every selected protocol reads
+``area_month_panel`` only, a replication simulates just the comparator areas
+(``sicp.synth.world.simulate_area_world``), which have their own random stream.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import yaml
@@ -35,8 +42,9 @@ import yaml
 from analysis.methods import fit
 from analysis.protocol import Protocol, load_protocols
 from analysis.runner import apply_filters, prepare_panel
-from sicp.contract import SOURCES
+from sicp.contract import AGE_BANDS, SOURCES
 from sicp.settings import PROJECT_ROOT
+from sicp.synth.world import World, simulate_area_world, simulate_world
 
 DBT_DIR = PROJECT_ROOT / "dbt"
 PROTOCOLS_DIR = PROJECT_ROOT / "protocols"
@@ -49,11 +57,12 @@ PANEL_COLUMNS: dict[str, dict[str, str]] = {
         "practice_code": "object", "period": "int64", "start_period": "int64",
         "in_mdg_scope": "int32", "person_months_65plus": "int64",
         "emergency_admissions": "float64", "permanent_care_home_admissions": "float64",
-        "emergency_admissions_per_1000": "float64"},
+        "emergency_admissions_per_1000": "float64", "ae_attendances_not_admitted": "float64"},
     "person_wave_panel": {
         "person_id": "object", "wave": "int64", "practice_code": "object",
-        "in_mdg_scope": "int32", "eq5d_index": "float64", "pacic_score": "float64",
-        "selfman_score": "float64", "wellbeing_score": "float64", "loneliness_score": "Int64"},
+        "neighbourhood": "object", "in_mdg_scope": "int32", "asset_dose": "float64",
+        "eq5d_index": "float64", "pacic_score": "float64", "selfman_score": "float64",
+        "wellbeing_score": "float64", "loneliness_score": "Int64"},
     "twic_analysis_set": {
         "person_id": "object", "stratum": "object", "offered": "int32", "accepted": "int64",
         "eq5d_index_baseline": "float64", "eq5d_index_followup": "float64",
@@ -74,6 +83,10 @@ PANEL_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+#: practice_population age bands counted as 65+ (stg_practice_population__registered): all
+#: but the first, 0-64.
+OLDER_AGE_BANDS = AGE_BANDS[1:]
 
 EQ5D_DIMENSIONS = ("mobility", "selfcare", "activities", "pain", "anxiety")
 
@@ -176,10 +189,14 @@ def practice_month_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     person_months = np.cumsum(diff[:, :n], axis=1).ravel()
     homes = frames["care_home_admissions"]
     homes = homes.loc[homes["permanent"].astype(bool) & ~homes["person_id"].isin(excluded)]
+    ae = frames["ae_attendances"]
+    # int_utilisation_events: is_admitted only for disposal 'admitted' (a NULL disposal is not).
+    ae = ae.loc[ae["disposal"].ne("admitted") & ~ae["person_id"].isin(excluded)]
     counts = {
         "emergency_admissions": _events_by_practice_month(
             spells, _emergency_spells(frames, excluded), "admitted_on"),
         "permanent_care_home_admissions": _events_by_practice_month(spells, homes, "admitted_on"),
+        "ae_attendances_not_admitted": _events_by_practice_month(spells, ae, "arrived_on"),
     }
     panel = grid.to_frame(index=False)
     panel["period"] = panel["m"] + 1
@@ -260,6 +277,36 @@ def _practice_at(people: pd.DataFrame, date: str, frames: Mapping[str, pd.DataFr
     return located.drop_duplicates("index").set_index("index")["practice_code"]
 
 
+def _prior_funding(assets: pd.DataFrame) -> pd.Series:
+    """Funding of each (neighbourhood, month) row's earlier months, summed by DuckDB with the
+    mart's window: DuckDB adds a window frame in segment-tree order, which a pandas cumulative
+    sum does not reproduce to the last bit."""
+    with duckdb.connect() as con:
+        con.register("assets", assets[["neighbourhood", "month", "funding_gbp"]])
+        prior = con.execute(
+            "select neighbourhood, month, coalesce(sum(funding_gbp) over ("
+            "partition by neighbourhood order by month "
+            "rows between unbounded preceding and 1 preceding), 0) as prior from assets").df()
+    return prior.set_index(["neighbourhood", "month"])["prior"]
+
+
+def neighbourhood_asset_doses(frames: Mapping[str, pd.DataFrame]) -> dict[tuple[str, Any], float]:
+    """Community-asset dose by (neighbourhood, month) (int_neighbourhood_asset_months):
+    cumulative funding to the end of the previous month per 1,000 registered 65+ in the
+    neighbourhood that month, in GBP 10,000; NaN where the neighbourhood has no 65+ count."""
+    registered = frames["practice_population"].merge(
+        frames["practices"][["practice_code", "neighbourhood"]], on="practice_code")
+    registered = registered.loc[registered["age_band"].isin(OLDER_AGE_BANDS)]
+    registered = registered.assign(month=registered["month"].dt.to_period("M").dt.to_timestamp())
+    pop65 = registered.groupby(["neighbourhood", "month"])["registered"].sum()
+    assets = frames["community_assets"]
+    prior = _prior_funding(assets.assign(
+        month=assets["month"].dt.to_period("M").dt.to_timestamp()))
+    pop = pop65.reindex(prior.index).to_numpy(dtype="float64")
+    dose = prior.to_numpy() / (pop / 1000.0) / 10000.0
+    return dict(zip(prior.index, np.where(pop > 0, dose, np.nan), strict=True))
+
+
 def person_wave_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Twin of marts.person_wave_panel (columns in PANEL_COLUMNS)."""
     withdrawn, _ = _exclusions(frames["recruitment"])
@@ -272,6 +319,11 @@ def person_wave_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                                        ["mdg_start_month"])
     returned_month = panel["returned_on"].dt.to_period("M").dt.to_timestamp()
     panel["in_mdg_scope"] = (start.notna() & (returned_month >= start)).astype("int64")
+    panel["neighbourhood"] = panel["practice_code"].map(
+        frames["practices"].set_index("practice_code")["neighbourhood"])
+    doses = neighbourhood_asset_doses(frames)
+    panel["asset_dose"] = pd.MultiIndex.from_arrays(
+        [panel["neighbourhood"], returned_month]).map(doses.get)
     panel = panel.merge(survey_scores(responses), on=["person_id", "wave"])
     return panel
 
@@ -359,7 +411,9 @@ def _targets(protocols: Sequence[Protocol]) -> list[Target]:
             for p in protocols for analysis_id, spec in p.truth.items()]
 
 
-def _selected_protocols(ids: Sequence[str] | None) -> list[Protocol]:
+def truth_protocols(ids: Sequence[str] | None) -> list[Protocol]:
+    """The protocols with a truth (all, or those named), read once by the parent process and
+    handed to the replications: protocol files edited during a study do not change it."""
     protocols = [p for p in load_protocols(PROTOCOLS_DIR) if p.truth]
     if ids is not None:
         unknown = set(ids) - {p.id for p in protocols}
@@ -378,18 +432,25 @@ def replication_seeds(seed: int, reps: int) -> list[int]:
     return [int(s) for s in states]
 
 
+def _simulate(scenario: str, world_seed: int, panels: Sequence[str]) -> World:
+    """The world a replication needs. Area panels come from the comparator areas alone, which
+    have their own random stream, so when nothing else is read only they are simulated (a
+    fraction of a second instead of seconds; same frame and truth as the whole world's)."""
+    if set(panels) == {"area_month_panel"}:
+        return simulate_area_world(scenario, world_seed)
+    return simulate_world(scenario, world_seed)
+
+
 def run_replication(rep: int, world_seed: int, scenario: str,
-                    protocol_ids: Sequence[str]) -> list[dict[str, Any]]:
+                    protocols: Sequence[Protocol]) -> list[dict[str, Any]]:
     """Simulate one world and fit every truth-bearing analysis; one row per target.
 
     Mirrors analysis.runner.run_protocol (prepare, filter, fit) but fits only the analyses
     named in ``truth:``, skipping sensitivity analyses such as permutation tests that have no
     truth to be checked against."""
-    from sicp.synth import simulate_world
-
-    protocols = _selected_protocols(protocol_ids)
-    world = simulate_world(scenario, world_seed)
-    panels = build_panels(world.frames, sorted({p.panel for p in protocols}))
+    names = sorted({p.panel for p in protocols})
+    world = _simulate(scenario, world_seed, names)
+    panels = build_panels(world.frames, names)
     effects = world.truth["effects"]
     rows = []
     for protocol in protocols:
@@ -494,7 +555,7 @@ def _single_threaded_blas() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _replicate(args: Sequence[tuple[int, int, str, list[str]]],
+def _replicate(args: Sequence[tuple[int, int, str, list[Protocol]]],
                workers: int) -> Iterator[list[dict[str, Any]]]:
     """Replication rows in replication order, as they finish."""
     if workers <= 1:
@@ -505,14 +566,27 @@ def _replicate(args: Sequence[tuple[int, int, str, list[str]]],
         yield from pool.map(run_replication, *zip(*args, strict=True))
 
 
+def read_replications(path: Path) -> pd.DataFrame:
+    """A replications.csv as written (an empty ``error`` is an empty string, not NaN)."""
+    replications = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                               dtype={"error": str})
+    replications["error"] = replications["error"].fillna("")
+    return replications
+
+
+def write_replications(frame: pd.DataFrame, path: Path, *, append: bool = False) -> None:
+    """The one CSV format of replications (10 significant digits, which read back and
+    rewritten give the same text)."""
+    frame.to_csv(path, mode="a" if append else "w", header=not (append and path.exists()),
+                 index=False, float_format="%.10g")
+
+
 def write_tables(out: Path, *, seed: int, scenario: str) -> pd.DataFrame:
     """Summarise ``out/replications.csv`` into ``monte_carlo.csv`` and ``monte_carlo.md``.
 
     Also tables an interrupted study from the replications it completed; the Markdown states
     how many that was."""
-    replications = pd.read_csv(out / "replications.csv", keep_default_na=False,
-                               na_values=[""], dtype={"error": str})
-    replications["error"] = replications["error"].fillna("")
+    replications = read_replications(out / "replications.csv")
     summary = summarise(replications)
     summary.to_csv(out / "monte_carlo.csv", index=False, float_format="%.10g")
     (out / "monte_carlo.md").write_text(_markdown(
@@ -520,21 +594,80 @@ def write_tables(out: Path, *, seed: int, scenario: str) -> pd.DataFrame:
     return summary
 
 
+def _run_into(path: Path, reps: Sequence[tuple[int, int]], scenario: str,
+              protocols: list[Protocol], workers: int, *, resume: bool) -> None:
+    """Run replications (rep, world seed) of ``protocols``, appending their rows to ``path``
+    as each finishes, in replication order. The file is started afresh, or with ``resume``
+    the replications it already holds (a stopped run's) are kept and not run again."""
+    done: set[int] = set()
+    if resume and path.exists():
+        held = read_replications(path)
+        seeds = dict(reps)
+        if (set(held["protocol_id"]) != {p.id for p in protocols}
+                or any(seeds.get(r) != s for r, s in zip(held["rep"], held["world_seed"],
+                                                          strict=True))):
+            raise ValueError(f"{path} holds other protocols or seeds; cannot resume it")
+        done = set(held["rep"])
+    else:
+        path.unlink(missing_ok=True)
+    args = [(rep, world_seed, scenario, protocols) for rep, world_seed in reps
+            if rep not in done]
+    for rows in _replicate(args, workers):
+        write_replications(pd.DataFrame(rows), path, append=True)
+
+
 def run_monte_carlo(reps: int, seed: int, out: Path, scenario: str = "mc",
-                    protocols: list[str] | None = None, workers: int = 2) -> pd.DataFrame:
+                    protocols: list[str] | None = None, workers: int = 2,
+                    resume: bool = False) -> pd.DataFrame:
     """Run ``reps`` replications on ``scenario`` with ``workers`` processes and return the
     summary. ``out/replications.csv`` (one row per replication and target) grows as
-    replications finish, so an interrupted study keeps them (see :func:`write_tables`);
-    ``out/monte_carlo.csv`` and ``out/monte_carlo.md`` are the summary."""
+    replications finish, so an interrupted study keeps them (see :func:`write_tables`) and
+    ``resume`` continues it; ``out/monte_carlo.csv`` and ``out/monte_carlo.md`` are the
+    summary."""
     if reps < 2:
         raise ValueError("a Monte Carlo study needs at least 2 replications")
-    ids = [p.id for p in _selected_protocols(protocols)]
-    args = [(rep, world_seed, scenario, ids)
-            for rep, world_seed in enumerate(replication_seeds(seed, reps), start=1)]
+    selected = truth_protocols(protocols)
     out.mkdir(parents=True, exist_ok=True)
+    _run_into(out / "replications.csv", list(enumerate(replication_seeds(seed, reps), start=1)),
+              scenario, selected, workers, resume=resume)
+    return write_tables(out, seed=seed, scenario=scenario)
+
+
+def merge_replications(existing: pd.DataFrame, rerun: pd.DataFrame,
+                       protocol_ids: Sequence[str]) -> pd.DataFrame:
+    """``existing`` with every row of ``protocol_ids`` replaced by ``rerun``'s rows, which
+    must cover the same replications; rows stay ordered by replication, then protocol (the
+    order a full run writes them in)."""
+    if set(rerun["protocol_id"]) - set(protocol_ids):
+        raise ValueError("the rerun has rows of protocols it was not asked to replace")
+    if set(rerun["rep"]) != set(existing["rep"]):
+        raise ValueError("the rerun does not cover the study's replications")
+    kept = existing.loc[~existing["protocol_id"].isin(protocol_ids)]
+    merged = pd.concat([kept, rerun[list(existing.columns)]], ignore_index=True)
+    return merged.sort_values(["rep", "protocol_id"], kind="stable").reset_index(drop=True)
+
+
+def update_monte_carlo(seed: int, out: Path, protocols: list[str], scenario: str = "mc",
+                       workers: int = 2, resume: bool = False) -> pd.DataFrame:
+    """Rerun only ``protocols`` on the replications of the study in ``out`` (same scenario and
+    master seed; its replication seeds are checked against ``seed``), replace their rows in
+    ``out/replications.csv``, keep every other row as it is, and re-summarise.
+
+    The rerun rows go to ``out/replications.update.csv`` as replications finish; the study's
+    file is rewritten only when all are done; ``resume`` continues a stopped update from
+    the replications that file holds."""
     path = out / "replications.csv"
-    path.unlink(missing_ok=True)
-    for rows in _replicate(args, workers):
-        pd.DataFrame(rows).to_csv(path, mode="a", header=not path.exists(), index=False,
-                                  float_format="%.10g")
+    existing = read_replications(path)
+    reps = int(existing["rep"].max())
+    seeds = dict(enumerate(replication_seeds(seed, reps), start=1))
+    recorded = existing.drop_duplicates("rep").set_index("rep")["world_seed"]
+    if set(recorded.index) != set(seeds) or any(seeds[r] != s for r, s in recorded.items()):
+        raise ValueError(f"{path} is not a study of replications 1-{reps} from master seed "
+                         f"{seed}")
+    selected = truth_protocols(protocols)
+    ids = [p.id for p in selected]
+    partial = out / "replications.update.csv"
+    _run_into(partial, sorted(seeds.items()), scenario, selected, workers, resume=resume)
+    write_replications(merge_replications(existing, read_replications(partial), ids), path)
+    partial.unlink()
     return write_tables(out, seed=seed, scenario=scenario)

@@ -19,18 +19,28 @@ import pytest
 from analysis.protocol import load_protocols
 from sicp.settings import PROJECT_ROOT
 from sicp.synth import simulate_world
+from sicp.synth.world import simulate_area_world
 from sicp.validate import (
     PANEL_COLUMNS,
     PANEL_KEYS,
     PROTOCOLS_DIR,
     build_panels,
+    merge_replications,
+    read_replications,
     replication_seeds,
     run_monte_carlo,
     run_replication,
     summarise,
+    truth_protocols,
+    update_monte_carlo,
+    write_replications,
     write_tables,
 )
 from tests.test_dbt import BuiltWorld, build_world, query
+
+#: The comparator-area protocols: they read area_month_panel only (the fast path).
+AREA = ("did_area_emergency_admissions", "its_salford_emergency_admissions")
+COMMITTED = PROJECT_ROOT / "docs" / "validation"
 
 #: The estimators whose coverage the issues require within 92-98% at 200+ replications.
 MAIN = ("sw_emergency_admissions", "sw_survey_eq5d", "twic_eq5d", "twic_selfman",
@@ -59,12 +69,100 @@ def test_twin_panels_equal_the_dbt_marts(small: BuiltWorld) -> None:
         pd.testing.assert_frame_equal(twins[name], mart, check_exact=True, obj=name)
         assert len(mart) > 0
     assert twins["practice_month_panel"]["in_mdg_scope"].sum() > 0
+    assert twins["practice_month_panel"]["ae_attendances_not_admitted"].sum() > 0
     assert twins["twic_analysis_set"]["emergency_admissions_12m"].isna().any()
+    dose = twins["person_wave_panel"]["asset_dose"]
+    assert (dose > 0).any() and (dose == 0).any()
 
 
 def test_the_twin_covers_every_panel_a_protocol_with_a_truth_reads() -> None:
     panels = {p.panel for p in load_protocols(PROTOCOLS_DIR) if p.truth}
     assert panels <= set(PANEL_COLUMNS)
+
+
+def test_area_fast_path_gives_the_whole_worlds_area_panel_and_truth() -> None:
+    whole = simulate_world("small", 5)
+    areas = simulate_area_world("small", 5)
+    assert set(areas.frames) == {"area_month_indicators"}
+    pd.testing.assert_frame_equal(build_panels(areas.frames, ["area_month_panel"])
+                                  ["area_month_panel"],
+                                  build_panels(whole.frames, ["area_month_panel"])
+                                  ["area_month_panel"], check_exact=True)
+    comparator = {k: v for k, v in whole.truth["effects"].items()
+                  if k.startswith("comparator_")}
+    assert comparator and areas.truth["effects"] == comparator
+
+
+def _replications(protocol_ids: list[str], value: float) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"rep": rep, "world_seed": 100 + rep, "protocol_id": pid, "analysis_id": a,
+         "term": "t", "truth_key": "k", "truth": 0.1, "estimate": value + rep / 3,
+         "std_error": 1 / 3, "ci_low": -1.0, "ci_high": 1.0, "p_value": 0.5, "error": ""}
+        for rep in (1, 2) for pid in protocol_ids for a in ("cace", "primary")])
+
+
+def test_merge_replaces_only_the_rerun_protocols_rows(tmp_path: Path) -> None:
+    path = tmp_path / "replications.csv"
+    write_replications(_replications(["a", "b", "c"], 1.0), path)
+    before = path.read_text().splitlines()
+    rerun = _replications(["b"], 7.0)
+    merged = merge_replications(read_replications(path), rerun, ["b"])
+    write_replications(merged, tmp_path / "merged.csv")
+    after = (tmp_path / "merged.csv").read_text().splitlines()
+    # Same header and row order (replication, then protocol, then analysis as written) ...
+    assert after[0] == before[0] and len(after) == len(before)
+    assert [line.split(",")[:4] for line in after] == [line.split(",")[:4] for line in before]
+    # ... the other protocols' lines unchanged to the byte, the rerun protocol's replaced.
+    for old, new in zip(before[1:], after[1:], strict=True):
+        assert (new == old) == (old.split(",")[2] != "b"), (old, new)
+    assert merged.loc[merged["protocol_id"] == "b", "estimate"].tolist() == pytest.approx(
+        rerun["estimate"].tolist())
+    with pytest.raises(ValueError, match="cover"):
+        merge_replications(read_replications(path), rerun[rerun["rep"] == 1], ["b"])
+    with pytest.raises(ValueError, match="not asked"):
+        merge_replications(read_replications(path), rerun, ["c"])
+
+
+def test_update_reruns_the_named_protocols_on_the_same_seeds(tmp_path: Path) -> None:
+    run_monte_carlo(2, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1)
+    fresh = read_replications(tmp_path / "replications.csv")
+    # Tamper with every row: the update must restore the rerun protocol's rows (same seeds,
+    # same fits) and leave the other protocol's rows as they were.
+    tampered = fresh.assign(estimate=fresh["estimate"] + 1.0)
+    write_replications(tampered, tmp_path / "replications.csv")
+    kept = [line for line in (tmp_path / "replications.csv").read_text().splitlines()
+            if f",{AREA[0]}," in line]
+    update_monte_carlo(5, tmp_path, [AREA[1]], scenario="small", workers=1)
+    updated = read_replications(tmp_path / "replications.csv")
+    rerun = updated["protocol_id"] == AREA[1]
+    pd.testing.assert_frame_equal(updated[rerun], fresh[rerun], check_exact=True)
+    assert kept == [line for line in (tmp_path / "replications.csv").read_text().splitlines()
+                    if f",{AREA[0]}," in line]
+    assert not (tmp_path / "replications.update.csv").exists()
+    summary = pd.read_csv(tmp_path / "monte_carlo.csv").set_index("protocol_id")
+    assert summary.loc[AREA[0], "mean_estimate"] == pytest.approx(
+        tampered.loc[~rerun, "estimate"].mean())
+    with pytest.raises(ValueError, match="master seed 6"):
+        update_monte_carlo(6, tmp_path, [AREA[1]], scenario="small", workers=1)
+
+
+def test_resume_keeps_the_replications_written_and_runs_the_rest(tmp_path: Path) -> None:
+    run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1)
+    path = tmp_path / "replications.csv"
+    fresh = read_replications(path)
+    # A run stopped after replication 2, with replication 1's rows marked to see them kept.
+    stopped = fresh[fresh["rep"] <= 2].assign(
+        estimate=lambda f: f["estimate"].where(f["rep"] > 1, 99.0))
+    write_replications(stopped, path)
+    run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1,
+                    resume=True)
+    resumed = read_replications(path)
+    pd.testing.assert_frame_equal(resumed[resumed["rep"] > 1], fresh[fresh["rep"] > 1],
+                                  check_exact=True)
+    assert (resumed.loc[resumed["rep"] == 1, "estimate"] == 99.0).all()
+    with pytest.raises(ValueError, match="cannot resume"):
+        run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=[AREA[0]], workers=1,
+                        resume=True)
 
 
 def test_replication_seeds_depend_on_the_master_seed_only() -> None:
@@ -116,7 +214,7 @@ def test_small_study_structure_and_reproducibility(tmp_path: Path) -> None:
     written = pd.read_csv(tmp_path / "replications.csv", keep_default_na=False,
                           na_values=[""])
     again = pd.DataFrame(run_replication(2, replication_seeds(11, 4)[1], "small",
-                                         list(MAIN)))
+                                         truth_protocols(MAIN)))
     first = written[written["rep"] == 2].reset_index(drop=True)
     pd.testing.assert_frame_equal(first[["protocol_id", "analysis_id", "truth", "estimate",
                                          "std_error"]],
@@ -128,10 +226,28 @@ def test_small_study_structure_and_reproducibility(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_rerun_reproduces_the_committed_replications(tmp_path: Path) -> None:
+    """The premise of ``--update``, which keeps the rows of the protocols it does not rerun:
+    today's code gives the committed rows. Three replications of every committed protocol
+    are rerun and written; their lines must equal the committed lines to the byte."""
+    committed = read_replications(COMMITTED / "replications.csv")
+    protocols = truth_protocols(sorted(set(committed["protocol_id"])))
+    rows = [row for rep, seed in enumerate(replication_seeds(20260101, 3), start=1)
+            for row in run_replication(rep, seed, "mc", protocols)]
+    write_replications(pd.DataFrame(rows), tmp_path / "rerun.csv")
+    rerun = (tmp_path / "rerun.csv").read_text().splitlines()
+    lines = (COMMITTED / "replications.csv").read_text().splitlines()
+    assert rerun == lines[:len(rerun)]
+    assert len(rerun) == 1 + (committed["rep"] <= 3).sum()
+
+
+@pytest.mark.slow
 def test_full_study_coverage_of_the_main_estimators(tmp_path: Path) -> None:
-    summary = run_monte_carlo(200, 20260101, tmp_path, scenario="mc", protocols=list(MAIN))
-    committed = PROJECT_ROOT / "docs" / "validation" / "monte_carlo.md"
-    assert (tmp_path / "monte_carlo.md").read_bytes() == committed.read_bytes()
+    ids = sorted(set(read_replications(COMMITTED / "replications.csv")["protocol_id"]))
+    assert set(MAIN) <= set(ids)
+    summary = run_monte_carlo(200, 20260101, tmp_path, scenario="mc", protocols=ids)
+    assert (tmp_path / "monte_carlo.md").read_bytes() == (COMMITTED / "monte_carlo.md").read_bytes()
+    summary = summary[summary["protocol_id"].isin(MAIN)]
     assert (summary["failed"] == 0).all()
     off = summary[~summary["coverage"].between(0.92, 0.98)]
     assert off.empty, off[["protocol_id", "analysis_id", "coverage", "bias", "model_se",

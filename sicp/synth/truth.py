@@ -145,17 +145,7 @@ def build_truth(scn: dict[str, Any], seed: int, tl: Timeline, prs: pd.DataFrame,
     effects["twic_itt_emergency_admissions"] = _effect(
         0.0, "difference", "admissions per person", "randomised",
         "Coaching has no effect on emergency admissions in this world.")
-    for ind, label in (("emergency_admissions_65plus", "emergency"),
-                       ("care_home_admissions_65plus", "care_home")):
-        a = areas[ind]
-        effects[f"comparator_salford_att_{label}_per_1000"] = _effect(
-            _f(a["per_1000"]), "difference", "per 1,000 aged 65+ per month",
-            f"Salford (E08000006), months from {scn['comparators']['effect_start']}",
-            f"Realised ATT on {ind} in area_month_indicators.", months=a["months"])
-        effects[f"comparator_salford_att_{label}_ratio"] = _effect(
-            _f(a["ratio"]), "ratio", "observed / counterfactual",
-            f"Salford (E08000006), months from {scn['comparators']['effect_start']}",
-            f"Realised ratio on {ind}.", months=a["months"])
+    effects.update(comparator_effects(scn, areas))
     launch = tl.index(scn["contact_centre"]["launch"])
     post = np.zeros(tl.n, bool)
     post[launch:] = True
@@ -195,6 +185,24 @@ def build_truth(scn: dict[str, Any], seed: int, tl: Timeline, prs: pd.DataFrame,
     return {"scenario": scn["name"], "seed": seed, "parameters": scn, "effects": effects,
             "counts": counts, "definitions": definitions,
             "window": {"start": str(tl.first_day[0]), "end": str(tl.first_day[-1])}}
+
+
+def comparator_effects(scn: dict[str, Any], areas: dict[str, Any]) -> dict[str, Any]:
+    """Salford's realised effects in the comparator areas (from simulate_areas' truth); a
+    function of its own so the areas alone can be simulated with their truth."""
+    effects: dict[str, Any] = {}
+    for ind, label in (("emergency_admissions_65plus", "emergency"),
+                       ("care_home_admissions_65plus", "care_home")):
+        a = areas[ind]
+        effects[f"comparator_salford_att_{label}_per_1000"] = _effect(
+            _f(a["per_1000"]), "difference", "per 1,000 aged 65+ per month",
+            f"Salford (E08000006), months from {scn['comparators']['effect_start']}",
+            f"Realised ATT on {ind} in area_month_indicators.", months=a["months"])
+        effects[f"comparator_salford_att_{label}_ratio"] = _effect(
+            _f(a["ratio"]), "ratio", "observed / counterfactual",
+            f"Salford (E08000006), months from {scn['comparators']['effect_start']}",
+            f"Realised ratio on {ind}.", months=a["months"])
+    return effects
 
 
 def _score_unit(score: str) -> str:

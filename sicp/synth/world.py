@@ -26,7 +26,7 @@ from sicp.synth.programme import asset_dose, coaching_calls, community_assets, u
 from sicp.synth.scenario import load_scenario
 from sicp.synth.surveys import simulate_surveys
 from sicp.synth.timeline import Timeline, to_month
-from sicp.synth.truth import build_truth
+from sicp.synth.truth import build_truth, comparator_effects
 from sicp.synth.write import ParquetStream, conform, write_frame
 
 RECORD_SOURCES = tuple(n for n, s in SOURCES.items() if s.folder == "records")
@@ -42,6 +42,11 @@ class World:
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def _areas(scn: dict[str, Any], seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The comparator areas, on their own random stream: independent of everything else."""
+    return simulate_areas(scn, _rng(seed, 3))
 
 
 def _run(scenario: str | Path, seed: int,
@@ -91,7 +96,7 @@ def _run(scenario: str | Path, seed: int,
     calls = pd.concat([inbound, coach], ignore_index=True).sort_values(
         ["person_id", "called_on", "direction", "reason"], kind="stable").reset_index(drop=True)
     calls.insert(0, "call_id", [f"C{k:08d}" for k in range(1, len(calls) + 1)])
-    areas, area_truth = simulate_areas(scn, _rng(seed, 3))
+    areas, area_truth = _areas(scn, seed)
     practices = prs[list(SOURCES["practices"].column_names)].copy()
     frames = {
         "practices": practices,
@@ -117,6 +122,19 @@ def simulate_world(scenario: str | Path, seed: int) -> World:
     for name, chunks in parts.items():
         frames[name] = pd.concat(chunks, ignore_index=True)
     return World({k: conform(v, SOURCES[k]) for k, v in frames.items()}, truth)
+
+
+def simulate_area_world(scenario: str | Path, seed: int) -> World:
+    """Only the comparator areas of the world ``simulate_world(scenario, seed)``: its
+    ``area_month_indicators`` frame (identical, as the areas have their own random stream) and
+    a truth holding just their effects. For Monte Carlo runs of area-level protocols, which
+    need nothing else and take a fraction of a second instead of seconds."""
+    scn = load_scenario(scenario)
+    areas, area_truth = _areas(scn, seed)
+    name = "area_month_indicators"
+    return World({name: conform(areas, SOURCES[name])},
+                 {"scenario": scn["name"], "seed": seed,
+                  "effects": comparator_effects(scn, area_truth)})
 
 
 def _path(out: Path, name: str) -> Path:
