@@ -233,6 +233,29 @@ def _wave_frame(sk: pd.DataFrame, items: dict[str, np.ndarray], miss: dict[str, 
     return pd.DataFrame(cols)[list(SOURCES["survey_wave"].column_names)]
 
 
+def _within_slope(effect: np.ndarray, dose: np.ndarray, person: np.ndarray,
+                  wave: np.ndarray) -> tuple[float, int]:
+    """The person + wave fixed-effects slope of realised individual effects on dose, over
+    people with two or more person-waves, and how many person-waves it uses.
+
+    Why this and not a slope through the origin: scores are coarse and bounded, so individual
+    effects are not proportional to dose, and a two-way fixed-effects dose-response estimator
+    targets this within-person, within-wave weighting of them (the realised analogue of its
+    estimand, as a realised ATT is for a binary treatment). Exact by Frisch-Waugh: demean by
+    person, then partial out the person-demeaned wave dummies."""
+    frame = pd.DataFrame({"person": person, "wave": wave})
+    multi = (frame.groupby("person")["person"].transform("size") >= 2).to_numpy()
+    if not multi.any() or np.ptp(dose[multi]) == 0:
+        return 0.0, int(multi.sum())
+    frame = frame[multi]
+    columns = np.column_stack([effect[multi], dose[multi],
+                               pd.get_dummies(frame["wave"], drop_first=True, dtype=float)])
+    demeaned = columns - pd.DataFrame(columns).groupby(frame["person"].to_numpy()
+                                                       ).transform("mean").to_numpy()
+    coef = np.linalg.lstsq(demeaned[:, 1:], demeaned[:, 0], rcond=None)[0]
+    return float(coef[0]), int(multi.sum())
+
+
 def _survey_effects(sk: pd.DataFrame, scores: dict[str, pd.DataFrame], keep: np.ndarray,
                     exposed: np.ndarray, dose: np.ndarray, coached: np.ndarray,
                     arms: pd.DataFrame, tw: dict[str, Any]) -> dict[str, Any]:
@@ -244,9 +267,9 @@ def _survey_effects(sk: pd.DataFrame, scores: dict[str, pd.DataFrame], keep: np.
         sel = keep & (exposed > 0) & obs[col].notna().to_numpy()
         out["mdg"][col] = (float(diff[sel].mean()) if sel.any() else 0.0, int(sel.sum()))
         d_a = (obs[col] - scores["no_assets"][col]).to_numpy()
-        sel = keep & obs[col].notna().to_numpy() & (dose > 0)
-        slope = float((d_a[sel] * dose[sel]).sum() / (dose[sel] ** 2).sum()) if sel.any() else 0.0
-        out["assets"][col] = (slope, int(sel.sum()))
+        sel = keep & obs[col].notna().to_numpy()
+        out["assets"][col] = _within_slope(d_a[sel], dose[sel], sk["person_id"].to_numpy()[sel],
+                                           sk["wave"].to_numpy()[sel])
     fu = keep & (sk["wave"].to_numpy() == tw["followup_wave"])
     arm = arms.set_index("person_id")
     in_offer = (arm["arm"].reindex(sk["person_id"]) == "offer").to_numpy()

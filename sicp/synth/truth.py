@@ -124,9 +124,11 @@ def build_truth(scn: dict[str, Any], seed: int, tl: Timeline, prs: pd.DataFrame,
     for score, (value, n_pw) in survey["assets"].items():
         effects[f"assets_slope_{score}"] = _effect(
             _f(value), "slope", f"{_score_unit(score)} per GBP 10,000 per 1,000 aged 65+",
-            "responding person-waves with positive dose and the score non-null",
-            f"Realised dose-response slope of community assets on {score} (least squares "
-            "through the origin of observed minus no-asset scores on dose).", n=n_pw)
+            "responding person-waves with the score non-null, people with 2+ of them",
+            f"Realised dose-response slope of community assets on {score}: the person + wave "
+            "fixed-effects slope of observed minus no-asset scores on dose (what a two-way "
+            "fixed-effects dose-response estimator targets when effects are not linear).",
+            n=n_pw)
     tw = scn["twic"]
     for score in ("selfman", "eq5d_index"):
         res = survey["coaching"][score]
