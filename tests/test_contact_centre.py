@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import pytest
 
 from sicp.report_data import (
     ReportInputs,
@@ -18,17 +17,9 @@ from sicp.report_data import (
     calls_by_reason,
     calls_by_twic_arm,
 )
-from tests.test_dbt import BuiltWorld, build_world, query
-from tests.worlds import world_paths
+from tests.worlds import BuiltWorld, query, world_paths
 
 MART = "marts.contact_centre_calls_monthly"
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> BuiltWorld:
-    world = build_world("small", tmp_path_factory.mktemp("contact_centre"))
-    assert world.build.returncode == 0, world.build.stdout[-5000:]
-    return world
 
 
 def _consented_calls(world: BuiltWorld) -> pd.DataFrame:
@@ -49,9 +40,9 @@ def _inputs(world: BuiltWorld) -> ReportInputs:
                         world.warehouse.parent / "target")
 
 
-def test_mart_calls_add_up_to_every_consented_call(small: BuiltWorld) -> None:
-    calls = _consented_calls(small)
-    mart = query(small.warehouse, f"select reason, sum(calls) as calls from {MART} group by 1")
+def test_mart_calls_add_up_to_every_consented_call(small_dbt_world: BuiltWorld) -> None:
+    calls = _consented_calls(small_dbt_world)
+    mart = query(small_dbt_world.warehouse, f"select reason, sum(calls) as calls from {MART} group by 1")
     by_reason = calls.groupby("reason").size()
     assert len(calls) > 0
     assert int(mart["calls"].sum()) == len(calls)
@@ -59,18 +50,18 @@ def test_mart_calls_add_up_to_every_consented_call(small: BuiltWorld) -> None:
         reason: int(by_reason.get(reason, 0)) for reason in mart["reason"]}
 
 
-def test_calls_and_rates_follow_the_callers_65plus_person_month(small: BuiltWorld) -> None:
+def test_calls_and_rates_follow_the_callers_65plus_person_month(small_dbt_world: BuiltWorld) -> None:
     """Recomputed in pandas from the person-month panel: the neighbourhood is that of the
     caller's 65+ person-month, the denominator counts those person-months."""
-    months = query(small.warehouse, "select person_id, month, neighbourhood "
+    months = query(small_dbt_world.warehouse, "select person_id, month, neighbourhood "
                                     "from marts.person_month_panel")
-    calls = _consented_calls(small)
+    calls = _consented_calls(small_dbt_world)
     calls["month"] = calls["called_on"].dt.to_period("M").dt.to_timestamp()
     placed = calls.merge(months, on=["person_id", "month"], how="left")
     expected = (placed.dropna(subset=["neighbourhood"])
                 .groupby(["neighbourhood", "month", "reason"]).size().rename("expected"))
     denominators = months.groupby(["neighbourhood", "month"]).size().rename("pm")
-    mart = query(small.warehouse, f"select * from {MART} where neighbourhood is not null")
+    mart = query(small_dbt_world.warehouse, f"select * from {MART} where neighbourhood is not null")
     mart["month"] = pd.to_datetime(mart["month"])
     both = mart.set_index(["neighbourhood", "month", "reason"]).join(expected).fillna(
         {"expected": 0})
@@ -79,14 +70,14 @@ def test_calls_and_rates_follow_the_callers_65plus_person_month(small: BuiltWorl
     pm = both.join(denominators, on=["neighbourhood", "month"])
     assert (pm["person_months_65plus"] == pm["pm"]).all()
     assert (pm["calls_per_1000_65plus"] - 1000 * pm["calls"] / pm["pm"]).abs().max() < 1e-9
-    unattributed = query(small.warehouse, f"select sum(calls) as n from {MART} "
+    unattributed = query(small_dbt_world.warehouse, f"select sum(calls) as n from {MART} "
                                           "where neighbourhood is null")["n"].iloc[0]
     assert int(0 if pd.isna(unattributed) else unattributed) == int(
         placed["neighbourhood"].isna().sum())
 
 
-def test_report_readers_hide_small_counts_and_split_trial_arms(small: BuiltWorld) -> None:
-    inputs = _inputs(small)
+def test_report_readers_hide_small_counts_and_split_trial_arms(small_dbt_world: BuiltWorld) -> None:
+    inputs = _inputs(small_dbt_world)
     threshold = 10
     hood = calls_by_neighbourhood(inputs, threshold)
     small_months = hood[(hood["calls"] > 0) & (hood["calls"] < threshold)]
@@ -95,7 +86,7 @@ def test_report_readers_hide_small_counts_and_split_trial_arms(small: BuiltWorld
     shown = hood[(hood["calls"] == 0) | (hood["calls"] >= threshold)]
     assert shown["calls_per_1000_65plus"].notna().all()
     reasons = calls_by_reason(inputs)
-    total = query(small.warehouse, f"select sum(calls) as n from {MART}")["n"].iloc[0]
+    total = query(small_dbt_world.warehouse, f"select sum(calls) as n from {MART}")["n"].iloc[0]
     assert reasons["calls"].sum() + reasons["unattributed_calls"].sum() == total
     arms = calls_by_twic_arm(inputs).set_index("arm")
     assert arms.loc["control", "coaching_calls"] == 0  # the control arm is never contacted

@@ -6,25 +6,14 @@ target) is marked slow. Counts are compared with the generator's truth.json exac
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pandas as pd
 import pytest
 
 from sicp.export import MARTS, export_marts
-from sicp.ingest import ingest_all
-from sicp.settings import Paths
-from sicp.synth import generate_world
-from sicp.warehouse import dbt_args
-from tests.worlds import world_paths
+from tests.worlds import BuiltWorld, build_dbt_world, query
 
 DBT = Path(sys.executable).with_name("dbt")
 
@@ -67,46 +56,6 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class BuiltWorld:
-    warehouse: Path
-    truth: dict[str, Any]
-    build: subprocess.CompletedProcess[str]
-    build_seconds: float
-    run_results: dict[str, Any]
-
-
-def dbt_build(paths: Paths, work: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run ``dbt build`` in a subprocess against ``paths.warehouse``, from an unrelated cwd.
-
-    target/ and logs/ go under ``work`` so parallel runs never share dbt's state files.
-    """
-    env = {**os.environ, "SICP_WAREHOUSE": str(paths.warehouse),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "0"}
-    cmd = [str(DBT), *dbt_args(paths, "build", "--target-path", str(work / "target"),
-                               "--log-path", str(work / "logs"))]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
-    return proc, time.perf_counter() - started
-
-
-def build_world(scenario: str, root: Path) -> BuiltWorld:
-    """Generate a world (seed 1) under ``root`` in the layout of tests/worlds.py, ingest it and
-    ``dbt build`` it; no protocols run (tests/worlds.py build_world runs the whole pipeline)."""
-    paths = world_paths(root)
-    generate_world(scenario, 1, paths.input_dir)
-    ingest_all(paths.input_dir, paths.warehouse)
-    proc, seconds = dbt_build(paths, root)
-    results = json.loads((root / "target" / "run_results.json").read_text())
-    truth = json.loads((paths.input_dir / "truth.json").read_text())
-    return BuiltWorld(paths.warehouse, truth, proc, seconds, results)
-
-
-def query(warehouse: Path, sql: str) -> pd.DataFrame:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql).df()
-
-
 def assert_counts_match_truth(world: BuiltWorld) -> None:
     counts = world.truth["counts"]
     got = query(world.warehouse, """
@@ -129,14 +78,9 @@ def assert_counts_match_truth(world: BuiltWorld) -> None:
         "emergency_admissions_by_year_excluding_withdrawn"]
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> BuiltWorld:
-    return build_world("small", tmp_path_factory.mktemp("dbt_small"))
-
-
-def test_dbt_build_passes_on_the_small_world(small: BuiltWorld) -> None:
-    assert small.build.returncode == 0, small.build.stdout[-5000:]
-    statuses = {r["unique_id"]: r["status"] for r in small.run_results["results"]}
+def test_dbt_build_passes_on_the_small_world(small_dbt_world: BuiltWorld) -> None:
+    assert small_dbt_world.build.returncode == 0, small_dbt_world.build.stdout[-5000:]
+    statuses = {r["unique_id"]: r["status"] for r in small_dbt_world.run_results["results"]}
     failed = {k: v for k, v in statuses.items() if v not in ("success", "pass")}
     assert not failed
     kinds = {k.split(".")[0] for k in statuses}
@@ -148,12 +92,12 @@ def test_dbt_build_passes_on_the_small_world(small: BuiltWorld) -> None:
         assert any(fragment in name for name in unit_tests), fragment
 
 
-def test_marts_reproduce_the_generators_counts(small: BuiltWorld) -> None:
-    assert_counts_match_truth(small)
+def test_marts_reproduce_the_generators_counts(small_dbt_world: BuiltWorld) -> None:
+    assert_counts_match_truth(small_dbt_world)
 
 
-def test_marts_have_the_agreed_columns_within_stata_limits(small: BuiltWorld) -> None:
-    cols = query(small.warehouse, """
+def test_marts_have_the_agreed_columns_within_stata_limits(small_dbt_world: BuiltWorld) -> None:
+    cols = query(small_dbt_world.warehouse, """
         select table_name, column_name from information_schema.columns
         where table_schema = 'marts'
     """)
@@ -163,23 +107,23 @@ def test_marts_have_the_agreed_columns_within_stata_limits(small: BuiltWorld) ->
     assert cols["column_name"].str.len().max() <= 32
 
 
-def test_no_excluded_person_reaches_a_mart(small: BuiltWorld) -> None:
-    excluded = query(small.warehouse, "select person_id, scope from raw.consent_exclusions")
+def test_no_excluded_person_reaches_a_mart(small_dbt_world: BuiltWorld) -> None:
+    excluded = query(small_dbt_world.warehouse, "select person_id, scope from raw.consent_exclusions")
     withdrawn = set(excluded.loc[excluded["scope"] == "all", "person_id"])
     no_linkage = set(excluded.loc[excluded["scope"] == "records", "person_id"])
     assert withdrawn and no_linkage  # the small world has both kinds of exclusion
     for mart in ("person_month_panel", "person_wave_panel", "twic_analysis_set"):
-        people = set(query(small.warehouse, f"select distinct person_id from marts.{mart}")
+        people = set(query(small_dbt_world.warehouse, f"select distinct person_id from marts.{mart}")
                      ["person_id"])
         assert not people & withdrawn, mart
-    records = set(query(small.warehouse, "select distinct person_id from marts.person_month_panel")
+    records = set(query(small_dbt_world.warehouse, "select distinct person_id from marts.person_month_panel")
                   ["person_id"])
     assert not records & no_linkage
 
 
-def test_practice_panel_is_complete_and_exposure_matches_practices(small: BuiltWorld) -> None:
-    panel = query(small.warehouse, "select * from marts.practice_month_panel")
-    practices = query(small.warehouse, "select * from raw.practices")
+def test_practice_panel_is_complete_and_exposure_matches_practices(small_dbt_world: BuiltWorld) -> None:
+    panel = query(small_dbt_world.warehouse, "select * from marts.practice_month_panel")
+    practices = query(small_dbt_world.warehouse, "select * from raw.practices")
     assert len(panel) == len(practices) * 96
     assert panel["period"].min() == 1 and panel["period"].max() == 96
     starts = practices.set_index("practice_code")["mdg_start_date"]
@@ -190,9 +134,9 @@ def test_practice_panel_is_complete_and_exposure_matches_practices(small: BuiltW
         assert rows["never_treated"].eq(int(pd.isna(start))).all(), code
 
 
-def test_twic_set_has_one_row_per_randomised_person(small: BuiltWorld) -> None:
-    twic = query(small.warehouse, "select * from marts.twic_analysis_set")
-    randomised = query(small.warehouse, """
+def test_twic_set_has_one_row_per_randomised_person(small_dbt_world: BuiltWorld) -> None:
+    twic = query(small_dbt_world.warehouse, "select * from marts.twic_analysis_set")
+    randomised = query(small_dbt_world.warehouse, """
         select count(*) as n from raw.coaching_randomisation
         where person_id not in (select person_id from raw.consent_exclusions where scope = 'all')
     """)["n"].iloc[0]
@@ -201,25 +145,25 @@ def test_twic_set_has_one_row_per_randomised_person(small: BuiltWorld) -> None:
     assert twic["offered"].eq((twic["arm"] == "offer").astype(int)).all()
 
 
-def test_export_marts_to_parquet_and_stata(small: BuiltWorld, tmp_path: Path) -> None:
+def test_export_marts_to_parquet_and_stata(small_dbt_world: BuiltWorld, tmp_path: Path) -> None:
     import pyreadstat
 
-    written = export_marts(small.warehouse, tmp_path)
+    written = export_marts(small_dbt_world.warehouse, tmp_path)
     assert set(written) == set(MARTS)
     for mart in ("practice_month_panel", "person_wave_panel", "twic_analysis_set"):
-        n = len(query(small.warehouse, f"select * from marts.{mart}"))
+        n = len(query(small_dbt_world.warehouse, f"select * from marts.{mart}"))
         assert len(pd.read_parquet(tmp_path / f"{mart}.parquet")) == n
         df, meta = pyreadstat.read_dta(str(tmp_path / f"{mart}.dta"))
         assert len(df) == n
     _, meta = pyreadstat.read_dta(str(tmp_path / "practice_month_panel.dta"), metadataonly=True)
     assert meta.original_variable_types["month"] == "%td"
     with pytest.raises(ValueError, match="unknown export format"):
-        export_marts(small.warehouse, tmp_path, formats=("xlsx",))
+        export_marts(small_dbt_world.warehouse, tmp_path, formats=("xlsx",))
 
 
 @pytest.mark.slow
 def test_dbt_build_on_the_default_world_is_exact_and_under_a_minute(tmp_path: Path) -> None:
-    world = build_world("default", tmp_path)
+    world = build_dbt_world(tmp_path, "default")
     assert world.build.returncode == 0, world.build.stdout[-5000:]
     assert_counts_match_truth(world)
     print(f"dbt build on the default world: {world.build_seconds:.1f} s")

@@ -36,7 +36,7 @@ from sicp.validate import (
     write_replications,
     write_tables,
 )
-from tests.test_dbt import BuiltWorld, build_world, query
+from tests.worlds import BuiltWorld, query
 
 #: The comparator-area protocols: they read area_month_panel only (the fast path).
 AREA = ("did_area_emergency_admissions", "its_salford_emergency_admissions")
@@ -49,14 +49,9 @@ MAIN = ("sw_emergency_admissions", "sw_survey_eq5d", "twic_eq5d", "twic_selfman"
         "did_practice_emergency_admissions")
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> BuiltWorld:
-    return build_world("small", tmp_path_factory.mktemp("validate_small"))
-
-
-def test_twin_panels_equal_the_dbt_marts(small: BuiltWorld) -> None:
-    assert small.build.returncode == 0, small.build.stdout[-3000:]
-    world = simulate_world("small", int(small.truth["seed"]))
+def test_twin_panels_equal_the_dbt_marts(small_dbt_world: BuiltWorld) -> None:
+    assert small_dbt_world.build.returncode == 0, small_dbt_world.build.stdout[-3000:]
+    world = simulate_world("small", int(small_dbt_world.truth["seed"]))
     twins = build_panels(world.frames)
     recruitment = world.frames["recruitment"]
     # The world exercises what the twin mirrors: consent exclusions of both scopes and moves.
@@ -64,7 +59,7 @@ def test_twin_panels_equal_the_dbt_marts(small: BuiltWorld) -> None:
     assert (recruitment["consent_linkage"] == 0).any()
     assert len(world.frames["practice_moves"]) > 0
     for name, columns in PANEL_COLUMNS.items():
-        mart = query(small.warehouse, f"select * from marts.{name}")[list(columns)]
+        mart = query(small_dbt_world.warehouse, f"select * from marts.{name}")[list(columns)]
         mart = mart.sort_values(list(PANEL_KEYS[name])).reset_index(drop=True)
         pd.testing.assert_frame_equal(twins[name], mart, check_exact=True, obj=name)
         assert len(mart) > 0

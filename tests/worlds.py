@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pandas as pd
 
 from analysis.protocol import load_protocols
 from analysis.store import read_results
+from sicp.ingest import ingest_all
 from sicp.pipeline import run_pipeline
 from sicp.settings import PROJECT_ROOT, Paths
 from sicp.synth import generate_world
+from sicp.warehouse import dbt_args
+
+DBT = Path(sys.executable).with_name("dbt")
 
 
 def world_paths(root: Path, protocols_dir: Path | None = None) -> Paths:
@@ -32,6 +43,49 @@ def build_world(root: Path, scenario: str, seed: int,
     generate_world(scenario, seed, paths.input_dir)
     run_pipeline(paths)
     return paths
+
+
+@dataclass(frozen=True)
+class BuiltWorld:
+    """A world generated, ingested and ``dbt build``-ed (no protocols run)."""
+
+    warehouse: Path
+    truth: dict[str, Any]
+    build: subprocess.CompletedProcess[str]
+    build_seconds: float
+    run_results: dict[str, Any]
+
+
+def dbt_build(paths: Paths, work: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``dbt build`` in a subprocess against ``paths.warehouse``, from an unrelated cwd.
+
+    target/ and logs/ go under ``work`` so parallel runs never share dbt's state files.
+    """
+    env = {**os.environ, "SICP_WAREHOUSE": str(paths.warehouse),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "0"}
+    cmd = [str(DBT), *dbt_args(paths, "build", "--target-path", str(work / "target"),
+                               "--log-path", str(work / "logs"))]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+    return proc, time.perf_counter() - started
+
+
+def build_dbt_world(root: Path, scenario: str, seed: int = 1) -> BuiltWorld:
+    """Generate a world under ``root`` (layout of :func:`world_paths`), ingest it and
+    ``dbt build`` it; unlike :func:`build_world`, no Dagster run and no protocols."""
+    paths = world_paths(root)
+    generate_world(scenario, seed, paths.input_dir)
+    ingest_all(paths.input_dir, paths.warehouse)
+    proc, seconds = dbt_build(paths, root)
+    results = json.loads((root / "target" / "run_results.json").read_text())
+    truth = json.loads((paths.input_dir / "truth.json").read_text())
+    return BuiltWorld(paths.warehouse, truth, proc, seconds, results)
+
+
+def query(warehouse: Path, sql: str) -> pd.DataFrame:
+    """Read-only query of a built warehouse."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql).df()
 
 
 def truth_checks(paths: Paths) -> Iterator[tuple[str, str, pd.Series, float]]:
