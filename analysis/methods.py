@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from analysis import did, dose_response, economics, its, stepped_wedge, synthetic_control, trial
 from analysis.results import EstimationResult
@@ -55,9 +56,16 @@ def check_options(name: str, options: Mapping[str, Any]) -> list[str]:
 
 def fit(method: Any, data: pd.DataFrame, *, outcome: str,
         covariates: Sequence[str] = ()) -> EstimationResult:
-    """Fit ``method`` (a protocol MethodSpec) on ``data`` for ``outcome``."""
+    """Fit ``method`` (a protocol MethodSpec) on ``data`` for ``outcome``.
+
+    BLAS runs on one thread: the estimators' matrices are small, where threads gain nothing
+    and, with other work on the cores, made the stepped-wedge SVDs 20-25 times slower
+    (docs/benchmark.md); and a threaded BLAS sums in an order that depends on the core count,
+    so results would differ in their last bits between machines.
+    """
     estimator = METHODS[method.name]
     kwargs: dict[str, Any] = dict(method.options)
     if "covariates" in inspect.signature(estimator).parameters:
         kwargs["covariates"] = list(covariates)
-    return estimator(data, outcome=outcome, **kwargs)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return estimator(data, outcome=outcome, **kwargs)

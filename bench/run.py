@@ -253,6 +253,21 @@ def read_csv(path: Path) -> list[Measurement]:
                 for r in csv.DictReader(fh)]
 
 
+def merge(earlier: list[Measurement], new: list[Measurement]) -> list[Measurement]:
+    """``earlier`` with each (scenario, stage) measured again replaced in place by its new row;
+    new stages follow. So one protocol or one scenario's dbt build can be re-measured alone."""
+    position = {(m.scenario, m.stage): i for i, m in enumerate(earlier)}
+    merged = list(earlier)
+    for m in new:
+        key = (m.scenario, m.stage)
+        if key in position:
+            merged[position[key]] = m
+        else:
+            position[key] = len(merged)
+            merged.append(m)
+    return merged
+
+
 def write_csv(rows: list[Measurement], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -279,12 +294,16 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     parser.add_argument("--estimators-csv", type=Path,
                         default=PROJECT_ROOT / "docs" / "benchmark_estimators.csv",
                         help="estimator comparison (bench.estimators), run on the default world")
+    parser.add_argument("--notes", type=Path,
+                        default=PROJECT_ROOT / "docs" / "benchmark_notes.md",
+                        help="hand-written findings (profiles, fixes) appended to --out as is")
     parser.add_argument("--merge", action="store_true",
-                        help="keep the other scenarios already in --csv (re-run some, add gm)")
+                        help="keep the rows already in --csv that this run does not measure "
+                             "again (re-run one stage, add a scenario)")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
-    rows = [m for m in read_csv(args.csv) if m.scenario not in args.scenarios] \
-        if args.merge else []
+    earlier = read_csv(args.csv) if args.merge else []
+    rows: list[Measurement] = []
     header = (f"# Pipeline benchmark\n\n`python -m bench.run` on {os.cpu_count()} cores, "
               f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, seed {args.seed}; "
               "each stage in its own process. A load average well above the core count means "
@@ -292,12 +311,14 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
 
     def save() -> str:
         # after every stage, so a long run leaves what it has measured behind
-        text = markdown(rows, header)
+        text = markdown(merge(earlier, rows), header)
         if args.estimators_csv.exists():
             text += "\n" + estimators_markdown(read_comparisons(args.estimators_csv))
+        if args.notes.exists():
+            text += "\n" + args.notes.read_text(encoding="utf-8")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
-        write_csv(rows, args.csv)
+        write_csv(merge(earlier, rows), args.csv)
         return text
 
     for scenario in args.scenarios:

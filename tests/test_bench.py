@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import csv
+import re
+from pathlib import Path
 
-from bench.run import Measurement, growth_exponents, main, targets
+import duckdb
+import yaml
+
+from bench.run import Measurement, growth_exponents, main, merge, targets
+from sicp import warehouse
+from sicp.settings import PROJECT_ROOT
 
 
 def _m(scenario: str, stage: str, seconds: float, rows: int, peak: int = 10**9) -> Measurement:
@@ -32,6 +39,16 @@ def test_targets_read_the_default_total_and_the_gm_ingest_and_dbt_stages() -> No
     assert verdict["gm ingest/dbt peak RSS < 12 GB"][1] is False
 
 
+def test_merge_replaces_remeasured_stages_in_place_and_appends_new_ones() -> None:
+    earlier = [_m("default", "ingest", 1.0, 10), _m("default", "dbt_build", 2.0, 10),
+               _m("mid", "ingest", 3.0, 100)]
+    new = [_m("default", "dbt_build", 5.0, 10), _m("gm", "ingest", 7.0, 1000)]
+    merged = merge(earlier, new)
+    assert [(m.scenario, m.stage, m.seconds) for m in merged] == [
+        ("default", "ingest", 1.0), ("default", "dbt_build", 5.0), ("mid", "ingest", 3.0),
+        ("gm", "ingest", 7.0)]
+
+
 def test_bench_measures_generate_and_ingest_on_the_small_world(tmp_path) -> None:
     out, table = tmp_path / "bench.md", tmp_path / "bench.csv"
     rows = main(["--scenarios", "small", "--stages", "generate", "ingest", "--repeats", "2",
@@ -47,3 +64,31 @@ def test_bench_measures_generate_and_ingest_on_the_small_world(tmp_path) -> None
         assert [r["stage"] for r in csv.DictReader(fh)] == ["generate", "ingest"]
     text = out.read_text()
     assert "| generate |" in text and "default end to end" not in text
+
+
+def test_dbt_profile_uses_the_writer_settings_of_sicp_warehouse() -> None:
+    """profiles.yml restates duckdb_config's defaults (YAML cannot import them): keep them equal."""
+    profile = yaml.safe_load((PROJECT_ROOT / "dbt" / "profiles.yml").read_text())
+    settings = profile["sicp"]["outputs"]["dev"]["config_options"]
+    expected = {"memory_limit": (warehouse.MEMORY_LIMIT_ENV, warehouse.DEFAULT_MEMORY_LIMIT),
+                "threads": (warehouse.THREADS_ENV, warehouse.DEFAULT_THREADS)}
+    for name, (env, default) in expected.items():
+        assert re.fullmatch(rf"\{{\{{ env_var\('{env}', '{default}'\) \}}\}}", settings[name]), name
+    assert warehouse.TEMP_DIR_ENV in settings["temp_directory"]
+    assert "~ '.tmp'" in settings["temp_directory"]
+
+
+def test_writer_settings_reach_duckdb_and_follow_the_environment(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    wh = tmp_path / "w.duckdb"
+    monkeypatch.delenv(warehouse.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setenv(warehouse.THREADS_ENV, "1")
+    with duckdb.connect(str(wh), config=warehouse.duckdb_config(wh)) as con:
+        limit, threads, temp = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads'), "
+            "current_setting('temp_directory')").fetchone()
+    assert (limit, threads, temp) == ("7.4 GiB", 1, f"{wh}.tmp")  # 8 GB in DuckDB's units
+    monkeypatch.setenv(warehouse.MEMORY_LIMIT_ENV, "1GB")
+    monkeypatch.setenv(warehouse.TEMP_DIR_ENV, str(tmp_path / "spill"))
+    assert warehouse.duckdb_config(wh) == {"memory_limit": "1GB", "threads": "1",
+                                           "temp_directory": str(tmp_path / "spill")}

@@ -286,6 +286,22 @@ def test_gee_df_guard_and_invalid_working_correlation(sw) -> None:
     assert res.estimate("treatment") == pytest.approx(indep.params["trt"], rel=1e-6)
 
 
+
+def test_gee_without_events_in_a_period_fails_clearly(cells, sw) -> None:
+    """A period with no events anywhere has an infinite log-rate effect: a clear error naming
+    the period instead of numpy's "SVD did not converge" from the diverging iterations."""
+    sparse = cells.assign(events=cells["events"].where(cells["period"] != 3, 0))
+    with pytest.raises(ValueError, match=r"no finite estimate.*period=3"):
+        stepped_wedge_gee(sparse, outcome="events", exposure="persons", family="poisson", **KW)
+    with pytest.raises(ValueError, match=r"no events in the rows of 1 term\(s\) \(period=3\)"):
+        exposure_time_model(sparse, outcome="events", exposure="persons", model="gee",
+                            average_over=1, **KW)
+    # binomial: an exposure time whose rows are all 1 has an infinite log odds ratio
+    certain = sw.assign(outcome_bin=sw["outcome_bin"].where(sw["trt"] == 0, 1))
+    with pytest.raises(ValueError, match=r"no variation in the outcome.*treatment"):
+        stepped_wedge_gee(certain, outcome="outcome_bin", family="binomial", **KW)
+
+
 def res_design(frame: pd.DataFrame) -> pd.DataFrame:
     x = pd.get_dummies(frame["period"].astype(str), prefix="p", drop_first=True, dtype=float)
     x.insert(0, "trt", frame["trt"].astype(float))

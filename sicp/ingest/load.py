@@ -53,6 +53,7 @@ from sicp.ingest.files import (
 from sicp.ingest.report import FileReport, IngestReport, SourceReport
 from sicp.ingest.sql import ident, literal
 from sicp.ingest.tables import ensure_raw_schema, qualified, source_table_ddl
+from sicp.warehouse import duckdb_config
 
 PSEUDONYM_KEY_ENV = "SICP_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 16
@@ -217,7 +218,7 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
     reports: list[SourceReport] = []
     problems: list[IngestError] = []
     failed: set[str] = set()
-    with duckdb.connect(str(warehouse)) as con:
+    with duckdb.connect(str(warehouse), config=duckdb_config(warehouse)) as con:
         for source in ingest_order():
             blocked = sorted(referenced_sources(source) & failed)
             if blocked:

@@ -1,4 +1,3 @@
-{{ config(materialized='view') }}
 {#- Person x month for the registered older population. A person-month exists when a
     registration spell is in force on the first day of the month (registered_from <= month <=
     registered_until; stg_population__registrations ends a spell when the next one starts, so
@@ -6,8 +5,11 @@
     calendar year minus birth year) and has not died before the month began. Exposure comes
     from the practice at that month (practice exposure) and the MDG caseload (individual
     exposure); the risk tier is that of the quarter containing the month.
-    A view: person_month_panel materialises it once, with the outcomes, instead of writing
-    millions of rows twice. -#}
+    A table (the intermediate default), not a view: person_month_panel and
+    int_person_month_costs both read it, and as a view each re-ran the range join with the
+    month spine, whose output DuckDB estimates at a few thousand rows; it then built its hash
+    joins on the millions of person-months, which exhausted memory at Greater Manchester scale.
+    Materialised, the row count is known and the joins build on the smaller side. -#}
 with registered as (
     select
         r.person_id,
