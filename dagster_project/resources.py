@@ -14,6 +14,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from sicp.warehouse import duckdb_config
+
 #: Every asset that writes the warehouse runs in this pool; DuckDB allows one writer process
 #: per file, so the pool's limit must be 1 (dagster_project/dagster.yaml sets it).
 WAREHOUSE_POOL = "sicp_warehouse"
@@ -37,8 +39,11 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection; a writer gets the warehouse's memory limit, threads and spill folder
+        (sicp.warehouse.duckdb_config), as ingest and dbt do."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path, read_only=read_only)
+        config = {} if read_only else duckdb_config(Path(self.path))
+        con = duckdb.connect(self.path, read_only=read_only, config=config)
         try:
             yield con
         finally:
