@@ -71,6 +71,7 @@ unattributed as (
     where neighbourhood is null
 )
 
+{#- Unattributed rows have no denominator, so their rate is NULL. -#}
 select
     neighbourhood,
     month,
@@ -78,15 +79,9 @@ select
     reason,
     calls,
     person_months_65plus,
-    1000.0 * calls / person_months_65plus as calls_per_1000_65plus
-from attributed
-union all
-select
-    neighbourhood,
-    month,
-    period,
-    reason,
-    calls,
-    person_months_65plus,
-    cast(null as {{ type_double() }}) as calls_per_1000_65plus
-from unattributed
+    cast(1000.0 * calls / person_months_65plus as {{ type_double() }}) as calls_per_1000_65plus
+from (
+    select * from attributed
+    union all
+    select * from unattributed
+) as rows_by_cell
