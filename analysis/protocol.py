@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,13 +168,7 @@ def _validate_cost_block(content: Mapping[str, Any], path: Path) -> None:
     if not isinstance(block, dict):
         raise _fail(path, f"{where} must be a mapping of {', '.join(COST_REQUIRED)} and "
                           f"optionally {', '.join(COST_OPTIONAL)}")
-    missing = [k for k in COST_REQUIRED if k not in block]
-    if missing:
-        raise _fail(path, f"{where} is missing {', '.join(missing)}")
-    unknown = sorted(set(block) - set(COST_REQUIRED) - set(COST_OPTIONAL))
-    if unknown:
-        raise _fail(path, f"{where} has unknown field(s) {', '.join(unknown)}; allowed: "
-                          f"{', '.join(COST_REQUIRED + COST_OPTIONAL)}")
+    _check_fields(block, COST_REQUIRED, COST_OPTIONAL, path, f"{where}: ")
     if content["method"].get("name") == "cost_effectiveness":
         raise _fail(path, f"{where} does not apply to cost_effectiveness, whose "
                           "incremental_cost row is already the cost result")
@@ -216,18 +210,24 @@ def _fail(path: Path, message: str) -> ProtocolError:
     return ProtocolError(f"{path}: {message}")
 
 
+def _check_fields(block: Mapping[str, Any], required: Sequence[str], optional: Sequence[str],
+                  path: Path, where: str = "") -> None:
+    """Every required field present and nothing outside required + optional (typos fail)."""
+    missing = [k for k in required if k not in block]
+    if missing:
+        raise _fail(path, f"{where}missing required field(s): {', '.join(missing)}")
+    unknown = sorted(set(block) - set(required) - set(optional))
+    if unknown:
+        raise _fail(path, f"{where}unknown field(s): {', '.join(unknown)}; allowed: "
+                          f"{', '.join([*required, *optional])}")
+
+
 def validate(content: Any, path: Path) -> None:
     """Check a parsed protocol against the schema; raise ProtocolError naming the field."""
     methods = sorted(METHODS)
     if not isinstance(content, dict):
         raise _fail(path, "a protocol must be a YAML mapping of fields")
-    missing = [k for k in REQUIRED if k not in content]
-    if missing:
-        raise _fail(path, f"missing required field(s): {', '.join(missing)}")
-    unknown = sorted(set(content) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        raise _fail(path, f"unknown field(s): {', '.join(unknown)}; allowed: "
-                          f"{', '.join(REQUIRED + OPTIONAL)}")
+    _check_fields(content, REQUIRED, OPTIONAL, path)
     if not str(content["id"]).replace("_", "").isalnum():
         raise _fail(path, f"id {content['id']!r} must be letters, digits and underscores")
     if path.stem != content["id"]:

@@ -124,6 +124,27 @@ def test_person_month_costs_agree_with_python_pricing(world):
     np.testing.assert_allclose(both["cost_gbp"], both["python"], rtol=1e-9)
 
 
+def test_person_month_costs_equal_the_sum_of_their_events(world):
+    """Counts x unit cost (the model) equals the exact sum of each event's own cost (the
+    definition), to the bit, per item and in total, for every 65+ person-month."""
+    items = sorted(PRICED.values())
+    got = _query(world, "select person_id, month, cost_gbp, "
+                        + ", ".join(f"cost_{i}_gbp" for i in items)
+                        + " from intermediate.int_person_month_costs")
+    per_item = ", ".join(
+        f"cast(sum(cast(case when item = '{i}' then cost_gbp else 0 end as decimal(38, 10)))"
+        f" as double) as cost_{i}_gbp" for i in items)
+    summed = _query(world, f"""
+        select person_id, event_month as month,
+               cast(sum(cast(cost_gbp as decimal(38, 10))) as double) as cost_gbp, {per_item}
+        from intermediate.int_utilisation_events group by person_id, event_month""")
+    both = got.merge(summed, on=["person_id", "month"], how="left", suffixes=("", "_events"))
+    assert (got["cost_gbp"] > 0).sum() > 100
+    for col in ["cost_gbp"] + [f"cost_{i}_gbp" for i in items]:
+        expected = both[f"{col}_events"].fillna(0.0).to_numpy()
+        assert np.array_equal(both[col].to_numpy(), expected), col
+
+
 def test_practice_months_count_ae_not_admitted_and_calls(world):
     """A&E attendances not followed by admission are those whose disposal is not 'admitted';
     the practice panel sums them (and calls) over its 65+ person-months."""
