@@ -8,6 +8,9 @@ after another and the table puts them side by side, with the growth exponent of 
 time in its rows (1 = linear) between the smallest and the largest scale.
 
     python -m bench.run --scenarios default mid gm
+
+The last stage, ``end_to_end``, is ``sicp demo`` in one process, the quantity of the 5-minute
+target; it runs on the default world only (the target's world, and the protocols' scale).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ GM_PEAK_BYTES = 12 * 10**9
 #: A growth exponent above this, in rows, counts as super-linear (timing noise allowance).
 SUPERLINEAR_EXPONENT = 1.15
 SAMPLE_SECONDS = 0.05
+#: The stage that is the whole demo, and the only scenario it runs on.
+END_TO_END = "end_to_end"
+END_TO_END_SCENARIO = "default"
 
 
 @dataclass
@@ -150,7 +156,7 @@ def bench_scenario(scenario: str, workdir: Path, seed: int, repeats: int, short:
                     continue
                 yield _measured("protocol", f"protocol {protocol.id}", root, scenario, seed,
                                 protocol.id, repeats, short, log)
-        else:
+        elif stage != END_TO_END or scenario == END_TO_END_SCENARIO:
             yield _measured(stage, stage, root, scenario, seed, None, repeats, short, log)
 
 
@@ -183,13 +189,12 @@ def growth_exponents(rows: list[Measurement]) -> dict[str, float]:
 def targets(rows: list[Measurement]) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for each target whose scenario was run."""
     found = []
-    default = [m for m in rows if m.scenario == "default"]
-    if default:
-        failed = [m.stage for m in default if m.error]
-        total = sum(m.seconds for m in default if not m.error)
-        found.append(("default stages summed, each in its own process (end to end is less) < 5 min",
-                      f"{total:.0f} s" + (f" ({len(failed)} stage(s) failed)" if failed else ""),
-                      total < DEFAULT_END_TO_END_S and not failed))
+    whole = [m for m in rows if m.scenario == END_TO_END_SCENARIO and m.stage == END_TO_END]
+    if whole:
+        m = whole[0]
+        found.append(("default world end to end (`sicp demo`, one process) < 5 min",
+                      "failed" if m.error else f"{m.seconds:.0f} s",
+                      not m.error and m.seconds < DEFAULT_END_TO_END_S))
     gm = {m.stage: m for m in rows if m.scenario == "gm"}
     if "ingest" in gm and "dbt_build" in gm:
         total = gm["ingest"].seconds + gm["dbt_build"].seconds
@@ -233,10 +238,11 @@ def markdown(rows: list[Measurement], header: str) -> str:
         lines.append(f"| {stage} | {' | '.join(parts)} | {exp} |")
     totals = []
     for s in scenarios:
-        ms = [m for m in rows if m.scenario == s]
+        ms = [m for m in rows if m.scenario == s and m.stage != END_TO_END]
         totals += [f"{sum(m.seconds for m in ms if not m.error):.1f}",
                    f"{max(m.peak_rss_bytes for m in ms) / 2**20:.0f}", "", ""]
-    lines.append(f"| **stages summed** | {' | '.join(totals)} | |")
+    lines.append(f"| **stages summed** (each in its own process; not end to end) | "
+                 f"{' | '.join(totals)} | |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in targets(rows)]
     return "\n".join(lines) + "\n"
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     parser.add_argument("--short", type=float, default=60.0,
                         help="a stage whose first run takes less (s) is repeated")
     parser.add_argument("--stages", nargs="+", default=["generate", "ingest", "dbt_build",
-                                                        "protocol", "reports"])
+                                                        "protocol", "reports", END_TO_END])
     parser.add_argument("--protocols", nargs="+", help="protocol ids (default: all)")
     parser.add_argument("--workdir", type=Path, default=PROJECT_ROOT / "data" / "bench")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmark.md")

@@ -43,12 +43,14 @@ def _table_rows(warehouse: Path, schemas: tuple[str, ...]) -> int:
 
 
 def generate(paths: Paths, scenario: str, seed: int, protocol: str | None) -> int:
+    """Rows here are the person-months simulated, the generator's unit of work: every person
+    is simulated month by month whatever records result, and the gm world's younger people
+    have far fewer records each (the rows written are ingest's rows)."""
     from sicp.pipeline import fresh_synthetic_folder
     from sicp.synth import generate_world
 
     fresh_synthetic_folder(paths.input_dir)
-    summary = generate_world(scenario, seed, paths.input_dir)
-    return sum(summary["files"].values())
+    return int(generate_world(scenario, seed, paths.input_dir)["simulated_person_months"])
 
 
 def ingest(paths: Paths, scenario: str, seed: int, protocol: str | None) -> int:
@@ -83,10 +85,20 @@ def reports(paths: Paths, scenario: str, seed: int, protocol: str | None) -> Non
     render_all(paths)
 
 
+def end_to_end(paths: Paths, scenario: str, seed: int, protocol: str | None) -> None:
+    """What ``make demo`` runs after install (``sicp demo``): generate, one Dagster run of
+    ingest, dbt build and every protocol, the exports and both reports in HTML and PDF."""
+    from sicp.pipeline import run_demo
+
+    run_demo(paths, scenario=scenario, seed=seed)
+
+
 def rows_after(stage: str, paths: Paths, protocol: str | None) -> int:
     """Rows a stage processed, counted by the parent once the child has closed the warehouse."""
     if stage == "dbt_build":
         return _table_rows(paths.warehouse, DBT_TABLE_SCHEMAS)
+    if stage == "end_to_end":
+        return _table_rows(paths.warehouse, ("raw",))
     if stage == "protocol":
         from analysis.protocol import load_protocols
 
@@ -102,7 +114,7 @@ def rows_after(stage: str, paths: Paths, protocol: str | None) -> int:
 
 STAGES: dict[str, Callable[[Paths, str, int, str | None], int | None]] = {
     "generate": generate, "ingest": ingest, "dbt_build": dbt_build,
-    "protocol": run_one_protocol, "reports": reports,
+    "protocol": run_one_protocol, "reports": reports, "end_to_end": end_to_end,
 }
 
 

@@ -49,21 +49,23 @@ def _areas(scn: dict[str, Any], seed: int) -> tuple[pd.DataFrame, dict[str, Any]
     return simulate_areas(scn, _rng(seed, 3))
 
 
-def _run(scenario: str | Path, seed: int,
-         emit: Callable[[str, pd.DataFrame], None]) -> tuple[dict[str, pd.DataFrame],
-                                                             dict[str, Any]]:
-    """Simulate; record frames go to ``emit`` chunk by chunk, the rest are returned."""
+def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], None]
+         ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], int]:
+    """Simulate; record frames go to ``emit`` chunk by chunk, the rest are returned with the
+    truth and the number of person-months simulated (people x months, the simulation's work)."""
     scn = load_scenario(scenario)
     tl = Timeline(to_month(scn["calendar"]["start"]), to_month(scn["calendar"]["end"]))
     prs = build_practices(scn, tl, _rng(seed, 0))
     size = int(scn["chunk_practices"])
     agg: dict[str, np.ndarray] = {}
+    simulated = 0
     keep: dict[str, list[pd.DataFrame]] = {k: [] for k in (
         "practice_population", "cohort", "waves", "moves", "calls")}
     for c, first in enumerate(range(0, len(prs), size)):
         block = prs.iloc[first:first + size]
         chunk = Chunk(scn, tl, block, _rng(seed, 1, c))
         out = assemble_chunk(chunk, chunk.run(), c)
+        simulated += chunk.n * chunk.T
         for name in RECORD_SOURCES:
             emit(name, out.records[name])
         keep["calls"].append(out.records["contact_centre_calls"])
@@ -112,13 +114,13 @@ def _run(scenario: str | Path, seed: int,
         "area_month_indicators": areas,
     }
     truth = build_truth(scn, seed, tl, prs, agg, surveys.effects, area_truth, surveys.arms)
-    return frames, truth
+    return frames, truth, simulated
 
 
 def simulate_world(scenario: str | Path, seed: int) -> World:
     """The world in memory: every contract source as a DataFrame, plus the truth dict."""
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in RECORD_SOURCES}
-    frames, truth = _run(scenario, seed, lambda name, df: parts[name].append(df))
+    frames, truth, _ = _run(scenario, seed, lambda name, df: parts[name].append(df))
     for name, chunks in parts.items():
         frames[name] = pd.concat(chunks, ignore_index=True)
     return World({k: conform(v, SOURCES[k]) for k, v in frames.items()}, truth)
@@ -155,7 +157,7 @@ def generate_world(scenario: str | Path, seed: int, out: Path) -> dict[str, Any]
             streams[name] = ParquetStream(_path(out, name), SOURCES[name])
         streams[name].write(df)
 
-    frames, truth = _run(scenario, seed, emit)
+    frames, truth, simulated = _run(scenario, seed, emit)
     files: dict[str, int] = {}
     for name, stream in streams.items():
         stream.close()
@@ -170,5 +172,5 @@ def generate_world(scenario: str | Path, seed: int, out: Path) -> dict[str, Any]
         files[str(path.relative_to(out))] = write_frame(df, path, name)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
     return {"scenario": truth["scenario"], "seed": seed, "out": str(out),
-            "files": dict(sorted(files.items())),
+            "files": dict(sorted(files.items())), "simulated_person_months": simulated,
             "seconds": round(time.perf_counter() - began, 2)}
