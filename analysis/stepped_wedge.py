@@ -593,20 +593,35 @@ def _cell_residualiser(
     frame: pd.DataFrame, *, outcome: str, cluster: str, period: str, covariates: Sequence[str]
 ) -> tuple[pd.DataFrame, Callable[[np.ndarray], np.ndarray]]:
     """Cluster-period means (outcome, numeric covariates) and the map v -> residuals of v on
-    cluster and period fixed effects plus the covariate means. Applied as v - N (N^+ v), not
-    through the dense cells x cells residual-maker matrix (20 million entries for 47 practices
-    over 96 months, rebuilt for nothing and multiplied in full on every permutation draw)."""
+    cluster and period fixed effects plus the covariate means.
+
+    The cluster effects are absorbed by demeaning within cluster (Frisch-Waugh-Lovell), and the
+    rest applied as w - Z (Z^+ w) with w and Z demeaned: the same residuals as projecting on
+    every dummy, at a cost linear in the cells. With the cluster dummies in Z, the
+    pseudo-inverse grew with cells x clusters^2 and each draw with cells x clusters (67 times
+    the time for 10 times the practices)."""
     non_numeric = [c for c in covariates if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise ValueError(f"the cluster-period statistic takes numeric covariates; got "
                          f"{non_numeric} (encode them, or use statistic='lmm')")
     cells = frame.groupby([cluster, period], sort=True)[[outcome, *covariates]].mean()
     cells = cells.reset_index()
-    nuisance = pd.concat([pd.get_dummies(cells[cluster].astype(str), dtype=float),
-                          pd.get_dummies(cells[period].astype(str), drop_first=True, dtype=float),
-                          cells[list(covariates)].astype(float)], axis=1).to_numpy()
-    projector = np.linalg.pinv(nuisance)
-    return cells, lambda v: v - nuisance @ (projector @ v)
+    groups = pd.factorize(cells[cluster])[0]
+    sizes = np.bincount(groups).astype(float)
+
+    def within(v: np.ndarray) -> np.ndarray:
+        return v - (np.bincount(groups, weights=v) / sizes)[groups]
+
+    others = pd.concat([pd.get_dummies(cells[period].astype(str), drop_first=True, dtype=float),
+                        cells[list(covariates)].astype(float)], axis=1).to_numpy()
+    others = np.column_stack([within(col) for col in others.T]) if others.size else others
+    projector = np.linalg.pinv(others)
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        w = within(v)
+        return w - others @ (projector @ w)
+
+    return cells, residuals
 
 
 def permutation_test(

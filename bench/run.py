@@ -43,6 +43,9 @@ GM_INGEST_DBT_S = 900.0
 GM_PEAK_BYTES = 12 * 10**9
 #: A growth exponent above this, in rows, counts as super-linear (timing noise allowance).
 SUPERLINEAR_EXPONENT = 1.15
+#: Rows must grow at least this much between scales for a growth exponent to mean anything
+#: (the trial and area panels are the same size in every world; their time ratio is noise).
+MIN_ROWS_RATIO = 2.0
 SAMPLE_SECONDS = 0.05
 #: The stage that is the whole demo, and the only scenario it runs on.
 END_TO_END = "end_to_end"
@@ -173,7 +176,8 @@ def _measured(stage: str, label: str, root: Path, scenario: str, seed: int,
 
 
 def growth_exponents(rows: list[Measurement]) -> dict[str, float]:
-    """log(time ratio) / log(rows ratio) between the smallest and largest scale of each stage."""
+    """log(time ratio) / log(rows ratio) between the smallest and largest scale of each stage
+    whose rows grow at least ``MIN_ROWS_RATIO`` times."""
     by_stage: dict[str, list[Measurement]] = {}
     for m in rows:
         if not m.error:
@@ -181,7 +185,7 @@ def growth_exponents(rows: list[Measurement]) -> dict[str, float]:
     out = {}
     for stage, ms in by_stage.items():
         small, large = min(ms, key=lambda m: m.rows), max(ms, key=lambda m: m.rows)
-        if large.rows > small.rows > 0 and small.seconds > 0:
+        if large.rows >= MIN_ROWS_RATIO * small.rows > 0 and small.seconds > 0:
             out[stage] = math.log(large.seconds / small.seconds) / math.log(large.rows / small.rows)
     return out
 

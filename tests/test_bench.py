@@ -20,10 +20,12 @@ def _m(scenario: str, stage: str, seconds: float, rows: int, peak: int = 10**9) 
 
 def test_growth_exponent_is_one_for_linear_and_two_for_quadratic_stages() -> None:
     rows = [_m("default", "lin", 2.0, 1_000), _m("gm", "lin", 200.0, 100_000),
-            _m("default", "quad", 1.0, 1_000), _m("gm", "quad", 10_000.0, 100_000)]
+            _m("default", "quad", 1.0, 1_000), _m("gm", "quad", 10_000.0, 100_000),
+            _m("default", "fixed", 1.0, 992), _m("gm", "fixed", 3.0, 995)]
     exps = growth_exponents(rows)
     assert abs(exps["lin"] - 1.0) < 1e-12
     assert abs(exps["quad"] - 2.0) < 1e-12
+    assert "fixed" not in exps  # the same panel at every scale: no growth to measure
     verdict = {t: ok for t, _, ok in targets(rows)}
     assert verdict["no stage super-linear in rows"] is False
 
