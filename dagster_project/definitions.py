@@ -1,7 +1,8 @@
 """The Dagster code location: ``dagster dev -m dagster_project.definitions``.
 
 Paths come from :class:`sicp.settings.Paths` (``SICP_INPUT_DIR``, ``SICP_WAREHOUSE``), and
-``SICP_PSEUDONYM_KEY`` must be set when input files carry NHS numbers. Runs use the in-process
+``SICP_PSEUDONYM_KEY`` must be set when input files carry NHS numbers; ``SICP_DBT_TARGET``
+selects a dbt target other than the DuckDB warehouse (a Spark or Trino cluster). Runs use the in-process
 executor: every step writes the one DuckDB file, so steps run one after another within a run,
 and the ``sicp_warehouse`` pool (limit 1, see dagster.yaml) keeps separate runs apart.
 """
@@ -18,6 +19,7 @@ from dagster_project.dbt_project import get_dbt_project
 from dagster_project.resources import Folder, Warehouse
 from dagster_project.sensors import new_survey_wave
 from sicp.settings import Paths
+from sicp.warehouse import dbt_target
 
 ingest_job = dg.define_asset_job(
     "ingest", selection=dg.AssetSelection.groups(GROUP),
@@ -38,7 +40,7 @@ def build_definitions(paths: Paths) -> dg.Definitions:
             "input_folder": Folder(path=str(paths.input_dir)),
             "warehouse": Warehouse(path=str(paths.warehouse)),
             "results_folder": Folder(path=str(paths.results_dir)),
-            "dbt": DbtCliResource(project_dir=get_dbt_project()),
+            "dbt": DbtCliResource(project_dir=get_dbt_project(), target=dbt_target()),
         },
         executor=dg.in_process_executor,
     )

@@ -39,9 +39,19 @@ def duckdb_config(warehouse: Path) -> dict[str, str]:
     }
 
 
+#: dbt target to build against (a profile output in dbt/profiles.yml, e.g. a Spark or Trino
+#: cluster); unset means the profile's default, the DuckDB warehouse. docs/scaling.md.
+DBT_TARGET_ENV = "SICP_DBT_TARGET"
+
+
+def dbt_target() -> str | None:
+    return os.environ.get(DBT_TARGET_ENV) or None
+
+
 def dbt_args(paths: Paths, command: str, *extra: str) -> list[str]:
+    target = ["--target", t] if (t := dbt_target()) else []
     return [command, "--project-dir", str(paths.dbt_dir), "--profiles-dir", str(paths.dbt_dir),
-            *extra]
+            *target, *extra]
 
 
 def dbt_build(paths: Paths, select: str | None = None) -> int:

@@ -21,6 +21,7 @@ from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
 from dagster_project.sensors import new_survey_wave
 from sicp.contract import RAW, SOURCES
 from sicp.settings import Paths
+from sicp.warehouse import DBT_TARGET_ENV, dbt_args
 
 _spec = importlib.util.spec_from_file_location(
     "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
@@ -54,6 +55,19 @@ def test_definitions_load_with_every_source_and_dbt_wired_to_raw():
     for assets_def in [*INGEST_ASSETS, sicp_dbt_assets]:
         assert assets_def.op.pool == WAREHOUSE_POOL, assets_def.op.name
     assert yaml.safe_load(INSTANCE_YAML.read_text())["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_dbt_target_follows_the_environment_in_dagster_and_the_cli(tmp_path, monkeypatch):
+    """SICP_DBT_TARGET points both the Dagster dbt resource and `sicp build` at another
+    profile output (a cluster); unset, dbt uses the profile's default (DuckDB)."""
+    paths = Paths.from_env()
+    monkeypatch.delenv(DBT_TARGET_ENV, raising=False)
+    assert build_definitions(paths).resources["dbt"].target is None
+    assert "--target" not in dbt_args(paths, "build")
+    monkeypatch.setenv(DBT_TARGET_ENV, "spark")
+    assert build_definitions(paths).resources["dbt"].target == "spark"
+    args = dbt_args(paths, "build", "--select", "int_months")
+    assert args[args.index("--target") + 1] == "spark" and args[-2:] == ["--select", "int_months"]
 
 
 def test_ingest_assets_materialise_with_metadata_and_checks(tmp_path):
