@@ -52,25 +52,35 @@ quantities as (
     left join counts as c
         on c.person_id = pm.person_id
        and c.event_month = pm.month
+),
+
+priced as (
+    select
+        q.*,
+        {%- for i in items %}
+        {{ exact_cost('q.n_' ~ i, 'u.unit_cost_' ~ i) }} as cost_{{ i }},
+        {%- endfor %}
+        u.price_year
+    from quantities as q
+    cross join unit_costs as u
 )
 
 select
-    q.person_id,
-    q.month,
-    q.period,
-    q.practice_code,
-    q.neighbourhood,
+    person_id,
+    month,
+    period,
+    practice_code,
+    neighbourhood,
     {%- for i in items %}
-    q.n_{{ i }},
-    cast({{ exact_cost('q.n_' ~ i, 'u.unit_cost_' ~ i) }} as double) as cost_{{ i }}_gbp,
+    n_{{ i }},
+    cast(cost_{{ i }} as double) as cost_{{ i }}_gbp,
     {%- endfor %}
-    q.ae_attendances_not_admitted,
-    q.n_contact_centre_call + q.n_coaching_session as contact_centre_calls,
+    ae_attendances_not_admitted,
+    n_contact_centre_call + n_coaching_session as contact_centre_calls,
     cast(
         {%- for i in items %}
-        {{ exact_cost('q.n_' ~ i, 'u.unit_cost_' ~ i) }}{% if not loop.last %} +{% endif %}
+        cost_{{ i }}{% if not loop.last %} +{% endif %}
         {%- endfor %}
     as double) as cost_gbp,
-    u.price_year
-from quantities as q
-cross join unit_costs as u
+    price_year
+from priced
