@@ -2,7 +2,9 @@
 
 A protocol's ``method.options`` are passed to the estimator as keyword arguments, so the
 estimator's own signature is the schema of its options: :func:`check_options` rejects unknown
-or missing ones when a protocol is loaded, before any data is read.
+or missing ones when a protocol is loaded, before any data is read. Options that are time
+points (:data:`TIME_POINT_OPTIONS`) are written as calendar months and resolved against the
+data being fitted (:mod:`analysis.calendar`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from analysis import did, dose_response, economics, its, stepped_wedge, synthetic_control, trial
+from analysis.calendar import is_month, resolve_options
 from analysis.results import EstimationResult
 
 Estimator = Callable[..., EstimationResult]
@@ -41,6 +44,14 @@ METHODS: dict[str, Estimator] = {
 #: Arguments the runner supplies itself rather than the protocol's options.
 SUPPLIED = ("data", "outcome", "covariates")
 
+#: Options that are time points: a protocol writes them as calendar months (YYYY-MM), each
+#: mapped to the option naming the time column it is resolved on.
+TIME_POINT_OPTIONS: dict[str, dict[str, str]] = {
+    "its_segmented": {"interventions": "time"},
+    "its_controlled": {"intervention": "time"},
+    "synthetic_control": {"treatment_start": "time"},
+}
+
 
 def check_options(name: str, options: Mapping[str, Any]) -> list[str]:
     """Problems with a method's options (unknown or missing arguments); empty when fine."""
@@ -51,6 +62,12 @@ def check_options(name: str, options: Mapping[str, Any]) -> list[str]:
     problems += [f"{name} needs option {p.name!r}" for p in params.values()
                  if p.default is inspect.Parameter.empty and p.name not in SUPPLIED
                  and p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in options]
+    for option in TIME_POINT_OPTIONS.get(name, {}):
+        value = options.get(option)
+        values = value if isinstance(value, list) else [value]
+        if value is not None and not all(is_month(v) for v in values):
+            problems.append(f"option {option!r} of {name} is a time point: name the calendar "
+                            f"month (e.g. 2014-03), not a period number ({value!r})")
     return problems
 
 
@@ -64,7 +81,7 @@ def fit(method: Any, data: pd.DataFrame, *, outcome: str,
     so results would differ in their last bits between machines.
     """
     estimator = METHODS[method.name]
-    kwargs: dict[str, Any] = dict(method.options)
+    kwargs = resolve_options(method.options, TIME_POINT_OPTIONS.get(method.name, {}), data)
     if "covariates" in inspect.signature(estimator).parameters:
         kwargs["covariates"] = list(covariates)
     with threadpool_limits(limits=1, user_api="blas"):

@@ -4,14 +4,21 @@ A protocol's ``cost_consequence`` block is one more fit: the primary method on t
 outcome, restated as GBP per person per year by :func:`analysis.economics.cost_consequence`
 and stored under the analysis id ``cost_consequence`` with the same lineage columns.
 
+Each protocol runs in isolation (:func:`attempt_protocol`): an error in one is recorded as its
+status (``failed`` with the reason, or ``not_applicable`` when its calendar months lie outside
+the data's) and the others still run. :func:`store_outcome` writes one protocol's tables,
+estimate rows and status together, so tables, estimates and statuses never disagree.
+
 Plain Python with no Dagster imports; the Dagster asset factory and ``sicp analyse`` both call
-:func:`run_protocol`. Panels are read from the warehouse read-only.
+:func:`attempt_protocol` and :func:`store_outcome`. Panels are read from the warehouse
+read-only.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +26,22 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from analysis.calendar import CalendarError, check_month_literals, month_rule
 from analysis.economics import cost_consequence
 from analysis.methods import fit
 from analysis.protocol import CostConsequence, Protocol, load_protocols
 from analysis.results import EstimationResult
-from analysis.store import append_run_log, code_version, to_store_rows, write_results
+from analysis.store import (
+    STATUS_FAILED,
+    STATUS_NOT_APPLICABLE,
+    STATUS_OK,
+    STORE_COLUMNS,
+    append_run_log,
+    code_version,
+    to_store_rows,
+    write_protocol_runs,
+    write_results,
+)
 
 #: The dbt schema that holds the marts (see dbt/dbt_project.yml).
 MARTS_SCHEMA = "marts"
@@ -46,13 +64,13 @@ def apply_filters(df: pd.DataFrame, filters: Mapping[str, Any]) -> pd.DataFrame:
         values = df[column]
         if isinstance(rule, Mapping):
             if "min" in rule:
-                keep &= values >= rule["min"]
+                keep &= values >= month_rule(rule["min"])
             if "max" in rule:
-                keep &= values <= rule["max"]
+                keep &= values <= month_rule(rule["max"])
         elif isinstance(rule, list):
-            keep &= values.isin(rule)
+            keep &= values.isin([month_rule(r) for r in rule])
         else:
-            keep &= values == rule
+            keep &= values == month_rule(rule)
     return df.loc[keep].reset_index(drop=True)
 
 
@@ -62,6 +80,7 @@ def prepare_panel(panel: pd.DataFrame, data_spec: Mapping[str, Any]) -> pd.DataF
     of Greater Manchester" are stated in the protocol rather than coded."""
     frame = panel.copy()
     for name, expression in (data_spec.get("derive", {}) or {}).items():
+        check_month_literals(expression, frame, what=f"derive {name}:")
         frame[name] = frame.eval(expression)
     aggregate = data_spec.get("aggregate")
     if aggregate:
@@ -137,6 +156,38 @@ def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
                        time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class ProtocolOutcome:
+    """What became of one protocol: its run when ``status`` is ok, else the reason."""
+
+    protocol: Protocol
+    status: str
+    reason: str
+    run: ProtocolRun | None
+    seconds: float
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return self.run.rows if self.run is not None else pd.DataFrame(columns=list(STORE_COLUMNS))
+
+
+def attempt_protocol(protocol: Protocol, panel: Callable[[str], pd.DataFrame], *,
+                     fingerprint: str, version: str) -> ProtocolOutcome:
+    """Run one protocol, turning any error into its status; ``panel`` reads a mart by name."""
+    started = time.perf_counter()
+    try:
+        run = run_protocol(protocol, panel(protocol.panel), fingerprint=fingerprint,
+                           version=version)
+    except CalendarError as exc:
+        return ProtocolOutcome(protocol, STATUS_NOT_APPLICABLE, str(exc), None,
+                               time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - one protocol's error must not stop the others
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return ProtocolOutcome(protocol, STATUS_FAILED, reason, None,
+                               time.perf_counter() - started)
+    return ProtocolOutcome(protocol, STATUS_OK, "", run, time.perf_counter() - started)
+
+
 def write_tables(run: ProtocolRun, results_dir: Path) -> list[Path]:
     """Auxiliary tables (counterfactual series, weights, draws) and the diagnostics as parquet."""
     written = []
@@ -151,27 +202,51 @@ def write_tables(run: ProtocolRun, results_dir: Path) -> list[Path]:
     return written
 
 
-def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> pd.DataFrame:
-    """Run protocols (all, or the ids in ``only``) and write them to the results store."""
+def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, *,
+                  fingerprint: str, version: str) -> None:
+    """Replace the protocol's tables, estimate rows and status in the results store."""
+    protocol = outcome.protocol
+    shutil.rmtree(results_dir / "tables" / protocol.id, ignore_errors=True)
+    if outcome.run is not None:
+        write_tables(outcome.run, results_dir)
+    write_results(outcome.rows, warehouse, results_dir, protocol_ids=[protocol.id])
+    write_protocol_runs(pd.DataFrame([{
+        "protocol_id": protocol.id, "protocol_hash": protocol.hash, "status": outcome.status,
+        "reason": outcome.reason, "n_estimates": len(outcome.rows),
+        "input_fingerprint": fingerprint, "code_version": version,
+    }]), warehouse, results_dir)
+    append_run_log(results_dir, [{"protocol_id": protocol.id, "status": outcome.status,
+                                  "seconds": round(outcome.seconds, 3),
+                                  "rows": len(outcome.rows)}])
+
+
+def unknown_protocols(protocols: Iterable[Protocol], wanted: Iterable[str]) -> list[str]:
+    known = {p.id for p in protocols}
+    return sorted(set(wanted) - known)
+
+
+def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> list[ProtocolOutcome]:
+    """Run protocols (all, or the ids in ``only``), each in isolation, into the results store."""
     protocols = load_protocols(paths.protocols_dir)
     wanted = set(only) if only else None
+    if wanted is not None and (unknown := unknown_protocols(protocols, wanted)):
+        raise ValueError(f"unknown protocol(s): {', '.join(unknown)}; known: "
+                         f"{', '.join(p.id for p in protocols)}")
     fingerprint = input_fingerprint(paths.warehouse)
     version = code_version(paths.protocols_dir.parent)
     panels: dict[str, pd.DataFrame] = {}
-    runs = []
+
+    def panel(name: str) -> pd.DataFrame:
+        if name not in panels:
+            panels[name] = read_panel(paths.warehouse, name)
+        return panels[name]
+
+    outcomes = []
     for protocol in protocols:
         if wanted is not None and protocol.id not in wanted:
             continue
-        if protocol.panel not in panels:
-            panels[protocol.panel] = read_panel(paths.warehouse, protocol.panel)
-        run = run_protocol(protocol, panels[protocol.panel], fingerprint=fingerprint,
-                           version=version)
-        write_tables(run, paths.results_dir)
-        runs.append(run)
-    store = write_results(pd.concat([r.rows for r in runs], ignore_index=True),
-                          paths.warehouse, paths.results_dir)
-    append_run_log(paths.results_dir, [
-        {"protocol_id": r.protocol.id, "seconds": round(r.seconds, 3), "rows": len(r.rows)}
-        for r in runs
-    ])
-    return store
+        outcome = attempt_protocol(protocol, panel, fingerprint=fingerprint, version=version)
+        store_outcome(outcome, paths.warehouse, paths.results_dir, fingerprint=fingerprint,
+                      version=version)
+        outcomes.append(outcome)
+    return outcomes

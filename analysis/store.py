@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -26,6 +26,14 @@ LINEAGE = ("protocol_id", "protocol_hash", "analysis_id", "method_name", "outcom
 #: group, exponentiated estimate, ...) travel in ``details`` as canonical JSON.
 STORE_COLUMNS = LINEAGE + TIDY_COLUMNS + ("details",)
 SORT_KEY = ["protocol_id", "analysis_id", "term"]
+
+#: What became of each protocol at its last run: ``ok`` (its rows are in the store),
+#: ``failed`` (an error, with the reason) or ``not_applicable`` (its question cannot be asked of
+#: this extract, e.g. a month outside the data's calendar). Failed and not-applicable protocols
+#: have no rows and no tables, so tables and estimates never disagree.
+STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE = "ok", "failed", "not_applicable"
+STATUS_COLUMNS = ("protocol_id", "protocol_hash", "status", "reason", "n_estimates",
+                  "input_fingerprint", "code_version")
 
 
 def code_version(repo: Path) -> str:
@@ -72,26 +80,63 @@ def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_results(rows: pd.DataFrame, warehouse: Path, results_dir: Path) -> pd.DataFrame:
-    """Replace the store's rows for the protocols present in ``rows``; return the whole store."""
+def _replace_rows(new: pd.DataFrame, protocol_ids: Sequence[str],
+                  canonical: Callable[[pd.DataFrame], pd.DataFrame], name: str,
+                  warehouse: Path, results_dir: Path) -> pd.DataFrame:
+    """Replace the rows of ``protocol_ids`` in ``<name>.parquet`` and ``results.<name>`` by
+    ``new``; return the whole table."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    parquet = results_dir / "estimates.parquet"
+    parquet = results_dir / f"{name}.parquet"
     existing = pq.read_table(parquet).to_pandas() if parquet.exists() else None
-    new = _canonical(rows)
+    out = canonical(new)
     if existing is not None and len(existing):
-        keep = existing[~existing["protocol_id"].isin(new["protocol_id"].unique())]
-        new = _canonical(pd.concat([keep, new], ignore_index=True))
-    table = pa.Table.from_pandas(new, preserve_index=False)
+        keep = existing[~existing["protocol_id"].isin(list(protocol_ids))]
+        out = canonical(pd.concat([keep, out], ignore_index=True))
+    table = pa.Table.from_pandas(out, preserve_index=False)
     pq.write_table(table, parquet, compression="zstd", write_statistics=False)
     with duckdb.connect(str(warehouse)) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS results")
-        con.register("new_estimates", new)
-        con.execute("CREATE OR REPLACE TABLE results.estimates AS SELECT * FROM new_estimates")
-    return new
+        con.register("new_rows", out)
+        con.execute(f"CREATE OR REPLACE TABLE results.{name} AS SELECT * FROM new_rows")
+        con.unregister("new_rows")
+    return out
+
+
+def write_results(rows: pd.DataFrame, warehouse: Path, results_dir: Path,
+                  protocol_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Replace the store's rows for ``protocol_ids`` (default: the protocols present in
+    ``rows``) by ``rows``; return the whole store."""
+    ids = list(rows["protocol_id"].unique()) if protocol_ids is None else list(protocol_ids)
+    return _replace_rows(rows, ids, _canonical, "estimates", warehouse, results_dir)
+
+
+def _canonical_status(rows: pd.DataFrame) -> pd.DataFrame:
+    out = rows[list(STATUS_COLUMNS)].sort_values("protocol_id", kind="mergesort")
+    out = out.reset_index(drop=True)
+    out["n_estimates"] = pd.to_numeric(out["n_estimates"]).astype("Int64")
+    for col in STATUS_COLUMNS:
+        if col != "n_estimates":
+            out[col] = out[col].astype("string")
+    return out
+
+
+def write_protocol_runs(statuses: pd.DataFrame, warehouse: Path,
+                        results_dir: Path) -> pd.DataFrame:
+    """Record each protocol's last status (``protocol_runs.parquet``, ``results.protocol_runs``)."""
+    return _replace_rows(statuses, list(statuses["protocol_id"]), _canonical_status,
+                         "protocol_runs", warehouse, results_dir)
 
 
 def read_results(results_dir: Path) -> pd.DataFrame:
     return pq.read_table(results_dir / "estimates.parquet").to_pandas()
+
+
+def read_protocol_runs(results_dir: Path) -> pd.DataFrame:
+    """Each protocol's last status; empty (with the columns) before any run."""
+    path = results_dir / "protocol_runs.parquet"
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in STATUS_COLUMNS})
+    return pq.read_table(path).to_pandas()
 
 
 def append_run_log(results_dir: Path, entries: Sequence[dict[str, object]]) -> None:

@@ -104,20 +104,40 @@ def _fit_one(y: np.ndarray, treated: int, donors: Sequence[int], pre: np.ndarray
     return w, y[treated] - w @ y[idx], v
 
 
+def _treated_unit(data: pd.DataFrame, unit: str, treated_unit: object | None,
+                  treated: str | None) -> object:
+    if (treated_unit is None) == (treated is None):
+        raise ValueError("give exactly one of treated_unit (a unit) or treated (an indicator "
+                         "column)")
+    if treated is None:
+        return treated_unit
+    if treated not in data.columns:
+        raise KeyError(f"treated indicator column {treated!r} not in data")
+    units = sorted(data.loc[data[treated] == 1, unit].unique())
+    if len(units) != 1:
+        raise ValueError(f"synthetic control needs exactly one unit with {treated} = 1; the "
+                         f"data have {len(units)}: {units}")
+    return units[0]
+
+
 def synthetic_control(
     data: pd.DataFrame,
     *,
     outcome: str,
     unit: str,
     time: str,
-    treated_unit: object,
     treatment_start: float,
+    treated_unit: object | None = None,
+    treated: str | None = None,
     donors: Sequence[object] | None = None,
     predictors: Sequence[str] = (),
     special_periods: Sequence[float] = (),
     placebo: bool = True,
 ) -> EstimationResult:
     """Synthetic control for one treated unit; ``treatment_start`` is its first treated period.
+
+    The treated unit is ``treated_unit`` (a value of ``unit``) or the one unit whose indicator
+    column ``treated`` is 1 (e.g. ``is_study_area``, so the study area comes from the data).
 
     ``predictors`` (columns averaged over the pre-period) and ``special_periods`` (pre-period
     times whose outcome is a predictor) switch to predictor matching with data-driven V; each
@@ -133,6 +153,7 @@ def synthetic_control(
     missing = [c for c in (outcome, unit, time, *predictors) if c not in data.columns]
     if missing:
         raise KeyError(f"columns not in data: {missing}")
+    treated_unit = _treated_unit(data, unit, treated_unit, treated)
     wide = data.pivot(index=unit, columns=time, values=outcome).sort_index(axis=1)
     if treated_unit not in wide.index:
         raise KeyError(f"treated unit {treated_unit!r} not in data")

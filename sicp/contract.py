@@ -15,9 +15,11 @@ from typing import Literal
 
 DType = Literal["str", "int", "float", "date", "bool"]
 
-#: The study window every date in the records and programme files must fall in.
-STUDY_START = dt.date(2010, 1, 1)
-STUDY_END = dt.date(2019, 12, 31)
+#: Sanity bounds for every date: a value outside them is a typing error. They are not the study
+#: window, which is what the record extracts cover (dbt's int_study_window) and which the
+#: contract does not fix.
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2099, 12, 31)
 
 #: SPSS user-missing codes used by every questionnaire item.
 SURVEY_MISSING_CODES: dict[int, str] = {
@@ -25,18 +27,6 @@ SURVEY_MISSING_CODES: dict[int, str] = {
     -8: "not applicable",
     -7: "unreadable",
 }
-
-#: Salford's eight neighbourhoods. Little Hulton & Walkden and Worsley & Boothstown share one MDG.
-NEIGHBOURHOODS: tuple[str, ...] = (
-    "Broughton",
-    "Claremont & Weaste",
-    "Eccles",
-    "Irlam & Cadishead",
-    "Little Hulton & Walkden",
-    "Ordsall & Langworthy",
-    "Swinton",
-    "Worsley & Boothstown",
-)
 
 AGE_BANDS: tuple[str, ...] = ("0-64", "65-74", "75-84", "85+")
 
@@ -53,11 +43,24 @@ PLACES_OF_DEATH: tuple[str, ...] = ("home", "care_home", "hospital", "hospice", 
 #: Column that real extracts may carry instead of ``person_id``; ingest pseudonymises it.
 NHS_NUMBER_COLUMN = "nhs_number"
 
-#: Study window for the questionnaire and recruitment dates (the cohort started in 2014).
-COHORT_START = dt.date(2014, 1, 1)
+#: Items ``unit_costs.csv`` must price: the utilisation the warehouse costs
+#: (int_utilisation_events), each row of which is one of these.
+UNIT_COST_ITEMS: tuple[str, ...] = (
+    "emergency_admission", "elective_admission", "ae_attendance", "gp_contact",
+    "mdg_discussion", "coaching_session", "contact_centre_call",
+)
+
+#: Indicators ``area_month_indicators.csv`` must deliver (one column each in area_month_panel).
+AREA_INDICATORS: tuple[str, ...] = (
+    "emergency_admissions_65plus", "ae_attendances_65plus", "care_home_admissions_65plus",
+    "deaths_65plus", "deaths_at_home_65plus", "flu_vaccinated_65plus",
+)
+
+CONTACT_REASONS: tuple[str, ...] = ("advice", "navigation", "telecare", "coaching")
 
 PRACTICE_CODE_PATTERN = r"^[A-Z][0-9]{5}$"
 PERSON_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+AREA_CODE_PATTERN = r"^[EWSN][0-9]{8}$"
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,11 @@ class Column:
     pattern: str | None = None
     value_labels: dict[int, str] | None = None
     missing_codes: dict[int, str] | None = None
-    #: Dates must fall inside [window_start, window_end] when given.
+    #: Dates must fall inside these sanity bounds (see EARLIEST_DATE).
     window_start: dt.date | None = None
     window_end: dt.date | None = None
+    #: The file may leave the column out (it is then empty for every row).
+    optional: bool = False
     #: Another source whose key this column must reference (source name, column).
     references: tuple[str, str] | None = None
 
@@ -91,9 +96,9 @@ class Column:
         if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
             return f"value does not match the pattern {self.pattern}"
         if self.window_start is not None and value < self.window_start:  # type: ignore[operator]
-            return f"date before the study window ({self.window_start.isoformat()})"
+            return f"implausible date: before {self.window_start.isoformat()}"
         if self.window_end is not None and value > self.window_end:  # type: ignore[operator]
-            return f"date after the study window ({self.window_end.isoformat()})"
+            return f"implausible date: after {self.window_end.isoformat()}"
         return None
 
 
@@ -116,6 +121,9 @@ class Source:
     #: Files that arrive one per survey wave carry the wave number in their name.
     per_wave: bool = False
     required: bool = True
+    #: Values a delivery must contain in a column (``{column: values}``): the warehouse needs a
+    #: row for each, so a delivery without one fails, naming the file, column and values.
+    required_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -143,8 +151,9 @@ def _practice(label: str = "GP practice (ODS-style code)", nullable: bool = Fals
     )
 
 
-def _date(name: str, label: str, nullable: bool = False, start: dt.date = STUDY_START) -> Column:
-    return Column(name, "date", label, nullable=nullable, window_start=start, window_end=STUDY_END)
+def _date(name: str, label: str, nullable: bool = False) -> Column:
+    return Column(name, "date", label, nullable=nullable, window_start=EARLIEST_DATE,
+                  window_end=LATEST_DATE)
 
 
 def _items(prefix: str, n: int, low: int, high: int, label: str) -> tuple[Column, ...]:
@@ -176,16 +185,20 @@ def _register(*sources: Source) -> None:
 _register(
     Source(
         name="practices", folder="reference", stem="practices", formats=("csv",),
-        description="One row per GP practice in Salford, with its neighbourhood and MDG start.",
+        description="One row per GP practice, with its neighbourhood, MDG and MDG start. The "
+                    "neighbourhoods, MDGs and roll-out are whatever this file declares.",
         primary_key=("practice_code",),
         columns=(
             Column("practice_code", "str", "GP practice (ODS-style code)",
                    pattern=PRACTICE_CODE_PATTERN),
             Column("practice_name", "str", "Practice name"),
-            Column("neighbourhood", "str", "Neighbourhood", allowed=NEIGHBOURHOODS),
-            Column("mdg_start_date", "date", "First month the practice's patients were in scope "
-                   "of an MDG; empty means the practice never took part", nullable=True,
-                   window_start=STUDY_START, window_end=STUDY_END),
+            Column("neighbourhood", "str", "Neighbourhood (any non-empty name)"),
+            _date("mdg_start_date", "First month the practice's patients were in scope of an "
+                  "MDG; empty means the practice never took part", nullable=True),
+            Column("mdg", "str", "MDG the practice belongs to, where it is not its "
+                   "neighbourhood's own (two neighbourhoods sharing one MDG, a practice with "
+                   "an MDG of its own); empty or absent = the neighbourhood's name",
+                   nullable=True, optional=True),
         ),
     ),
     Source(
@@ -201,14 +214,25 @@ _register(
         ),
     ),
     Source(
+        name="study_area", folder="reference", stem="study_area", formats=("csv",),
+        description="The area (or areas) the programme ran in, among those of "
+                    "area_month_indicators: the treated unit of the area-level comparisons.",
+        primary_key=("area_code",),
+        columns=(
+            Column("area_code", "str", "ONS local authority code", pattern=AREA_CODE_PATTERN),
+            Column("area_name", "str", "Area name"),
+        ),
+    ),
+    Source(
         name="recruitment", folder="cohort", stem="recruitment", formats=("sav",),
         description="One row per cohort member at recruitment (SPSS, labelled).",
         primary_key=("person_id",), person_level=True, consent_scope="cohort",
         columns=(
             _person(),
             _practice("Practice at recruitment"),
-            _date("recruited_on", "Date recruited", start=COHORT_START),
-            Column("birth_year", "int", "Year of birth", min=1900, max=1955),
+            _date("recruited_on", "Date recruited"),
+            Column("birth_year", "int", "Year of birth", min=EARLIEST_DATE.year - 20,
+                   max=LATEST_DATE.year),
             Column("sex", "int", "Sex", allowed=(1, 2), value_labels={1: "male", 2: "female"}),
             Column("imd_decile", "int", "Index of Multiple Deprivation decile (1 = most deprived)",
                    min=1, max=10),
@@ -219,8 +243,7 @@ _register(
                    value_labels={0: "no", 1: "yes"}),
             Column("consent_trials", "int", "Consent to be approached for trials",
                    allowed=(0, 1), value_labels={0: "no", 1: "yes"}),
-            Column("withdrawn_on", "date", "Date all consent was withdrawn", nullable=True,
-                   window_start=COHORT_START, window_end=STUDY_END),
+            _date("withdrawn_on", "Date all consent was withdrawn", nullable=True),
         ),
     ),
     Source(
@@ -238,7 +261,7 @@ _register(
         columns=(
             _person(),
             Column("wave", "int", "Survey wave", min=1, max=40),
-            _date("returned_on", "Date questionnaire returned", start=COHORT_START),
+            _date("returned_on", "Date questionnaire returned"),
             Column("mode", "int", "Mode of completion", allowed=(1, 2, 3),
                    value_labels={1: "postal", 2: "online", 3: "telephone"}),
             *(
@@ -269,12 +292,12 @@ _register(
         consent_scope="records",
         columns=(
             _person(), _practice(),
-            Column("birth_year", "int", "Year of birth", min=1890, max=2019),
+            Column("birth_year", "int", "Year of birth", min=EARLIEST_DATE.year - 20,
+                   max=LATEST_DATE.year),
             Column("sex", "int", "Sex (1 male, 2 female)", allowed=(1, 2)),
             Column("imd_decile", "int", "IMD decile (1 = most deprived)", min=1, max=10),
-            Column("registered_from", "date", "Registered from", window_end=STUDY_END),
-            Column("registered_to", "date", "Registered to (empty = still registered)",
-                   nullable=True, window_end=STUDY_END),
+            _date("registered_from", "Registered from"),
+            _date("registered_to", "Registered to (empty = still registered)", nullable=True),
         ),
     ),
     Source(
@@ -369,7 +392,7 @@ _register(
                     "health coaching.",
         primary_key=("person_id",), person_level=True, consent_scope="cohort",
         columns=(
-            _person(), _date("randomised_on", "Date randomised", start=COHORT_START),
+            _person(), _date("randomised_on", "Date randomised"),
             Column("stratum", "str", "Randomisation stratum"),
             Column("arm", "str", "Arm", allowed=("offer", "control")),
         ),
@@ -389,7 +412,7 @@ _register(
         description="Community-asset investment by neighbourhood and month.",
         primary_key=("neighbourhood", "month"),
         columns=(
-            Column("neighbourhood", "str", "Neighbourhood", allowed=NEIGHBOURHOODS),
+            Column("neighbourhood", "str", "Neighbourhood (as named in practices.csv)"),
             _date("month", "Month (first day)"),
             Column("groups_funded", "int", "Voluntary groups funded", min=0),
             Column("funding_gbp", "float", "Funding in the month (GBP)", min=0.0),
@@ -405,15 +428,15 @@ _register(
             Column("call_id", "str", "Call identifier"),
             _person(), _date("called_on", "Call date"),
             Column("direction", "str", "Direction", allowed=("inbound", "outbound")),
-            Column("reason", "str", "Reason",
-                   allowed=("advice", "navigation", "telecare", "coaching")),
+            Column("reason", "str", "Reason", allowed=CONTACT_REASONS),
             Column("duration_min", "float", "Duration (minutes)", min=0.0, max=600.0),
         ),
     ),
     Source(
         name="unit_costs", folder="programme", stem="unit_costs", formats=("csv",),
-        description="Unit costs for pricing utilisation, each in a stated price year.",
-        primary_key=("item",),
+        description="Unit costs for pricing utilisation, each in a stated price year; one row "
+                    "for each priced item.",
+        primary_key=("item",), required_values=(("item", UNIT_COST_ITEMS),),
         columns=(
             Column("item", "str", "Item priced"),
             Column("unit", "str", "Unit"),
@@ -425,18 +448,15 @@ _register(
     Source(
         name="area_month_indicators", folder="comparators", stem="area_month_indicators",
         formats=("csv",),
-        description="Routinely published indicators for Salford and comparator areas, long "
-                    "format, with the 65+ population as denominator.",
+        description="Routinely published indicators for the study area and its comparator "
+                    "areas, long format, with the 65+ population as denominator.",
         primary_key=("area_code", "month", "indicator"),
+        required_values=(("indicator", AREA_INDICATORS),),
         columns=(
-            Column("area_code", "str", "ONS local authority code", pattern=r"^E[0-9]{8}$"),
+            Column("area_code", "str", "ONS local authority code", pattern=AREA_CODE_PATTERN),
             Column("area_name", "str", "Area name"),
             _date("month", "Month (first day)"),
-            Column("indicator", "str", "Indicator", allowed=(
-                "emergency_admissions_65plus", "ae_attendances_65plus",
-                "care_home_admissions_65plus", "deaths_65plus", "deaths_at_home_65plus",
-                "flu_vaccinated_65plus",
-            )),
+            Column("indicator", "str", "Indicator", allowed=AREA_INDICATORS),
             Column("numerator", "float", "Numerator", min=0.0),
             Column("denominator", "float", "Denominator (65+ population)", min=0.0),
         ),

@@ -55,10 +55,97 @@ def dbt_args(paths: Paths, command: str, *extra: str) -> list[str]:
 
 
 def dbt_build(paths: Paths, select: str | None = None) -> int:
-    """``dbt build`` (seeds, models, snapshots, tests); returns 0 on success, 1 on failure."""
+    """``dbt build`` (seeds, models, snapshots, tests), recorded in ``meta.dbt_builds`` and
+    reported with the failed nodes by name; returns 0 on success, 1 on failure."""
+    import json
+
     from dbt.cli.main import dbtRunner
 
     os.environ["SICP_WAREHOUSE"] = str(paths.warehouse)
     extra = ["--select", select] if select else []
+    run_results = paths.dbt_dir / "target" / "run_results.json"
+    run_results.unlink(missing_ok=True)
     result = dbtRunner().invoke(dbt_args(paths, "build", *extra))
-    return 0 if result.success else 1
+    if not run_results.exists():
+        print(f"dbt build FAILED before running any node: {result.exception}")
+        return 1
+    summary = record_build(paths.warehouse, json.loads(run_results.read_text()),
+                           invoked_by="sicp build" + (f" --select {select}" if select else ""))
+    print(report_build(summary))
+    return 0 if result.success and summary["success"] else 1
+
+
+#: Every dbt build of the warehouse, newest last: whether it passed and which nodes failed.
+#: ``sicp analyse`` refuses a warehouse whose last build failed (sicp/cli.py).
+BUILD_LOG = "meta.dbt_builds"
+_FAILED = ("error", "fail", "runtime error")
+
+
+class BuildError(RuntimeError):
+    """The warehouse's last dbt build failed (or none was recorded)."""
+
+
+def build_summary(run_results: dict) -> dict[str, object]:
+    """Counts and failed node names from a dbt ``run_results.json`` (as a dict)."""
+    results = run_results.get("results", [])
+    failed = sorted(r["unique_id"].split(".", 2)[-1] if r["unique_id"].count(".") >= 2
+                    else r["unique_id"] for r in results
+                    if str(r.get("status")).lower() in _FAILED)
+    skipped = sum(str(r.get("status")).lower() == "skipped" for r in results)
+    return {
+        "built_at": str(run_results.get("metadata", {}).get("generated_at", "")),
+        "success": not failed and not skipped,
+        "n_nodes": len(results), "n_failed": len(failed), "n_skipped": int(skipped),
+        "failed_nodes": ", ".join(failed),
+    }
+
+
+def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[str, object]:
+    """Append the build's summary to ``meta.dbt_builds`` and return it."""
+    import duckdb
+
+    summary = {**build_summary(run_results), "invoked_by": invoked_by}
+    with duckdb.connect(str(warehouse), config=duckdb_config(warehouse)) as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+        con.execute(f"""CREATE TABLE IF NOT EXISTS {BUILD_LOG} (built_at VARCHAR,
+            success BOOLEAN, n_nodes BIGINT, n_failed BIGINT, n_skipped BIGINT,
+            failed_nodes VARCHAR, invoked_by VARCHAR)""")
+        con.execute(f"INSERT INTO {BUILD_LOG} VALUES (?, ?, ?, ?, ?, ?, ?)", list(summary.values()))
+    return summary
+
+
+def last_build(warehouse: Path) -> dict[str, object] | None:
+    """The newest recorded build, or None when the warehouse has none."""
+    import duckdb
+
+    if not warehouse.exists():
+        return None
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE "
+                             "table_schema = 'meta' AND table_name = 'dbt_builds'").fetchone()
+        if not exists or not exists[0]:
+            return None
+        cur = con.execute(f"SELECT * FROM {BUILD_LOG} ORDER BY rowid DESC LIMIT 1")
+        row = cur.fetchone()
+        names = [d[0] for d in cur.description]
+    return dict(zip(names, row, strict=True)) if row else None
+
+
+def check_last_build(warehouse: Path) -> None:
+    """Raise :class:`BuildError` unless the warehouse's last dbt build passed."""
+    build = last_build(warehouse)
+    if build is None:
+        raise BuildError(f"{warehouse} has no recorded dbt build; run `sicp build` first")
+    if not build["success"]:
+        failed = build["failed_nodes"] or f"{build['n_skipped']} node(s) skipped"
+        raise BuildError(f"the warehouse's last dbt build ({build['built_at']}, "
+                         f"{build['invoked_by']}) failed: {build['n_failed']} failed: {failed}. "
+                         "Fix the cause and run `sicp build` again, or pass "
+                         "--allow-failed-build to analyse it anyway")
+
+
+def report_build(summary: dict[str, object]) -> str:
+    if summary["success"]:
+        return f"dbt build passed: {summary['n_nodes']} nodes"
+    return (f"dbt build FAILED: {summary['n_failed']} of {summary['n_nodes']} nodes failed, "
+            f"{summary['n_skipped']} skipped. Failed: {summary['failed_nodes'] or '-'}")

@@ -1,7 +1,9 @@
 """One asset per protocol file: adding ``protocols/<id>.yml`` adds ``results/<id>``.
 
 Each asset reads the mart its protocol names (a dbt asset), fits every analysis and replaces the
-protocol's rows in the results store. The body is thin: the work is in ``analysis.runner``.
+protocol's rows and status in the results store, by the same two calls as ``sicp analyse``
+(``attempt_protocol``, ``store_outcome``). A protocol that fails is recorded as failed and its
+asset fails; one that is not applicable to the data materialises with that status.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from pathlib import Path
 import dagster as dg
 
 from analysis.protocol import Protocol, load_protocols
-from analysis.runner import MARTS_SCHEMA, input_fingerprint, read_panel, run_protocol, write_tables
-from analysis.store import code_version, write_results
+from analysis.runner import (
+    MARTS_SCHEMA,
+    attempt_protocol,
+    input_fingerprint,
+    read_panel,
+    store_outcome,
+)
+from analysis.store import STATUS_FAILED, code_version
 from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
 from sicp.settings import PROJECT_ROOT
 
@@ -31,20 +39,25 @@ def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
     )
     def _asset(warehouse: Warehouse, results_folder: Folder) -> dg.MaterializeResult:
         path = Path(warehouse.path)
-        run = run_protocol(protocol, read_panel(path, protocol.panel),
-                           fingerprint=input_fingerprint(path),
-                           version=code_version(PROJECT_ROOT))
-        write_tables(run, results_folder.dir)
-        write_results(run.rows, path, results_folder.dir)
-        primary = run.rows[run.rows["analysis_id"] == "primary"]
+        fingerprint, version = input_fingerprint(path), code_version(PROJECT_ROOT)
+        outcome = attempt_protocol(protocol, lambda panel: read_panel(path, panel),
+                                   fingerprint=fingerprint, version=version)
+        store_outcome(outcome, path, results_folder.dir, fingerprint=fingerprint,
+                      version=version)
+        if outcome.status == STATUS_FAILED:
+            raise dg.Failure(description=f"{protocol.id} failed: {outcome.reason}",
+                             metadata={"status": outcome.status, "reason": outcome.reason})
+        primary = outcome.rows[outcome.rows["analysis_id"] == "primary"]
         return dg.MaterializeResult(metadata={
-            "rows": len(run.rows),
-            "analyses": ", ".join(run.results),
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "rows": len(outcome.rows),
+            "analyses": ", ".join(outcome.run.results) if outcome.run else "",
             "primary": dg.MetadataValue.md(primary[
                 ["term", "estimate", "std_error", "ci_low", "ci_high", "p_value"]
             ].to_markdown(index=False)),
             "protocol_hash": protocol.hash,
-            "seconds": round(run.seconds, 2),
+            "seconds": round(outcome.seconds, 2),
         })
 
     return _asset

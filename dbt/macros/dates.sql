@@ -26,14 +26,10 @@
     {%- if months == 0 -%}{{ date_expr }}{%- else -%}{{ add_to_date('month', months, date_expr) }}{%- endif -%}
 {%- endmacro %}
 
-{#- Panel month index: 1 for var('panel_start_month'). -#}
+{#- Panel month index of a month: 1 for the study window's first month (int_study_window), so
+    periods follow the data's calendar; months before the window get 0 or less. -#}
 {% macro period_of(month_expr) -%}
-    ({{ dbt.datediff("cast('" ~ var('panel_start_month') ~ "' as date)", month_expr, 'month') }} + 1)
-{%- endmacro %}
-
-{#- Literal date from a project variable. -#}
-{% macro var_date(name) -%}
-    cast('{{ var(name) }}' as date)
+    ({{ dbt.datediff("(select start_month from " ~ ref('int_study_window') ~ ")", month_expr, 'month') }} + 1)
 {%- endmacro %}
 
 {#- Calendar part (year, month, ...) of a date: ANSI extract, portable to DuckDB, Spark,

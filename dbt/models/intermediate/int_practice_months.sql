@@ -8,6 +8,7 @@ select
     p.rollout_wave,
     m.month,
     m.period,
+    m.month_of_year,
     p.mdg_start_month,
     {{ in_effect('p.mdg_start_month', 'm.month') }} as in_mdg_scope,
     {{ months_since('p.mdg_start_month', 'm.month') }} as months_since_start,

@@ -1,12 +1,13 @@
-{#- Salford and the comparator areas, one row per area-month (wide form of the published
-    indicators): one numerator column per indicator, the 65+ population (the indicators'
+{#- The study area and its comparator areas, one row per area-month (wide form of the published
+    indicators), over the months the indicators cover (their own calendar, often longer than the
+    record extracts': period 1 is the indicators' first month): one numerator column per indicator, the 65+ population (the indicators'
     common denominator) and rates per 1,000 population aged 65+. -#}
 with wide as (
 select
     area_code,
     max(area_name) as area_name,
     month,
-    max(is_salford) as is_salford,
+    max(is_study_area) as is_study_area,
     max(denominator) as population_65plus,
     sum(case when indicator = 'emergency_admissions_65plus' then numerator end) as emergency_admissions_65plus,
     sum(case when indicator = 'ae_attendances_65plus' then numerator end) as ae_attendances_65plus,
@@ -22,8 +23,9 @@ select
     area_code,
     area_name,
     month,
-    {{ period_of('month') }} as period,
-    is_salford,
+    {{ dbt.datediff('min(month) over ()', 'month', 'month') }} + 1 as period,
+    cast({{ date_part('month', 'month') }} as integer) as month_of_year,
+    is_study_area,
     population_65plus,
     emergency_admissions_65plus,
     ae_attendances_65plus,

@@ -1,4 +1,4 @@
-{#- One row per practice-month (var('panel_start_month') onwards): MDG exposure, the 65+
+{#- One row per practice-month of the study window (int_months): MDG exposure, the 65+
     denominators and outcome counts summed from the person-month panel, and rates per 1,000
     person-months; contact-centre calls, A&E attendances not followed by admission and priced
     utilisation summed from int_person_month_costs over the same person-months. -#}
@@ -45,8 +45,11 @@ select
     pm.rollout_wave,
     pm.month,
     pm.period,
+    pm.month_of_year,
     pm.mdg_start_month,
-    coalesce({{ period_of('pm.mdg_start_month') }}, 0) as start_period,
+    {#- A start before the window counts as period 1 (treated throughout); 0 = never. #}
+    case when pm.mdg_start_month is null then 0
+        else greatest({{ period_of('pm.mdg_start_month') }}, 1) end as start_period,
     pm.in_mdg_scope,
     pm.months_since_start,
     pm.never_treated,

@@ -1,16 +1,16 @@
 {#- One row per randomised cohort member of the telephone health-coaching trial: arm, offer,
-    acceptance (0 in the control arm, who are never contacted), baseline (wave
-    var('twic_baseline_wave')) and follow-up (wave var('twic_followup_wave')) scores, emergency
+    acceptance (0 in the control arm, who are never contacted), baseline and follow-up scores
+    (the waves int_trial_design derives from the randomisation and wave dates), emergency
     admissions in the 12 months from randomisation (NULL without record-linkage consent), and
     baseline covariates. Economics: cost_12m / cost_baseline_12m price the trial's resource items
     (int_utilisation_events) in the 12 months after / before randomisation (NULL without
     record-linkage consent); qaly_12m is the EQ-5D index area under the curve from the baseline
-    to the follow-up questionnaire (trapezoid over the waves answered in between, waves 6 months
-    apart), NULL unless both ends were answered. -#}
+    to the follow-up questionnaire (trapezoid over the waves answered in between, each segment
+    as long as the months between the waves' reference months), NULL unless both ends were
+    answered. -#}
 {%- set scores = ['selfman_score', 'eq5d_index', 'pacic_score', 'wellbeing_score'] %}
 {%- set trial_cost_items = ['emergency_admission', 'elective_admission', 'ae_attendance',
                             'gp_contact', 'coaching_session'] %}
-{%- set years_per_wave = 0.5 %}
 with admissions as (
     select a.person_id, count(*) as emergency_admissions_12m
     from {{ ref('stg_coaching_randomisation__allocations') }} as a
@@ -38,20 +38,24 @@ utility_segments as (
     select
         u.person_id,
         u.wave,
-        {{ years_per_wave }} * (u.wave - lag(u.wave) over (partition by u.person_id order by u.wave))
+        {{ dbt.datediff('lag(w.wave_month) over (partition by u.person_id order by u.wave)', 'w.wave_month', 'month') }} / 12.0
             * (u.eq5d_index + lag(u.eq5d_index) over (partition by u.person_id order by u.wave)) / 2.0 as area
     from {{ ref('int_survey_wave__scores') }} as u
     inner join {{ ref('stg_coaching_randomisation__allocations') }} as a
         on a.person_id = u.person_id
+    inner join {{ ref('int_survey_waves') }} as w
+        on w.wave = u.wave
+    cross join {{ ref('int_trial_design') }} as d
     where u.eq5d_index is not null
-      and u.wave between {{ var('twic_baseline_wave') }} and {{ var('twic_followup_wave') }}
+      and u.wave between d.baseline_wave and d.followup_wave
 ),
 
 qalys as (
-    select person_id, {{ exact_sum('area') }} as qaly_12m
-    from utility_segments
-    group by person_id
-    having min(wave) = {{ var('twic_baseline_wave') }} and max(wave) = {{ var('twic_followup_wave') }}
+    select s.person_id, {{ exact_sum('s.area') }} as qaly_12m
+    from utility_segments as s
+    cross join {{ ref('int_trial_design') }} as d
+    group by s.person_id, d.baseline_wave, d.followup_wave
+    having min(s.wave) = d.baseline_wave and max(s.wave) = d.followup_wave
 ),
 
 practice_at_randomisation as (
@@ -64,6 +68,8 @@ select
     a.stratum,
     a.arm,
     a.offered,
+    d.baseline_wave,
+    d.followup_wave,
     case when a.offered = 1 then coalesce(u.accepted, 0) else 0 end as accepted,
     case when a.offered = 1 then coalesce(u.sessions_completed, 0) else 0 end as sessions_completed,
     pr.practice_code,
@@ -83,6 +89,7 @@ select
     {{ linked_total('tc.cost_baseline_12m', 'r.consent_linkage') }} as cost_baseline_12m,
     q.qaly_12m
 from {{ ref('stg_coaching_randomisation__allocations') }} as a
+cross join {{ ref('int_trial_design') }} as d
 inner join {{ ref('stg_recruitment__cohort_members') }} as r
     on r.person_id = a.person_id
 left join {{ ref('stg_coaching_uptake__uptake') }} as u
@@ -93,10 +100,10 @@ left join {{ ref('int_practices') }} as p
     on p.practice_code = pr.practice_code
 left join {{ ref('int_survey_wave__scores') }} as b
     on b.person_id = a.person_id
-   and b.wave = {{ var('twic_baseline_wave') }}
+   and b.wave = d.baseline_wave
 left join {{ ref('int_survey_wave__scores') }} as f
     on f.person_id = a.person_id
-   and f.wave = {{ var('twic_followup_wave') }}
+   and f.wave = d.followup_wave
 left join admissions as ad
     on ad.person_id = a.person_id
 left join trial_costs as tc
