@@ -63,7 +63,8 @@ def dbt_build(paths: Paths, select: str | None = None) -> int:
 
     os.environ["SICP_WAREHOUSE"] = str(paths.warehouse)
     extra = ["--select", select] if select else []
-    run_results = paths.dbt_dir / "target" / "run_results.json"
+    target = Path(os.environ.get("DBT_TARGET_PATH", paths.dbt_dir / "target"))
+    run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)
     result = dbtRunner().invoke(dbt_args(paths, "build", *extra))
     if not run_results.exists():

@@ -43,7 +43,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         "social_care_need", "mode",
     ),
     "area_month_panel": (
-        "area_code", "area_name", "month", "period", "is_salford", "population_65plus",
+        "area_code", "area_name", "month", "period", "is_study_area", "population_65plus",
         "emergency_admissions_65plus", "emergency_admissions_per_1000",
     ),
     "twic_analysis_set": (
@@ -124,8 +124,10 @@ def test_no_excluded_person_reaches_a_mart(small_dbt_world: BuiltWorld) -> None:
 def test_practice_panel_is_complete_and_exposure_matches_practices(small_dbt_world: BuiltWorld) -> None:
     panel = query(small_dbt_world.warehouse, "select * from marts.practice_month_panel")
     practices = query(small_dbt_world.warehouse, "select * from raw.practices")
-    assert len(panel) == len(practices) * 96
-    assert panel["period"].min() == 1 and panel["period"].max() == 96
+    months = int(query(small_dbt_world.warehouse,
+                       "select max(study_months) as n from marts.study_calendar")["n"].iloc[0])
+    assert len(panel) == len(practices) * months
+    assert panel["period"].min() == 1 and panel["period"].max() == months
     starts = practices.set_index("practice_code")["mdg_start_date"]
     for code, rows in panel.groupby("practice_code"):
         start = starts[code]

@@ -1,10 +1,13 @@
-"""Tests of the synthetic world generator (sicp.synth), mostly on the tiny ``small`` scenario."""
+"""Tests of the synthetic world generator (sicp.synth), mostly on the tiny ``small`` scenario,
+and on ``symphony``, a second site with its own calendar, geography and roll-out."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +16,15 @@ import pyreadstat
 import pytest
 import yaml
 
-from sicp.contract import SOURCES, SURVEY_MISSING_CODES
+from sicp.contract import AREA_INDICATORS, SOURCES, SURVEY_MISSING_CODES, UNIT_COST_ITEMS
 from sicp.synth import generate_world, simulate_world
 from sicp.synth.population import EMERGENCY_METHODS
-from sicp.synth.scenario import load_scenario
+from sicp.synth.practices import build_practices
+from sicp.synth.scenario import check_scenario, load_scenario
+from sicp.synth.timeline import Timeline, to_month
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SYNTH = Path(__file__).resolve().parents[1] / "sicp" / "synth"
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -74,10 +80,11 @@ def test_every_contract_file_written(small: Path) -> None:
     assert (small / "truth.json").exists()
 
 
-@pytest.mark.parametrize("name", list(SOURCES))
-def test_file_conforms_to_contract(small: Path, name: str) -> None:
+def _check_conforms(root: Path, name: str) -> None:
+    """The file of source ``name`` under ``root`` has the contract's columns, nulls, values and
+    key."""
     src = SOURCES[name]
-    df = _read(small, name)
+    df = _read(root, name)
     assert tuple(df.columns) == src.column_names
     for col in src.columns:
         s = df[col.name]
@@ -103,6 +110,14 @@ def test_file_conforms_to_contract(small: Path, name: str) -> None:
         assert not bad, f"{name}.{col.name}: {bad[:5]} ({col.check_value(bad[0])})"
     if src.primary_key:
         assert not df.duplicated(list(src.primary_key)).any(), f"{name} key not unique"
+    for column, required in src.required_values:
+        missing = set(required) - set(df[column])
+        assert not missing, f"{name}.{column} lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_file_conforms_to_contract(small: Path, name: str) -> None:
+    _check_conforms(small, name)
 
 
 def test_parquet_types_follow_contract(small: Path) -> None:
@@ -203,7 +218,8 @@ def test_truth_matches_files(small_world) -> None:
     assert {str(k): int(v) for k, v in by_year.items()} == {
         k: v for k, v in counts["emergency_admissions_by_year"].items() if v}
     prs = w.frames["practices"]
-    months = pd.date_range("2012-01-01", "2019-12-01", freq="MS")
+    window = w.truth["window"]
+    months = pd.date_range(window["start"], window["end"], freq="MS")
     start = pd.to_datetime(prs["mdg_start_date"])
     exposed = sum(int((months >= s).sum()) for s in start.dropna())
     assert exposed == counts["exposed_practice_months"]
@@ -324,3 +340,200 @@ def test_gm_scale_world(tmp_path: Path) -> None:
     assert len(_read(tmp_path, "practices")) > 400
     assert sum(v for k, v in files.items() if k.startswith("records/")) > 20_000_000
     assert files["records/population.parquet"] > 2_500_000
+
+
+# ---------------------------------------------------------------------------- other scenarios
+
+ALL_SCENARIOS = sorted(p.stem for p in SCENARIOS.glob("*.yml"))
+
+
+def _neighbourhoods(scn: dict) -> set[str]:
+    return {hood for entry in scn["rollout"] for hood in entry["practices"]}
+
+
+@pytest.mark.parametrize("name", ALL_SCENARIOS)
+def test_every_scenario_loads_and_fits_together(name: str) -> None:
+    """Each scenario loads, and its dates and geography pass the generator's checks (the
+    practice table is built, the simulation is not run: gm and mid are big)."""
+    scn = load_scenario(name)
+    assert scn["name"] == name
+    tl = Timeline(to_month(scn["calendar"]["start"]), to_month(scn["calendar"]["end"]))
+    check_scenario(scn, tl, build_practices(scn, tl, np.random.default_rng(0)))
+    assert set(UNIT_COST_ITEMS) <= {row["item"] for row in scn["unit_costs"]}
+    codes = {a["code"] for a in scn["comparators"]["areas"]}
+    assert scn["comparators"]["study_area"] in codes
+
+
+def test_check_scenario_names_what_does_not_fit(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yml"
+    spec.write_text(yaml.safe_dump({"extends": "symphony", "name": "bad",
+                                    "twic": {"followup_wave": 4}}))
+    with pytest.raises(ValueError, match=r"scenario 'bad': twic.baseline_wave/followup_wave.*3/5"):
+        simulate_world(spec, 1)
+    spec.write_text(yaml.safe_dump({"extends": "symphony", "name": "bad",
+                                    "comparators": {"study_area": "E08000006"}}))
+    with pytest.raises(ValueError, match=r"comparators.study_area E08000006"):
+        simulate_world(spec, 1)
+
+
+@pytest.fixture(scope="module")
+def symphony(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
+    out = tmp_path_factory.mktemp("symphony")
+    began = time.perf_counter()
+    summary = generate_world("symphony", 1, out)
+    return out, summary, time.perf_counter() - began
+
+
+def test_symphony_generates_fast(symphony) -> None:
+    out, summary, seconds = symphony
+    assert seconds < 30, f"symphony took {seconds:.1f} s"
+    pop = pd.read_csv(out / "reference" / "practice_population.csv")
+    first = pop[(pop["age_band"] != "0-64") & (pop["month"] == pop["month"].min())]
+    assert 4_000 <= first["registered"].sum() <= 6_000
+    assert 16 <= len(_read(out, "practices")) <= 20
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_symphony_file_conforms_to_contract(symphony, name: str) -> None:
+    _check_conforms(symphony[0], name)
+
+
+def test_symphony_geography_is_its_own(symphony) -> None:
+    out = symphony[0]
+    prs = _read(out, "practices")
+    assert "mdg" in prs.columns
+    hoods = set(prs["neighbourhood"])
+    assert len(hoods) == 5
+    assert not hoods & _neighbourhoods(load_scenario("default"))
+    mdg = prs["mdg"].where(prs["mdg"] != "", prs["neighbourhood"])
+    # one MDG shared by two neighbourhoods, five neighbourhoods in four MDGs
+    assert mdg.nunique() == 4
+    assert (prs.groupby(mdg)["neighbourhood"].nunique() == 2).sum() == 1
+    starts = prs["mdg_start_date"].replace("", None)
+    assert set(starts.dropna()) == {"2016-10-01", "2017-10-01"}
+    by_hood = starts.notna().groupby(prs["neighbourhood"])
+    assert (by_hood.sum() == 0).sum() == 1          # one neighbourhood never takes part
+    assert ((by_hood.sum() > 0) & (by_hood.sum() < by_hood.size())).any()  # never-treated
+    assert not prs["practice_name"].str.contains("Care Home").any()
+    area = _read(out, "study_area")
+    codes = set(_read(out, "area_month_indicators")["area_code"])
+    assert len(area) == 1 and area["area_code"].iloc[0] in codes
+    assert area["area_code"].iloc[0] != "E08000006"
+    assert len(codes) == 8
+    assets = set(_read(out, "community_assets")["neighbourhood"])
+    assert assets == hoods
+    truth = json.loads((out / "truth.json").read_text())
+    effect = truth["effects"]["comparator_salford_att_emergency_ratio"]
+    assert effect["area_code"] == area["area_code"].iloc[0]
+    assert area["area_name"].iloc[0] in effect["population"]
+
+
+def test_symphony_records_window(symphony) -> None:
+    """Every dated record falls in 2015-04..2021-03, and the busiest files span it."""
+    out = symphony[0]
+    lo, hi = pd.Timestamp("2015-04-01"), pd.Timestamp("2021-03-31")
+    for name, src in SOURCES.items():
+        if src.folder != "records":
+            continue
+        df = _read(out, name)
+        for col in src.columns:
+            if col.dtype != "date" or col.name == "registered_from":
+                continue
+            d = pd.to_datetime(df[col.name]).dropna()
+            assert d.between(lo, hi).all(), f"{name}.{col.name}"
+    for name, col in (("hospital_spells", "admitted_on"), ("gp_contacts", "contact_on")):
+        months = pd.to_datetime(_read(out, name)[col]).dt.to_period("M")
+        assert (str(months.min()), str(months.max())) == ("2015-04", "2021-03"), name
+    pp = pd.to_datetime(_read(out, "practice_population")["month"])
+    assert (pp.min(), pp.max()) == (lo, pd.Timestamp("2021-03-01"))
+
+
+def test_symphony_waves_and_trial_dates(symphony) -> None:
+    """Five waves; the trial's baseline and follow-up waves follow from the written dates by
+    the warehouse's rule: baseline = the last wave whose first questionnaire was returned
+    before the earliest randomisation date; follow-up = the wave whose first-return month is
+    closest to 12 months after the earliest randomisation month."""
+    out = symphony[0]
+    files = sorted((out / "cohort").glob("survey_wave_*.sav"))
+    assert [p.name for p in files] == [f"survey_wave_{w:02d}.sav" for w in range(1, 6)]
+    first_return = {}
+    for path in files:
+        df, _ = pyreadstat.read_sav(str(path))
+        assert df["wave"].nunique() == 1
+        first_return[int(df["wave"].iloc[0])] = pd.Timestamp(df["returned_on"].min())
+    rand = pd.to_datetime(_read(out, "coaching_randomisation")["randomised_on"]).min()
+    baseline = max(w for w, d in first_return.items() if d < rand)
+    target = rand.to_period("M") + 12
+    dist = {w: abs((d.to_period("M") - target).n) for w, d in first_return.items()}
+    best = min(dist.values())
+    assert list(dist.values()).count(best) == 1
+    followup = min(dist, key=dist.get)
+    assert (baseline, followup) == (3, 5)
+    truth = json.loads((out / "truth.json").read_text())
+    tw = truth["parameters"]["twic"]
+    assert (tw["baseline_wave"], tw["followup_wave"]) == (baseline, followup)
+    rec = _read(out, "recruitment")
+    assert pd.to_datetime(rec["recruited_on"]).min() < first_return[1]
+
+
+def test_symphony_truth_has_every_effect_of_default(symphony, small: Path) -> None:
+    """The same truth keys whatever the scenario (the protocols refer to them)."""
+    truth = json.loads((symphony[0] / "truth.json").read_text())
+    reference = json.loads((small / "truth.json").read_text())
+    assert set(truth["effects"]) == set(reference["effects"])
+    assert set(truth["counts"]) == set(reference["counts"])
+    assert truth["window"] == {"start": "2015-04-01", "end": "2021-03-01"}
+    assert set(truth["counts"]["emergency_admissions_by_year"]) == {
+        str(y) for y in range(2015, 2022)}
+
+
+def test_default_practices_carry_their_mdg(small: Path) -> None:
+    prs = _read(small, "practices")
+    mdg = dict(zip(prs["practice_name"], prs["mdg"], strict=True))
+    assert mdg["Care Homes Medical Practice"] == "Care Homes Practice"
+    shared = prs[prs["neighbourhood"].isin(["Little Hulton & Walkden", "Worsley & Boothstown"])]
+    assert set(shared["mdg"]) == {"Little Hulton + Walkden and Worsley & Boothstown"}
+    assert set(prs.loc[prs["neighbourhood"] == "Eccles", "mdg"]) == {"", "Care Homes Practice"}
+    assert _read(small, "study_area").to_dict("records") == [
+        {"area_code": "E08000006", "area_name": "Salford"}]
+
+
+def test_area_indicators_and_unit_costs_cover_the_contract(small_world) -> None:
+    assert set(small_world.frames["area_month_indicators"]["indicator"]) == set(AREA_INDICATORS)
+    assert set(UNIT_COST_ITEMS) <= set(small_world.frames["unit_costs"]["item"])
+
+
+def _code_literals(path: Path) -> list[object]:
+    """Every constant in a module's code: docstrings (a string statement on its own, first in
+    a module, class or function) and comments are left out, as they describe rather than
+    decide."""
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and id(node) not in docstrings]
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in SYNTH.glob("*.py")))
+def test_no_site_fact_in_generator_code(module: str) -> None:
+    """Salford's geography and calendar live in scenarios/*.yml, not in sicp/synth. The check
+    on the name is case-sensitive: the truth keys ``comparator_salford_att_*``, which the
+    protocols refer to, are identifiers kept for every scenario, not a fact of the site."""
+    for value in _code_literals(SYNTH / module):
+        if isinstance(value, str):
+            assert "E08000006" not in value and "Salford" not in value, (module, value)
+            assert not re.search(r"(?<!\d)(2012|2019)(?!\d)", value), (module, value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            assert value not in (2012, 2019), (module, value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["null", "mc", "mc_null", "mc_ch5"])
+def test_default_sized_scenarios_generate(name: str) -> None:
+    world = simulate_world(name, 2)
+    assert world.truth["scenario"] == name
+    assert len(world.frames["study_area"]) == 1

@@ -1,4 +1,5 @@
-"""Synthetic Salford world generator: the contract's files with known true effects beside them."""
+"""Synthetic world generator: the contract's files, for a scenario, with known true effects beside
+them."""
 
 from sicp.synth.world import World, generate_world, simulate_world
 

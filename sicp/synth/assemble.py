@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sicp.contract import AGE_BANDS
-from sicp.synth.population import END_DAY, Chunk
+from sicp.synth.population import Chunk
 from sicp.synth.practices import NEVER
 
 
@@ -42,7 +42,6 @@ def _pm_sum(p: np.ndarray, t: np.ndarray, n_p: int, T: int,
 
 def assemble_chunk(ch: Chunk, parts: dict[str, pd.DataFrame], chunk_no: int) -> ChunkOutput:
     tl, T, prs = ch.tl, ch.T, ch.prs
-    len(prs)
     codes = prs["practice_code"].to_numpy()
     # person ids: first practice code + running number within that practice
     rank = pd.Series(ch.practice0).groupby(ch.practice0).cumcount().to_numpy() + 1
@@ -75,7 +74,7 @@ def assemble_chunk(ch: Chunk, parts: dict[str, pd.DataFrame], chunk_no: int) -> 
     spells.loc[overlap, "discharged_on"] = nxt[overlap]  # a new spell closes the previous one
     spells.loc[overlap & (spells["discharge_destination"] == "died"),
                "discharge_destination"] = "other hospital"
-    spells.loc[spells["discharged_on"] > END_DAY, "discharged_on"] = pd.NaT
+    spells.loc[spells["discharged_on"] > tl.last_day, "discharged_on"] = pd.NaT
     spells["spell_id"] = _ids("H", chunk_no, len(spells))
     records["hospital_spells"] = spells
 

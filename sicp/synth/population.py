@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from sicp.contract import STUDY_END
 from sicp.synth.events import Events, coupled, expand, first_crossing, sigmoid
 from sicp.synth.practices import NEVER
-from sicp.synth.timeline import Timeline
+from sicp.synth.timeline import FIRST_RETURN_DAYS, Timeline, wave_field_day
 
-END_DAY = np.datetime64(STUDY_END.isoformat(), "D")
 EMERGENCY_METHODS = ("21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28")
 #: Primary diagnoses (ICD-10) with weights; the first block is ambulatory-care sensitive.
 EMERGENCY_DIAGNOSES = {
@@ -35,6 +33,14 @@ ELECTIVE_DIAGNOSES = {
 }
 AE_DISPOSALS = ("discharged", "referred to GP", "referred to clinic", "left before treatment")
 CALL_REASONS = ("advice", "navigation", "telecare")
+#: HES introduced the emergency admission methods 2A-2D on this date (national coding, not a
+#: fact of any site): earlier "other" emergency admissions are coded 28.
+HES_NEW_EMERGENCY_METHODS_FROM = np.datetime64("2013-04-01")
+#: Log-odds change in flu-vaccine uptake per year, around the calendar's middle year.
+FLU_TREND_PER_YEAR = 0.05
+#: Withdrawals from the cohort happen by the end of the month this many months before the
+#: calendar's last month (so a withdrawal is followed by some observed time).
+WITHDRAWAL_MARGIN_MONTHS = 6
 PLACES = ("home", "care_home", "hospital", "hospice", "other")
 
 
@@ -249,7 +255,7 @@ class Chunk:
         n = len(ev)
         z = self.z[ev.person]
         if kind == "emergency":
-            era_new = admitted >= np.datetime64("2013-04-01")
+            era_new = admitted >= HES_NEW_EMERGENCY_METHODS_FROM
             base = rng.choice(["21", "22", "23", "24", "25", "X"], n,
                               p=[0.70, 0.12, 0.02, 0.03, 0.01, 0.12])
             other = np.where(era_new, rng.choice(["2A", "2B", "2C", "2D", "28"], n,
@@ -290,7 +296,7 @@ class Chunk:
             "timedelta64[D]")
         month = ((date.astype("datetime64[M]") - tl.start).astype(int))
         ok = (parents["discharge_destination"].to_numpy() != "died") & (month < self.T)
-        ok &= (date <= END_DAY)
+        ok &= (date <= tl.last_day)
         died = self.death_day[i]
         ok &= np.isnat(died) | (date <= died)
         month_c = np.clip(month, 0, self.T - 1)
@@ -400,17 +406,22 @@ class Chunk:
         rng, tl = self.rng, self.tl
         uptake = self.rates["flu_uptake"]
         a = np.log(uptake / (1 - uptake)) * np.sqrt(1 + np.pi * 1.4 ** 2 / 8)
+        # ``flu_uptake`` is the uptake in the calendar's middle year (the floor of the mean of
+        # its first and last years), derived from the calendar, not a scenario parameter
+        centre = (int(tl.year[0]) + int(tl.year[-1])) // 2
         rows = []
         for t_oct in np.flatnonzero(tl.calendar_month == 10):
             who = np.flatnonzero(self.act[:, t_oct] & (self.age[:, t_oct] >= 65))
-            trend = 0.05 * (tl.year[t_oct] - 2015)
+            trend = FLU_TREND_PER_YEAR * (tl.year[t_oct] - centre)
             yes = rng.random(len(who)) < sigmoid(a + trend + 1.4 * self.w_flu[who])
             offset = np.minimum(np.floor(rng.gamma(2.0, 16.0, len(who))), 107).astype(int)
-            day = tl.first_day[t_oct - 1] + 14 + offset.astype("timedelta64[D]")
+            # the campaign opens on 15 September (which may precede the calendar's start)
+            sept = (tl.months[t_oct] - 1).astype("datetime64[D]")
+            day = sept + 14 + offset.astype("timedelta64[D]")
             died = self.death_day[who]
             # the last season's late vaccinations fall after the extract ends: not observed
-            last_day = tl.first_day[-1] + np.timedelta64(int(tl.days[-1]) - 1, "D")
-            yes &= (np.isnat(died) | (day <= died)) & (day <= last_day)
+            yes &= (np.isnat(died) | (day <= died)) & (day <= tl.last_day)
+            yes &= day >= tl.first_day[0]
             rows.append(pd.DataFrame({"i": who[yes], "vaccinated_on": day[yes]}))
         return pd.concat(rows, ignore_index=True)
 
@@ -446,8 +457,11 @@ class Chunk:
         who = np.flatnonzero(elig & (u[:, 0] < co["recruit_probability"]))
         linkage = (u[who, 1] < co["consent_linkage"]).astype(int)
         trials = (u[who, 2] < co["consent_trials"]).astype(int)
-        w_end = np.where(np.isnat(died[who]), np.datetime64("2019-06-30"),
-                         np.minimum(died[who], np.datetime64("2019-06-30")))
+        # withdrawals by the last day of the month WITHDRAWAL_MARGIN_MONTHS before the
+        # calendar's last month (derived from the calendar)
+        cutoff = (tl.end - WITHDRAWAL_MARGIN_MONTHS + 1).astype("datetime64[D]") - np.timedelta64(
+            1, "D")
+        w_end = np.where(np.isnat(died[who]), cutoff, np.minimum(died[who], cutoff))
         span = np.maximum((w_end - rd[who]).astype(int) - 30, 1)
         w_day = rd[who] + 30 + np.floor(rng.random(len(who)) * span).astype("timedelta64[D]")
         withdrawn = np.where(u[who, 3] < co["withdrawal_probability"], w_day,
@@ -463,21 +477,18 @@ class Chunk:
     def _waves(self, cohort: pd.DataFrame, events: dict[str, pd.DataFrame]) -> pd.DataFrame:
         """Every (member, wave) a questionnaire could come back, with self-reported use."""
         rng, tl, co = self.rng, self.tl, self.scn["cohort"]
-        first = np.datetime64(co["first_wave"], "D")
-        first_month = first.astype("datetime64[M]")
-        day_offset = first - first_month.astype("datetime64[D]")
         rows = []
         who = cohort["i"].to_numpy()
         for w in range(1, int(co["waves"]) + 1):
-            field = (first_month + 6 * (w - 1)).astype("datetime64[D]") + day_offset
-            ret = field + 7 + np.minimum(np.floor(rng.gamma(2.0, 10.0, len(who))), 80).astype(
-                int).astype("timedelta64[D]")
+            field = wave_field_day(co["first_wave"], w)
+            delay = np.minimum(np.floor(rng.gamma(2.0, 10.0, len(who))), 80).astype(int)
+            ret = field + (FIRST_RETURN_DAYS + delay).astype("timedelta64[D]")
             m = (ret.astype("datetime64[M]") - tl.start).astype(int)
             died = self.death_day[who]
             wd = cohort["withdrawn_on"].to_numpy()
             # members recruited during a wave's fieldwork are sent that wave's questionnaire
             ok = (cohort["recruited_on"].to_numpy() <= field + np.timedelta64(30, "D"))
-            ok &= (ret <= END_DAY) & (ret > cohort["recruited_on"].to_numpy())
+            ok &= (ret <= tl.last_day) & (ret > cohort["recruited_on"].to_numpy())
             ok &= (np.isnat(died) | (ret < died)) & (np.isnat(wd) | (ret < wd))
             m = np.clip(m, 0, self.T - 1)
             ok &= self.reg[who, m]
@@ -538,8 +549,11 @@ def _count_between(ev_i: np.ndarray, ev_day: np.ndarray, q_i: np.ndarray, lo: np
     key = key[order]
     w = np.ones(len(key)) if weights is None else np.asarray(weights, float)[order]
     csum = np.concatenate([[0.0], np.cumsum(w)])
-    qlo = q_i.astype(np.int64) * 100_000 + (lo.astype(np.int64) - base)
-    qhi = q_i.astype(np.int64) * 100_000 + (hi.astype(np.int64) - base)
+    # query bounds in days, like the events (frames hand them over as datetime64[s] or [ns])
+    lo_day = np.asarray(lo).astype("datetime64[D]").astype(np.int64)
+    hi_day = np.asarray(hi).astype("datetime64[D]").astype(np.int64)
+    qlo = q_i.astype(np.int64) * 100_000 + (lo_day - base)
+    qhi = q_i.astype(np.int64) * 100_000 + (hi_day - base)
     a = np.searchsorted(key, qlo, side="right")
     b = np.searchsorted(key, qhi, side="right")
     return (csum[b] - csum[a]).round().astype(int)

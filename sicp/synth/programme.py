@@ -7,40 +7,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sicp.contract import NEIGHBOURHOODS, STUDY_END
+from sicp.contract import UNIT_COST_ITEMS
 from sicp.synth.timeline import Timeline
 
-END_DAY = np.datetime64(STUDY_END.isoformat(), "D")
-
-#: Unit costs (GBP) with their price year and source; two are deliberately not 2017/18.
-UNIT_COSTS = (
-    ("emergency_admission", "non-elective spell", 1609.0, 2018,
-     "NHS Reference Costs 2017/18, non-elective short and long stay, weighted"),
-    ("elective_admission", "elective spell", 3935.0, 2018, "NHS Reference Costs 2017/18"),
-    ("ae_attendance", "attendance", 160.0, 2018, "NHS Reference Costs 2017/18, type 1 A&E"),
-    ("gp_contact", "consultation", 37.4, 2018, "PSSRU Unit Costs 2018, GP per surgery "
-     "consultation of 9.22 minutes"),
-    ("care_home_week", "resident week", 694.0, 2018, "PSSRU Unit Costs 2018, private sector "
-     "nursing home"),
-    ("mdg_discussion", "patient discussed", 142.0, 2016, "Salford Together programme costing "
-     "2015/16 (team time per case)"),
-    ("coaching_session", "telephone session", 48.0, 2018, "PSSRU Unit Costs 2018, band 6 nurse "
-     "time, 45 minutes"),
-    ("contact_centre_call", "call", 9.5, 2015, "Salford contact centre business case 2014/15"),
-)
+UNIT_COST_COLUMNS = ("item", "unit", "cost_gbp", "price_year", "source")
 
 
-def unit_costs() -> pd.DataFrame:
-    return pd.DataFrame(UNIT_COSTS, columns=["item", "unit", "cost_gbp", "price_year", "source"])
+def unit_costs(scn: dict[str, Any]) -> pd.DataFrame:
+    """The scenario's ``unit_costs`` table (item, unit, cost_gbp, price_year, source); it must
+    price every item of the contract's UNIT_COST_ITEMS."""
+    rows = [{k: entry[k] for k in UNIT_COST_COLUMNS} for entry in scn["unit_costs"]]
+    df = pd.DataFrame(rows, columns=list(UNIT_COST_COLUMNS))
+    missing = [item for item in UNIT_COST_ITEMS if item not in set(df["item"])]
+    if missing:
+        raise ValueError(f"scenario {scn.get('name')!r}: unit_costs has no row for "
+                         f"{', '.join(missing)}")
+    return df
 
 
-def community_assets(scn: dict[str, Any], tl: Timeline, rng: np.random.Generator) -> pd.DataFrame:
-    """Monthly funding by neighbourhood, starting on a neighbourhood-specific date."""
+def community_assets(scn: dict[str, Any], tl: Timeline, neighbourhoods: list[str],
+                     rng: np.random.Generator) -> pd.DataFrame:
+    """Monthly funding of each neighbourhood (in sorted order), starting on a
+    neighbourhood-specific date drawn between ``start_from`` and ``start_to``."""
     ca = scn["community_assets"]
     scale = float(scn.get("scale", 1))
     first, last = tl.index(ca["start_from"]), tl.index(ca["start_to"])
     rows = []
-    for hood in NEIGHBOURHOODS:
+    for hood in sorted(neighbourhoods):
         start = int(rng.integers(first, last + 1))
         level = rng.gamma(4.0, 0.25)
         t = np.arange(tl.n)
@@ -68,8 +61,8 @@ def asset_dose(assets: pd.DataFrame, pop65: pd.DataFrame, tl: Timeline,
     return per[month, col]
 
 
-def coaching_calls(arms: pd.DataFrame, linked: set[str], rng: np.random.Generator
-                   ) -> pd.DataFrame:
+def coaching_calls(arms: pd.DataFrame, linked: set[str], tl: Timeline,
+                   rng: np.random.Generator) -> pd.DataFrame:
     """Outbound calls of the coaching service: one offer call, then one per session."""
     offer = arms[(arms["arm"] == "offer") & arms["person_id"].isin(linked)]
     first = offer["randomised_on"].to_numpy().astype("datetime64[D]") + rng.integers(
@@ -79,7 +72,7 @@ def coaching_calls(arms: pd.DataFrame, linked: set[str], rng: np.random.Generato
     k = np.concatenate([np.arange(s + 1) for s in sessions]) if len(offer) else np.array([], int)
     day = first[who] + (k * 14 + rng.integers(0, 4, len(who))).astype("timedelta64[D]")
     died = offer["died_on"].to_numpy().astype("datetime64[D]")[who]
-    ok = (day <= END_DAY) & (np.isnat(died) | (day < died))
+    ok = (day <= tl.last_day) & (np.isnat(died) | (day < died))
     return pd.DataFrame({
         "person_id": offer["person_id"].to_numpy()[who][ok], "called_on": day[ok],
         "direction": "outbound", "reason": "coaching",

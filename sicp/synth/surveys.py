@@ -20,8 +20,6 @@ from sicp.synth.events import sigmoid
 
 VALUE_SET = Path(__file__).resolve().parents[2] / "dbt" / "seeds" / "eq5d_5l_england_value_set.csv"
 EQ_DIMS = ("mobility", "selfcare", "activities", "pain", "anxiety")
-WEST = {"Eccles", "Irlam & Cadishead", "Little Hulton & Walkden", "Swinton",
-        "Worsley & Boothstown"}
 #: Highest item level of each multi-item scale (all start at 1).
 TOP = {"pacic": 5, "selfman": 4, "wellbeing": 4, "lonely": 3}
 #: Variants: which components act (mdg, coaching, assets).
@@ -176,7 +174,10 @@ def simulate_surveys(members: pd.DataFrame, skeleton: pd.DataFrame, dose: np.nda
 
 def _randomise(members: pd.DataFrame, responders: pd.DataFrame, tw: dict[str, Any],
                rng: np.random.Generator) -> pd.DataFrame:
-    """Permuted blocks of four within strata (neighbourhood group x long-term conditions)."""
+    """Permuted blocks of four within strata (neighbourhood group x long-term conditions).
+
+    The neighbourhood groups are the scenario's ``twic.neighbourhood_groups``
+    (``{group: [neighbourhood, ...]}``), which must place every member's neighbourhood."""
     base = responders[responders["wave"] == tw["baseline_wave"]][["person_id", "returned_on"]]
     m = members.merge(base, on="person_id")
     d0, d1 = np.datetime64(tw["randomise_from"], "D"), np.datetime64(tw["randomise_to"], "D")
@@ -188,7 +189,12 @@ def _randomise(members: pd.DataFrame, responders: pd.DataFrame, tw: dict[str, An
     elig = m[ok].sort_values("person_id").reset_index(drop=True)
     pick = np.sort(rng.choice(len(elig), min(int(tw["n"]), len(elig)), replace=False))
     arms = elig.iloc[pick].copy()
-    group = np.where(arms["neighbourhood"].isin(WEST), "west", "east")
+    groups = {hood: str(g) for g, hoods in tw["neighbourhood_groups"].items() for hood in hoods}
+    unplaced = sorted(set(members["neighbourhood"]) - set(groups))
+    if unplaced:
+        raise ValueError("scenario twic.neighbourhood_groups does not place "
+                         + ", ".join(unplaced))
+    group = arms["neighbourhood"].map(groups).to_numpy()
     ltc = np.where(arms["n_ltc"] >= 3, "ltc3plus", "ltc1to2")
     arms["stratum"] = [f"{g}|{x}" for g, x in zip(group, ltc, strict=True)]
     arms["arm"] = ""

@@ -37,6 +37,11 @@ class Timeline:
         return self.months.astype("datetime64[D]")
 
     @property
+    def last_day(self) -> np.datetime64:
+        """The last day of the last month: the end of the simulated (records) window."""
+        return (self.end + 1).astype("datetime64[D]") - np.timedelta64(1, "D")
+
+    @property
     def days(self) -> np.ndarray:
         return ((self.months + 1).astype("datetime64[D]") - self.first_day).astype(int)
 
@@ -58,3 +63,16 @@ class Timeline:
         idx = np.asarray(month_index)
         offset = np.floor(np.asarray(fraction) * self.days[idx]).astype(int)
         return self.first_day[idx] + offset.astype("timedelta64[D]")
+
+
+def wave_field_day(first_wave: str | dt.date, wave: int) -> np.datetime64:
+    """The day questionnaires of ``wave`` (1, 2, ...) go out: every six months from
+    ``first_wave``, on the same day of the month."""
+    first = np.datetime64(str(first_wave), "D")
+    month = first.astype("datetime64[M]")
+    return (month + 6 * (wave - 1)).astype("datetime64[D]") + (first - month.astype(
+        "datetime64[D]"))
+
+
+#: Days from a wave's fieldwork day to its earliest possible return.
+FIRST_RETURN_DAYS = 7

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sicp.synth.areas import study_area
 from sicp.synth.population import EMERGENCY_METHODS
 from sicp.synth.practices import NEVER
 from sicp.synth.surveys import SCORING_RULES
@@ -180,8 +181,10 @@ def build_truth(scn: dict[str, Any], seed: int, tl: Timeline, prs: pd.DataFrame,
         "twic_offer": int((arms["arm"] == "offer").sum()),
     }
     definitions = DEFINITIONS | {"twic": (
-        f"baseline = the wave {tw['baseline_wave']} questionnaire (returned before "
-        f"randomisation); follow-up = the wave {tw['followup_wave']} questionnaire; ITT "
+        f"baseline = the wave {tw['baseline_wave']} questionnaire (the last wave whose first "
+        "questionnaire was returned before the earliest randomisation date); follow-up = the "
+        f"wave {tw['followup_wave']} questionnaire (the wave whose first-return month is "
+        "closest to 12 months after the earliest randomisation month); ITT "
         "compares arms as randomised, CACE is the effect among those who accepted the offer; "
         "realised values are means of observed minus no-coaching scores")}
     return {"scenario": scn["name"], "seed": seed, "parameters": scn, "effects": effects,
@@ -190,20 +193,24 @@ def build_truth(scn: dict[str, Any], seed: int, tl: Timeline, prs: pd.DataFrame,
 
 
 def comparator_effects(scn: dict[str, Any], areas: dict[str, Any]) -> dict[str, Any]:
-    """Salford's realised effects in the comparator areas (from simulate_areas' truth); a
-    function of its own so the areas alone can be simulated with their truth."""
+    """The study area's realised effects in the comparator areas (from simulate_areas' truth);
+    a function of its own so the areas alone can be simulated with their truth. The keys keep
+    the name ``comparator_salford_att_*`` the protocols use, whatever the study area."""
+    sa = study_area(scn).iloc[0]
+    code, name = str(sa["area_code"]), str(sa["area_name"])
+    where = f"{name} ({code}), months from {scn['comparators']['effect_start']}"
     effects: dict[str, Any] = {}
     for ind, label in (("emergency_admissions_65plus", "emergency"),
                        ("care_home_admissions_65plus", "care_home")):
         a = areas[ind]
         effects[f"comparator_salford_att_{label}_per_1000"] = _effect(
-            _f(a["per_1000"]), "difference", "per 1,000 aged 65+ per month",
-            f"Salford (E08000006), months from {scn['comparators']['effect_start']}",
-            f"Realised ATT on {ind} in area_month_indicators.", months=a["months"])
+            _f(a["per_1000"]), "difference", "per 1,000 aged 65+ per month", where,
+            f"Realised ATT on {ind} in area_month_indicators, in the study area.",
+            months=a["months"], area_code=code, area_name=name)
         effects[f"comparator_salford_att_{label}_ratio"] = _effect(
-            _f(a["ratio"]), "ratio", "observed / counterfactual",
-            f"Salford (E08000006), months from {scn['comparators']['effect_start']}",
-            f"Realised ratio on {ind}.", months=a["months"])
+            _f(a["ratio"]), "ratio", "observed / counterfactual", where,
+            f"Realised ratio on {ind}, in the study area.", months=a["months"],
+            area_code=code, area_name=name)
     return effects
 
 

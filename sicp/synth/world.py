@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from sicp.contract import SOURCES, survey_wave_filename
-from sicp.synth.areas import simulate_areas
+from sicp.synth.areas import simulate_areas, study_area
 from sicp.synth.assemble import assemble_chunk
 from sicp.synth.population import Chunk
 from sicp.synth.practices import build_practices
 from sicp.synth.programme import asset_dose, coaching_calls, community_assets, unit_costs
-from sicp.synth.scenario import load_scenario
+from sicp.synth.scenario import check_scenario, load_scenario
 from sicp.synth.surveys import simulate_surveys
 from sicp.synth.timeline import Timeline, to_month
 from sicp.synth.truth import build_truth, comparator_effects
@@ -56,6 +56,7 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
     scn = load_scenario(scenario)
     tl = Timeline(to_month(scn["calendar"]["start"]), to_month(scn["calendar"]["end"]))
     prs = build_practices(scn, tl, _rng(seed, 0))
+    check_scenario(scn, tl, prs)
     size = int(scn["chunk_practices"])
     agg: dict[str, np.ndarray] = {}
     simulated = 0
@@ -84,7 +85,7 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
     linked = set(cohort.loc[cohort["consent_linkage"] == 1, "person_id"])
     pp = pd.concat(keep["practice_population"], ignore_index=True)
     rng = _rng(seed, 2)
-    assets = community_assets(scn, tl, rng)
+    assets = community_assets(scn, tl, list(prs["neighbourhood"].unique()), rng)
     hood = pp.merge(prs[["practice_code", "neighbourhood"]], on="practice_code")
     pop65 = (hood[hood["age_band"] != "0-64"].groupby(["month", "neighbourhood"])["registered"]
              .sum().unstack().sort_index())
@@ -93,7 +94,7 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
     dose = asset_dose(assets, pop65, tl, waves["neighbourhood"].to_numpy(),
                       waves["month"].to_numpy())
     surveys = simulate_surveys(cohort, waves, dose, scn, rng)
-    coach = coaching_calls(surveys.arms, linked, rng)
+    coach = coaching_calls(surveys.arms, linked, tl, rng)
     inbound = pd.concat(keep["calls"], ignore_index=True)
     calls = pd.concat([inbound, coach], ignore_index=True).sort_values(
         ["person_id", "called_on", "direction", "reason"], kind="stable").reset_index(drop=True)
@@ -110,8 +111,9 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
         "coaching_uptake": surveys.uptake,
         "community_assets": assets,
         "contact_centre_calls": calls,
-        "unit_costs": unit_costs(),
+        "unit_costs": unit_costs(scn),
         "area_month_indicators": areas,
+        "study_area": study_area(scn),
     }
     truth = build_truth(scn, seed, tl, prs, agg, surveys.effects, area_truth, surveys.arms)
     return frames, truth, simulated
@@ -129,8 +131,9 @@ def simulate_world(scenario: str | Path, seed: int) -> World:
 def simulate_area_world(scenario: str | Path, seed: int) -> World:
     """Only the comparator areas of the world ``simulate_world(scenario, seed)``: its
     ``area_month_indicators`` frame (identical, as the areas have their own random stream) and
-    a truth holding just their effects. For Monte Carlo runs of area-level protocols, which
-    need nothing else and take a fraction of a second instead of seconds."""
+    a truth holding just their effects (the study area's frame is ``areas.study_area(scn)``).
+    For Monte Carlo runs of area-level protocols, which need nothing else and take a fraction
+    of a second instead of seconds."""
     scn = load_scenario(scenario)
     areas, area_truth = _areas(scn, seed)
     name = "area_month_indicators"

@@ -29,10 +29,14 @@ def arrow_schema(src: Source) -> pa.Schema:
 
 
 def conform(df: pd.DataFrame, src: Source) -> pd.DataFrame:
-    """Contract columns in contract order with contract dtypes (dates as datetime64[s])."""
+    """Contract columns in contract order with contract dtypes (dates as datetime64[s]); an
+    optional column the frame lacks is written empty."""
     out = {}
     for c in src.columns:
-        s = df[c.name]
+        if c.optional and c.name not in df:
+            s = pd.Series([None] * len(df), index=df.index, dtype=object)
+        else:
+            s = df[c.name]
         if c.dtype == "date":
             out[c.name] = pd.to_datetime(s).astype("datetime64[s]")
         elif c.dtype == "int":
