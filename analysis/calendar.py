@@ -27,6 +27,50 @@ class CalendarError(ValueError):
     """A protocol's month lies outside the calendar of the data it is fitted on."""
 
 
+#: A milestone named inside a ``derive`` expression: ``month >= milestone('mdg_launch')``.
+MILESTONE_CALL = re.compile(r"milestone\(\s*'([a-z][a-z0-9_]*)'\s*\)")
+
+
+def is_milestone(value: object) -> bool:
+    """A time point written as ``{milestone: <name>}``: the month the delivery declares for it
+    (``programme/milestones.csv``), so one protocol asks its question at each site's date."""
+    return (isinstance(value, Mapping) and set(value) == {"milestone"}
+            and isinstance(value["milestone"], str))
+
+
+def uses_milestones(content: object) -> bool:
+    if is_milestone(content):
+        return True
+    if isinstance(content, Mapping):
+        return any(uses_milestones(v) for v in content.values())
+    if isinstance(content, list):
+        return any(uses_milestones(v) for v in content)
+    return isinstance(content, str) and MILESTONE_CALL.search(content) is not None
+
+
+def resolve_milestones(content: Any, milestones: Mapping[str, pd.Timestamp]) -> Any:
+    """``content`` (a parsed protocol) with every milestone replaced by its month: a
+    ``{milestone: name}`` by ``YYYY-MM``, ``milestone('name')`` in an expression by the quoted
+    first day of the month. A milestone the delivery does not declare is a CalendarError."""
+    def month_of(name: str) -> pd.Timestamp:
+        if name not in milestones:
+            declared = ", ".join(sorted(milestones)) or "none"
+            raise CalendarError(f"milestone {name!r} is not declared in the delivery's "
+                                f"programme/milestones.csv (declared: {declared})")
+        return pd.Timestamp(milestones[name])
+
+    if is_milestone(content):
+        return month_label(month_of(content["milestone"]))
+    if isinstance(content, Mapping):
+        return {k: resolve_milestones(v, milestones) for k, v in content.items()}
+    if isinstance(content, list):
+        return [resolve_milestones(v, milestones) for v in content]
+    if isinstance(content, str):
+        return MILESTONE_CALL.sub(
+            lambda m: f"'{month_of(m.group(1)).strftime('%Y-%m-%d')}'", content)
+    return content
+
+
 def is_month(value: object) -> bool:
     """A calendar month as a protocol may write it: ``"2014-03"`` or a first-of-month date."""
     if isinstance(value, dt.date):

@@ -17,7 +17,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from analysis import did, dose_response, economics, its, stepped_wedge, synthetic_control, trial
-from analysis.calendar import is_month, resolve_options
+from analysis.calendar import is_milestone, is_month, resolve_options
 from analysis.results import EstimationResult
 
 Estimator = Callable[..., EstimationResult]
@@ -65,9 +65,10 @@ def check_options(name: str, options: Mapping[str, Any]) -> list[str]:
     for option in TIME_POINT_OPTIONS.get(name, {}):
         value = options.get(option)
         values = value if isinstance(value, list) else [value]
-        if value is not None and not all(is_month(v) for v in values):
+        if value is not None and not all(is_month(v) or is_milestone(v) for v in values):
             problems.append(f"option {option!r} of {name} is a time point: name the calendar "
-                            f"month (e.g. 2014-03), not a period number ({value!r})")
+                            f"month (e.g. 2014-03) or a milestone ({{milestone: mdg_launch}}), "
+                            f"not a period number ({value!r})")
     return problems
 
 

@@ -19,14 +19,20 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from analysis.calendar import CalendarError, check_month_literals, month_rule
+from analysis.calendar import (
+    CalendarError,
+    check_month_literals,
+    month_rule,
+    resolve_milestones,
+    uses_milestones,
+)
 from analysis.economics import cost_consequence
 from analysis.methods import fit
 from analysis.protocol import CostConsequence, Protocol, load_protocols
@@ -45,6 +51,8 @@ from analysis.store import (
 
 #: The dbt schema that holds the marts (see dbt/dbt_project.yml).
 MARTS_SCHEMA = "marts"
+#: The mart of the delivery's programme milestones, which ``{milestone: name}`` resolves to.
+MILESTONES_MART = "programme_milestones"
 
 
 @dataclass
@@ -171,13 +179,25 @@ class ProtocolOutcome:
         return self.run.rows if self.run is not None else pd.DataFrame(columns=list(STORE_COLUMNS))
 
 
+def with_milestones(protocol: Protocol, panel: Callable[[str], pd.DataFrame]) -> Protocol:
+    """The protocol with its milestones replaced by the months the delivery declares (its hash,
+    the identity of what was pre-specified, unchanged)."""
+    if not uses_milestones(protocol.raw):
+        return protocol
+    table = panel(MILESTONES_MART)
+    months = dict(zip(table["milestone"], pd.to_datetime(table["month"]), strict=True))
+    return replace(protocol, raw=resolve_milestones(protocol.raw, months))
+
+
 def attempt_protocol(protocol: Protocol, panel: Callable[[str], pd.DataFrame], *,
                      fingerprint: str, version: str) -> ProtocolOutcome:
     """Run one protocol, turning any error into its status; ``panel`` reads a mart by name."""
     started = time.perf_counter()
     try:
-        run = run_protocol(protocol, panel(protocol.panel), fingerprint=fingerprint,
+        resolved = with_milestones(protocol, panel)
+        run = run_protocol(resolved, panel(protocol.panel), fingerprint=fingerprint,
                            version=version)
+        run = replace(run, protocol=protocol)
     except CalendarError as exc:
         return ProtocolOutcome(protocol, STATUS_NOT_APPLICABLE, str(exc), None,
                                time.perf_counter() - started)

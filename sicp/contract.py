@@ -433,6 +433,20 @@ _register(
         ),
     ),
     Source(
+        name="milestones", folder="programme", stem="milestones", formats=("csv",),
+        description="The programme's dated milestones (its launch, a service opening), one "
+                    "row each: protocols may name a milestone instead of a month, so the "
+                    "same protocol asks its question at each site's own date.",
+        primary_key=("milestone",),
+        columns=(
+            Column("milestone", "str", "Milestone name (lower case, digits, underscores)",
+                   pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+            _date("month", "First month the milestone was in effect (first day)"),
+            Column("description", "str", "What happened, and the source of the date",
+                   nullable=True),
+        ),
+    ),
+    Source(
         name="unit_costs", folder="programme", stem="unit_costs", formats=("csv",),
         description="Unit costs for pricing utilisation, each in a stated price year; one row "
                     "for each priced item.",

@@ -33,6 +33,19 @@ def study_area(scn: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"area_code": [code], "area_name": [names[code]]})
 
 
+def milestones(scn: dict[str, Any]) -> pd.DataFrame:
+    """The contract's ``milestones`` file: the dates the scenario's effects start from."""
+    rows = [
+        ("mdg_launch", scn["comparators"]["effect_start"],
+         "First neighbourhood MDGs: the programme's start in the study area"),
+        ("contact_centre_launch", scn["contact_centre"]["launch"],
+         "The centre of contact opened"),
+    ]
+    return pd.DataFrame({"milestone": [r[0] for r in rows],
+                         "month": pd.to_datetime([str(r[1]) for r in rows]),
+                         "description": [r[2] for r in rows]})
+
+
 #: Monthly rate per person aged 65+ at the factor mean.
 RATES = {"emergency_admissions_65plus": 0.021, "ae_attendances_65plus": 0.030,
          "care_home_admissions_65plus": 0.0013, "deaths_65plus": 0.0037,

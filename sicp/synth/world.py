@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sicp.contract import SOURCES, survey_wave_filename
-from sicp.synth.areas import simulate_areas, study_area
+from sicp.synth.areas import milestones, simulate_areas, study_area
 from sicp.synth.assemble import assemble_chunk
 from sicp.synth.population import Chunk
 from sicp.synth.practices import build_practices
@@ -114,6 +114,7 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
         "unit_costs": unit_costs(scn),
         "area_month_indicators": areas,
         "study_area": study_area(scn),
+        "milestones": milestones(scn),
     }
     truth = build_truth(scn, seed, tl, prs, agg, surveys.effects, area_truth, surveys.arms)
     return frames, truth, simulated
