@@ -39,15 +39,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from sicp.ingest import IngestError, ingest_all
+    """Exit 0: loaded; 1: a source could not be ingested (or a bad setting); 3: loaded, but
+    a reference table lost rows or a source lost more than the allowed share to quarantine."""
+    from sicp.ingest import IngestError, check_quarantine, ingest_all, max_quarantine_share
 
     paths = Paths.from_env()
     try:
+        limit = max_quarantine_share(args.max_quarantine_share)
         report = ingest_all(paths.input_dir, paths.warehouse)
     except IngestError as exc:
         print(f"sicp ingest: {exc}", file=sys.stderr)
         return 1
     print(report)
+    try:
+        check_quarantine(report, limit)
+    except IngestError as exc:
+        print(f"sicp ingest: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -59,10 +67,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from analysis.runner import run_all_protocols
+    from analysis.store import STATUS_FAILED, STATUS_OK, read_results
+    from sicp.warehouse import BuildError, check_last_build
 
     paths = Paths.from_env()
-    store = run_all_protocols(paths, only=args.protocol or None)
-    print(f"{len(store)} estimate rows in {paths.results_dir / 'estimates.parquet'}")
+    if not args.allow_failed_build:
+        try:
+            check_last_build(paths.warehouse)
+        except BuildError as exc:
+            print(f"sicp analyse: {exc}", file=sys.stderr)
+            return 1
+    try:
+        outcomes = run_all_protocols(paths, only=args.protocol or None)
+    except ValueError as exc:
+        print(f"sicp analyse: {exc}", file=sys.stderr)
+        return 2
+    for o in outcomes:
+        detail = f"{len(o.rows)} rows" if o.status == STATUS_OK else o.reason
+        print(f"  {o.protocol.id:<40} {o.status:<15} {detail}")
+    failed = [o for o in outcomes if o.status == STATUS_FAILED]
+    print(f"{len(read_results(paths.results_dir))} estimate rows in "
+          f"{paths.results_dir / 'estimates.parquet'}; "
+          f"{sum(o.status == STATUS_OK for o in outcomes)} of {len(outcomes)} protocols ok")
+    if failed:
+        print(f"sicp analyse: {len(failed)} protocol(s) failed: "
+              f"{', '.join(o.protocol.id for o in failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -120,10 +150,14 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sicp.pipeline import run_demo
+    from sicp.pipeline import PipelineError, run_demo
 
     started = time.perf_counter()
-    summary = run_demo(Paths.from_env(), scenario=args.scenario, seed=args.seed)
+    try:
+        summary = run_demo(Paths.from_env(), scenario=args.scenario, seed=args.seed)
+    except PipelineError as exc:
+        print(f"sicp demo: {exc}", file=sys.stderr)
+        return 1
     print(summary)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
@@ -147,8 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes")
     p.add_argument("--out", default=str(PROJECT_ROOT / "data" / "raw"), help="output folder")
 
-    add("ingest", cmd_ingest, "Validate, pseudonymise and load the input folder into the "
-        "warehouse's raw schema; bad rows go to raw.quarantine.")
+    p = add("ingest", cmd_ingest, "Validate, pseudonymise and load the input folder into the "
+            "warehouse's raw schema; bad rows go to raw.quarantine. Exits 1 when a source "
+            "cannot be ingested and 3 (data loaded) when a reference table lost rows or a "
+            "source lost more than the allowed share of its rows to quarantine.")
+    p.add_argument("--max-quarantine-share", type=float, default=None, metavar="SHARE",
+                   help="largest share (0-1) of a source's rows that may be quarantined "
+                        "before ingest fails (default: SICP_MAX_QUARANTINE_SHARE, else 0.05)")
 
     p = add("build", cmd_build, "Run dbt build (staging, exposure, outcome measures, marts, "
             "data tests).")
@@ -156,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("analyse", cmd_analyse, "Run the pre-specified protocols into the results store.")
     p.add_argument("--protocol", action="append", help="protocol id (repeatable); default all")
+    p.add_argument("--allow-failed-build", action="store_true",
+                   help="analyse even though the warehouse's last dbt build failed")
 
     p = add("report", cmd_report, "Render the evaluation report and the outcome audit "
             "(HTML and PDF) from the results store.")

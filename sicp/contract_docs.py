@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from sicp import contract as c
+from sicp.ingest.losses import (
+    DEFAULT_MAX_QUARANTINE_SHARE,
+    MAX_QUARANTINE_SHARE_ENV,
+    REFERENCE_SOURCES,
+)
 
 
 def _rules(col: c.Column) -> str:
@@ -20,13 +25,15 @@ def _rules(col: c.Column) -> str:
     if col.window_start or col.window_end:
         low = col.window_start.isoformat() if col.window_start else ""
         high = col.window_end.isoformat() if col.window_end else ""
-        parts.append(f"within {low}–{high}")
+        parts.append(f"plausible date {low}–{high}")
     if col.missing_codes:
         parts.append("user-missing " + ", ".join(f"{k} {v}" for k, v in col.missing_codes.items()))
     if col.references:
         parts.append(f"must exist in `{col.references[0]}.{col.references[1]}`")
     if col.nullable:
         parts.append("may be empty")
+    if col.optional:
+        parts.append("optional column: the file may leave it out (then empty on every row)")
     return "; ".join(parts)
 
 
@@ -40,12 +47,32 @@ def contract_markdown() -> str:
         "- Person-level files carry `person_id` (pseudonymous). Real extracts may carry "
         f"`{c.NHS_NUMBER_COLUMN}` instead (10 digits, Modulus 11 check digit): ingest replaces it "
         "by a keyed HMAC pseudonym (key in `SICP_PSEUDONYM_KEY`) and quarantines invalid numbers.",
-        "- Dates are ISO `YYYY-MM-DD` in CSV/parquet and native date types in `.sav`/`.dta`.",
-        f"- Record and programme dates must fall in the study window {c.STUDY_START} to "
-        f"{c.STUDY_END}.",
+        "- Dates are ISO `YYYY-MM-DD` in CSV/parquet and native date types in `.sav`/`.dta`. "
+        f"A date before {c.EARLIEST_DATE} or after {c.LATEST_DATE} is a typing error and is "
+        "quarantined; these are sanity bounds, not the study window.",
+        "- The contract fixes no calendar and no geography: the study window is what the record "
+        "extracts cover (the warehouse derives it from them); the neighbourhoods, the MDGs and "
+        "the roll-out (each practice's `mdg_start_date`) are whatever `practices.csv` declares; "
+        "the study area is the one `study_area.csv` names among the comparator areas of "
+        "`area_month_indicators.csv`; the survey waves are the wave files delivered. Salford's "
+        "dates and names are one instance, not the rule.",
+        "- `practices.csv` may carry an optional `mdg` column for a practice whose MDG is not "
+        "its neighbourhood's own (two neighbourhoods sharing one MDG, a practice with an MDG of "
+        "its own); where it is absent or empty the MDG is the neighbourhood.",
+        "- A column marked optional may be left out of the file altogether; every other "
+        "column must be present, even where its values may be empty.",
+        "- Some files must contain given values (see \"Required values\" below, e.g. a unit "
+        "cost for every item the warehouse prices); a delivery without one fails that source, "
+        "naming the file, column and values, and its previous load stays in place.",
         "- Files may arrive again (a new wave, a refreshed extract): ingest is idempotent and a "
         "changed file replaces its previous load.",
-        "- Every rejected row goes to `raw.quarantine` with file, row, column, value and reason.",
+        "- Every rejected row goes to `raw.quarantine` with file, row, column, value and reason. "
+        "A row rejected only because the practice it names was itself quarantined in "
+        "`practices.csv` says so, with that practice row's reason.",
+        "- `sicp ingest` loads what is valid but exits non-zero when a reference table ("
+        + ", ".join(f"`{name}`" for name in c.SOURCES if name in REFERENCE_SOURCES)
+        + ") loses any row to quarantine, or when any source (all its files together) loses more than "
+        f"`{MAX_QUARANTINE_SHARE_ENV}` (default {DEFAULT_MAX_QUARANTINE_SHARE:.0%}) of its rows.",
         "",
     ]
     for src in c.SOURCES.values():
@@ -55,6 +82,9 @@ def contract_markdown() -> str:
             lines.append(f"Unique key: {', '.join(f'`{k}`' for k in src.primary_key)}.")
         if src.consent_scope != "none":
             lines.append(f"Consent scope: `{src.consent_scope}`.")
+        for column, values in src.required_values:
+            lines.append(f"Required values: `{column}` must include every one of "
+                         + ", ".join(f"`{v}`" for v in values) + ".")
         lines += ["", "| column | type | label | rules |", "|---|---|---|---|"]
         lines += [f"| `{col.name}` | {col.dtype} | {col.label} | {_rules(col)} |"
                   for col in src.columns]

@@ -44,8 +44,15 @@ def fresh_synthetic_folder(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
+class PipelineError(RuntimeError):
+    """A step of the Dagster run failed; the message names each failed step and why."""
+
+
 def run_pipeline(paths: Paths) -> None:
-    """Materialise every asset (ingest, dbt build, every protocol) in one in-process run."""
+    """Materialise every asset (ingest, dbt build, every protocol) in one in-process run.
+
+    A failed step does not stop the independent ones (one protocol's failure leaves the others
+    to run, as in ``sicp analyse``); the failures are raised together at the end."""
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
@@ -53,9 +60,12 @@ def run_pipeline(paths: Paths) -> None:
     defs = build_definitions(paths)
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
-                                    raise_on_error=True)
+                                    raise_on_error=False)
     if not result.success:
-        raise RuntimeError("the Dagster run failed; see the log above")
+        failures = [f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+                    if event.step_failure_data.error else str(event.step_key)
+                    for event in result.all_events if event.is_step_failure]
+        raise PipelineError("the Dagster run failed:\n" + "\n".join(f"  - {f}" for f in failures))
 
 
 def run_demo(paths: Paths, scenario: str = "default", seed: int = 42,

@@ -23,7 +23,8 @@ def test_every_file_of_the_written_contract_is_declared():
              "population", "hospital_spells", "ae_attendances", "gp_contacts",
              "care_home_admissions", "deaths", "flu_vaccinations", "risk_scores", "mdg_caseload",
              "coaching_randomisation", "coaching_uptake", "community_assets",
-             "contact_centre_calls", "unit_costs", "area_month_indicators"}
+             "contact_centre_calls", "unit_costs", "area_month_indicators", "study_area",
+             "milestones"}
     assert set(contract.SOURCES) == names
 
 
@@ -54,15 +55,31 @@ def test_survey_items_carry_the_user_missing_codes():
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
     [
-        (contract.source("practices").column("neighbourhood"), "Atlantis", "allowed set"),
+        (contract.source("hospital_spells").column("admission_method"), "99", "allowed set"),
         (contract.source("survey_wave").column("eq_pain"), 6, "above the maximum"),
         (contract.source("practices").column("practice_code"), "P8700", "pattern"),
-        (contract.source("deaths").column("died_on"), dt.date(2021, 1, 1), "after the study"),
-        (contract.source("deaths").column("died_on"), dt.date(2009, 1, 1), "before the study"),
+        (contract.source("deaths").column("died_on"), dt.date(2100, 1, 1),
+         "implausible date: after 2099-12-31"),
+        (contract.source("deaths").column("died_on"), dt.date(1899, 12, 31),
+         "implausible date: before 1900-01-01"),
     ],
 )
 def test_check_value_names_the_broken_rule(column, value, reason):
     assert reason in column.check_value(value)
+
+
+def test_no_neighbourhood_name_or_study_date_is_fixed_by_the_contract():
+    """The neighbourhoods, MDGs and calendar are what the delivery declares (issue 14)."""
+    assert contract.source("practices").column("neighbourhood").allowed is None
+    assert contract.source("community_assets").column("neighbourhood").allowed is None
+    assert contract.source("practices").column("mdg").optional
+    for src in contract.SOURCES.values():
+        for col in src.columns:
+            if col.dtype == "date":
+                assert (col.window_start, col.window_end) == (contract.EARLIEST_DATE,
+                                                              contract.LATEST_DATE), col.name
+    assert dict(contract.source("unit_costs").required_values)["item"] == \
+        contract.UNIT_COST_ITEMS
 
 
 def test_check_value_accepts_a_valid_value():

@@ -174,8 +174,8 @@ def test_consent_exclusions(tmp_path):
     # A later duplicate of person 3 that records a withdrawal: quarantined as a duplicate,
     # but the withdrawal must still be honoured.
     duplicate = edited.iloc[[3]].assign(withdrawn_on=pd.Timestamp("2017-05-02").date())
-    # Withdrawal outside the window: quarantined for its date, still excluded.
-    edited.loc[4, "withdrawn_on"] = pd.Timestamp("2013-01-01").date()
+    # An implausible withdrawal date: quarantined for its date, still excluded.
+    edited.loc[4, "withdrawn_on"] = pd.Timestamp("1899-01-01").date()
     edited = pd.concat([edited, duplicate], ignore_index=True)
     tw.build(raw, edit={"recruitment": edited})
     ingest_all(raw, wh)
@@ -183,7 +183,7 @@ def test_consent_exclusions(tmp_path):
         ("P00001", "all", "withdrew all consent on 2016-03-01"),
         ("P00002", "records", "no consent to record linkage"),
         ("P00003", "all", "withdrew all consent on 2017-05-02"),
-        ("P00004", "all", "withdrew all consent on 2013-01-01"),
+        ("P00004", "all", "withdrew all consent on 1899-01-01"),
     ]
     assert [r for (r,) in query(wh, "SELECT source_row FROM raw.quarantine WHERE source_name = "
                                     "'recruitment' ORDER BY 1")] == [5, 7]

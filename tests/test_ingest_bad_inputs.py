@@ -137,19 +137,19 @@ def test_unknown_practice_code_is_quarantined(world):
     assert_loaded(wh, "recruitment", recruitment.drop(index=4))
 
 
-def test_date_outside_study_window_is_quarantined(world):
+def test_implausible_date_is_quarantined(world):
     raw, wh = world
     spells = tw.frames()["hospital_spells"]
     broken = spells.copy()
-    broken.loc[1, "admitted_on"] = pd.Timestamp("2021-03-01").date()
-    broken.loc[3, "discharged_on"] = pd.Timestamp("2009-12-31").date()
+    broken.loc[1, "admitted_on"] = pd.Timestamp("2101-03-01").date()
+    broken.loc[3, "discharged_on"] = pd.Timestamp("1899-12-31").date()
     tw.build(raw, edit={"hospital_spells": broken})
     load(raw, wh, "hospital_spells")
     assert quarantine(wh, "hospital_spells") == [
-        ("records/hospital_spells.parquet", 2, "admitted_on", "2021-03-01",
-         "date after the study window (2019-12-31)"),
-        ("records/hospital_spells.parquet", 4, "discharged_on", "2009-12-31",
-         "date before the study window (2010-01-01)"),
+        ("records/hospital_spells.parquet", 2, "admitted_on", "2101-03-01",
+         "implausible date: after 2099-12-31"),
+        ("records/hospital_spells.parquet", 4, "discharged_on", "1899-12-31",
+         "implausible date: before 1900-01-01"),
     ]
     assert_loaded(wh, "hospital_spells", spells.drop(index=[1, 3]))
 

@@ -16,7 +16,7 @@ from sicp.ingest import ingest_all
 from sicp.ingest.files import discover
 from sicp.settings import Paths
 from sicp.synth import generate_world
-from sicp.warehouse import dbt_build
+from sicp.warehouse import dbt_build, duckdb_config
 
 PLANTED = "PWITHDRAWN01"
 
@@ -72,8 +72,9 @@ def test_withdrawn_person_reaches_no_downstream_table(tmp_path):
         assert con.execute("SELECT scope, reason FROM raw.consent_exclusions WHERE person_id = ?",
                            [PLANTED]).fetchall() == [("all", "withdrew all consent on 2016-06-01")]
     assert dbt_build(paths) == 0
-    # dbt ran in this process and its DuckDB instance may still be open read-write: match it.
-    with duckdb.connect(str(paths.warehouse)) as con:
+    # dbt ran in this process and its DuckDB instance may still be open read-write: match it
+    # (same file, same settings: profiles.yml restates duckdb_config's defaults).
+    with duckdb.connect(str(paths.warehouse), config=duckdb_config(paths.warehouse)) as con:
         tables = con.execute(
             "SELECT table_schema, table_name, column_name FROM information_schema.columns "
             "WHERE table_schema NOT IN ('raw', 'information_schema', 'pg_catalog') "

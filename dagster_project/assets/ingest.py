@@ -15,15 +15,18 @@ from sicp.ingest import (
     contract_files,
     ingest_source,
     input_fingerprint,
+    max_quarantine_share,
     reconcile,
     referenced_sources,
     write_input_fingerprint,
 )
 from sicp.ingest.load import CONSENT_SOURCE
+from sicp.ingest.losses import source_loss
 from sicp.ingest.tables import BOOKKEEPING, qualified
 
 GROUP = "raw"
 RECONCILE_CHECK = "rows_reconcile"
+LOSS_CHECK = "quarantine_within_limits"
 FOLDER_CHECK = "matches_input_folder"
 
 
@@ -90,8 +93,14 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
         description="Per file: rows read = rows loaded + rows quarantined, and both counts "
                     "match what the raw table and raw.quarantine hold.",
     )
+    loss_check = dg.AssetCheckSpec(
+        LOSS_CHECK, asset=key,
+        description="The source lost no more rows to quarantine than allowed: none for a "
+                    "reference table, else at most SICP_MAX_QUARANTINE_SHARE (the rule "
+                    "`sicp ingest` exits non-zero on).",
+    )
 
-    @dg.multi_asset(name=f"raw_{source.name}", specs=specs, check_specs=[check],
+    @dg.multi_asset(name=f"raw_{source.name}", specs=specs, check_specs=[check, loss_check],
                     pool=WAREHOUSE_POOL)
     def _load(context: AssetExecutionContext, input_folder: Folder, warehouse: Warehouse):
         with warehouse.connect() as con:
@@ -113,6 +122,13 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
                 metadata={f"people_excluded_{scope}": n for scope, n in consent}
                 | {"dagster/row_count": sum(n for _, n in consent)},
             )
+        loss = source_loss(report, max_quarantine_share())
+        yield dg.AssetCheckResult(
+            asset_key=key, check_name=LOSS_CHECK, passed=loss is None,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"rows_read": report.rows_read, "rows_quarantined": report.rows_quarantined,
+                      "finding": str(loss) if loss else "within the limits"},
+        )
         yield dg.AssetCheckResult(
             asset_key=key, check_name=RECONCILE_CHECK, passed=all(r.ok for r in recount),
             metadata={"files": _markdown_table(

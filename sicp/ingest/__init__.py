@@ -15,20 +15,36 @@ from sicp.ingest.load import (
     referenced_sources,
     write_input_fingerprint,
 )
+from sicp.ingest.losses import (
+    MAX_QUARANTINE_SHARE_ENV,
+    REFERENCE_SOURCES,
+    QuarantineLimitError,
+    QuarantineLoss,
+    check_quarantine,
+    max_quarantine_share,
+    quarantine_losses,
+)
 from sicp.ingest.report import FileReport, IngestReport, SourceReport
 
 __all__ = [
+    "MAX_QUARANTINE_SHARE_ENV",
     "PSEUDONYM_KEY_ENV",
+    "REFERENCE_SOURCES",
     "FileReport",
     "IngestError",
     "IngestReport",
+    "QuarantineLimitError",
+    "QuarantineLoss",
     "Reconciliation",
     "SourceReport",
+    "check_quarantine",
     "contract_files",
     "ingest_all",
     "ingest_order",
     "ingest_source",
     "input_fingerprint",
+    "max_quarantine_share",
+    "quarantine_losses",
     "reconcile",
     "referenced_sources",
     "write_input_fingerprint",

@@ -3,19 +3,26 @@
 How a source is loaded (``ingest_source``):
 
 1. Every file of the source is staged (see :mod:`sicp.ingest.files`); a file that cannot be
-   read at all, or lacks a contract column, fails the source before anything is written.
+   read at all, or lacks a required contract column, fails the source before anything is
+   written. An ``optional`` column the file leaves out is read as NULL on every row.
 2. One SQL pass per file, generated from the contract, gives each row its typed values and,
    per column, the reason it breaks a rule (type, required value, allowed set, range, pattern,
-   study window, unknown practice code, survey wave that does not match the file name).
-   Survey user-missing codes (-9/-8/-7) become NULL with their reason kept.
+   implausible date, unknown practice code, survey wave that does not match the file name).
+   Survey user-missing codes (-9/-8/-7) become NULL with their reason kept. A practice code
+   that practices.csv delivered but ingest quarantined is named as such, with that row's
+   reason (``raw.quarantined_keys``), rather than as unknown.
 3. Among the rows that pass, duplicate primary keys keep the first occurrence in file order
    (files sorted by relative path, then row number) and quarantine the rest, naming where the
    first occurrence is. The rule is the same within and across files, so the result does not
    depend on the order in which files arrived.
-4. In one transaction the source's rows, quarantine entries, missing-code reasons, labels and
-   ingest-log rows are replaced. The whole source is rebuilt from its current files, so
-   re-ingesting the same files changes nothing, a changed file replaces its previous load and
-   a removed wave file disappears; a failed ingest leaves the previous load in place.
+4. The rows that would load must hold every ``required_values`` entry of the contract (every
+   unit-cost item, every area indicator); otherwise the source fails, naming the file(s), the
+   column and the missing values, before anything is written.
+5. In one transaction the source's rows, quarantine entries (and the keys of quarantined
+   rows), missing-code reasons, labels and ingest-log rows are replaced. The whole source is
+   rebuilt from its current files, so re-ingesting the same files changes nothing, a changed
+   file replaces its previous load and a removed wave file disappears; a failed ingest leaves
+   the previous load in place.
 
 NHS numbers: a person-level file may carry ``nhs_number`` instead of ``person_id``. The number
 is checked (Modulus 11) and replaced by HMAC-SHA256 under the secret ``SICP_PSEUDONYM_KEY``;
@@ -52,7 +59,7 @@ from sicp.ingest.files import (
 )
 from sicp.ingest.report import FileReport, IngestReport, SourceReport
 from sicp.ingest.sql import ident, literal
-from sicp.ingest.tables import ensure_raw_schema, qualified, source_table_ddl
+from sicp.ingest.tables import QUARANTINED_KEYS, ensure_raw_schema, qualified, source_table_ddl
 from sicp.warehouse import duckdb_config
 
 PSEUDONYM_KEY_ENV = "SICP_PSEUDONYM_KEY"
@@ -69,6 +76,13 @@ class _File:
     staged: StagedFile
     uses_nhs_number: bool
     wave: int | None
+    #: Optional contract columns the file leaves out: NULL on every row.
+    absent: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The file's columns and types, an absent optional column as all-NULL text."""
+        return {**self.staged.columns, **dict.fromkeys(self.absent, "VARCHAR")}
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,7 @@ class _Group:
 
     @property
     def columns(self) -> dict[str, str]:
-        return self.files[0].staged.columns
+        return self.files[0].columns
 
     @property
     def uses_nhs_number(self) -> bool:
@@ -92,7 +106,9 @@ class _Group:
         return f"_sicp_chk_{self.index}"
 
     def relation(self) -> str:
-        columns = ", ".join(ident(c) for c in self.columns)
+        absent = set(self.files[0].absent)
+        columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(c)}" if c in absent else ident(c)
+                            for c in self.columns)
         return " UNION ALL ".join(
             f"SELECT {f.index} AS _file, {f.wave if f.wave is not None else 'NULL'} AS _file_wave, "
             f"_source_row, {columns} FROM {f.staged.relation}"
@@ -101,9 +117,9 @@ class _Group:
 
 
 def _groups(files: list[_File]) -> list[_Group]:
-    by_signature: dict[tuple[tuple[str, str], ...], list[_File]] = {}
+    by_signature: dict[tuple[object, ...], list[_File]] = {}
     for f in files:
-        by_signature.setdefault(tuple(f.staged.columns.items()), []).append(f)
+        by_signature.setdefault((tuple(f.staged.columns.items()), f.absent), []).append(f)
     return [_Group(i, tuple(g)) for i, g in enumerate(by_signature.values())]
 
 
@@ -142,6 +158,13 @@ def referenced_sources(source: Source) -> set[str]:
     return {c.references[0] for c in source.columns if c.references}
 
 
+def referenced_columns(source: Source) -> list[str]:
+    """Columns of ``source`` that another source's values must exist in (its keys)."""
+    wanted = {c.references[1] for s in SOURCES.values() for c in s.columns
+              if c.references and c.references[0] == source.name}
+    return [c for c in source.column_names if c in wanted]
+
+
 def ingest_source(
     con: duckdb.DuckDBPyConnection, input_dir: Path, source: Source, *, key: str | None = None
 ) -> SourceReport:
@@ -162,12 +185,13 @@ def ingest_source(
         for index, path in enumerate(paths):
             staged = stage(con, path, relative(path, input_dir), f"{source.name}_{index}")
             try:
-                uses_nhs_number = _check_header(source, staged, warnings)
+                uses_nhs_number, absent = _check_header(source, staged, warnings)
             except IngestError:
                 release(con, staged)
                 raise
             files.append(_File(index, staged, uses_nhs_number,
-                               wave_from_name(staged.path) if source.per_wave else None))
+                               wave_from_name(staged.path) if source.per_wave else None,
+                               absent))
         params = {}
         if any(f.uses_nhs_number for f in files):
             first = next(f for f in files if f.uses_nhs_number)
@@ -178,10 +202,13 @@ def ingest_source(
         union = " UNION ALL BY NAME ".join(f"SELECT * FROM {g.checked}" for g in groups)
         con.execute(f"CREATE OR REPLACE TEMP VIEW _sicp_chk AS {union}")
         _find_duplicates(con, source, files)
+        _collect_quarantine(con, source, files)
+        _check_required_values(con, source, files)
         reports = _file_reports(con, source, files)
         with _transaction(con):
             _write_rows(con, source, files)
             _write_quarantine(con, source, files)
+            _write_quarantined_keys(con, source, files)
             recoded = _write_missing_reasons(con, source, files)
             _write_labels(con, source, files, warnings)
             _write_log(con, source, reports)
@@ -195,6 +222,7 @@ def ingest_source(
     finally:
         con.execute("DROP VIEW IF EXISTS _sicp_chk")
         con.execute("DROP TABLE IF EXISTS _sicp_dup")
+        con.execute("DROP TABLE IF EXISTS _sicp_q")
         for g in _groups(files):
             con.execute(f"DROP TABLE IF EXISTS {g.checked}")
         for f in files:
@@ -309,29 +337,36 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-def _check_header(source: Source, staged: StagedFile, warnings: list[str]) -> bool:
-    """Fail on missing contract columns, warn on unknown ones; True if NHS numbers replace
-    ``person_id``."""
+def _check_header(
+    source: Source, staged: StagedFile, warnings: list[str]
+) -> tuple[bool, tuple[str, ...]]:
+    """Fail on missing required contract columns, warn on unknown ones. Returns whether NHS
+    numbers replace ``person_id`` and which optional columns the file leaves out."""
     present = set(staged.columns)
     uses_nhs = source.person_level and NHS_NUMBER_COLUMN in present
     if uses_nhs and PERSON in present:
         raise IngestError(staged.path, f"the file has both {PERSON} and {NHS_NUMBER_COLUMN}; "
                                        f"provide one of them")
-    required = [c for c in source.column_names if not (uses_nhs and c == PERSON)]
+    required = [c.name for c in source.columns
+                if not c.optional and not (uses_nhs and c.name == PERSON)]
     missing = [c for c in required if c not in present]
     if missing:
+        optional = [c.name for c in source.columns if c.optional]
+        needed = [c.name for c in source.columns if not c.optional]
         raise IngestError(
             staged.path,
             f"required column(s) missing: {', '.join(missing)}. The data contract for "
-            f"{source.name} needs every one of: {', '.join(source.column_names)} "
-            f"(a column may be empty where the contract allows it, but it must be there)",
+            f"{source.name} needs every one of: {', '.join(needed)} "
+            f"(a column may be empty where the contract allows it, but it must be there)"
+            + (f"; optional: {', '.join(optional)}" if optional else ""),
         )
     known = set(source.column_names) | ({NHS_NUMBER_COLUMN} if uses_nhs else set())
     unknown = [c for c in staged.columns if c not in known]
     if unknown:
         warnings.append(f"{staged.path}: column(s) not in the data contract ignored (not "
                         f"loaded): {', '.join(unknown)}")
-    return uses_nhs
+    absent = tuple(c.name for c in source.columns if c.optional and c.name not in present)
+    return uses_nhs, absent
 
 
 def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, str]:
@@ -366,9 +401,18 @@ def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, st
     whens += [f"WHEN {cond} THEN {literal(reason)}" for cond, reason in sql.rule_checks(column, v)]
     if column.references:
         ref_source, ref_column = column.references
+        # A key the referenced file delivered but ingest quarantined there is named with that
+        # row's reason (the real cause); only a key absent from the file is "unknown".
+        cascaded = (
+            f"(SELECT {literal(c + ' ')} || {v} || {literal(f' was quarantined in {ref_source} (')}"
+            f" || arg_min(k.source_file || ' row ' || k.source_row || ': ' || k.reason, "
+            f"(k.source_file, k.source_row)) || ')' "
+            f"FROM {qualified(QUARANTINED_KEYS)} k WHERE k.source_name = {literal(ref_source)} "
+            f"AND k.key_column = {literal(ref_column)} AND k.key_value = CAST({v} AS VARCHAR))"
+        )
         whens.append(
             f"WHEN {v} NOT IN (SELECT {ident(ref_column)} FROM {qualified(ref_source)}) THEN "
-            f"{literal(f'unknown {c}: not in {ref_source}')}"
+            f"coalesce({cascaded}, {literal(f'unknown {c}: not in {ref_source}')})"
         )
     if source.per_wave and c == "wave":
         whens.append(f"WHEN {v} <> _file_wave THEN 'wave does not match the file name (wave ' "
@@ -484,9 +528,10 @@ def _write_rows(con: duckdb.DuckDBPyConnection, source: Source, files: list[_Fil
     )
 
 
-def _write_quarantine(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
-    table = qualified(RAW.quarantine)
-    con.execute(f"DELETE FROM {table} WHERE source_name = ?", [source.name])
+def _collect_quarantine(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
+) -> None:
+    """``_sicp_q``: one row per offending value (and per later duplicate), in column order."""
     branches = []
     for position, column in enumerate(source.columns):
         label = _person_label(files) if column.name == PERSON else literal(column.name)
@@ -499,11 +544,85 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, source: Source, files: lis
         f"SELECT _file, _source_row, {len(source.columns)}, "
         f"{literal(', '.join(source.primary_key))}, key_text, reason FROM _sicp_dup"
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sicp_q AS "
+                f"SELECT * FROM ({' UNION ALL '.join(branches)}) ORDER BY _file, _source_row, pos")
+
+
+def _check_required_values(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
+) -> None:
+    """Fail the source (before anything is written) when the rows that would load lack a
+    value the contract requires in a column, naming the file(s), column and values; a value
+    that was delivered but quarantined is shown with that row's reason."""
+    for column, values in source.required_values:
+        c = ident(column)
+        loaded = {v for (v,) in con.execute(
+            f"SELECT DISTINCT CAST({c} AS VARCHAR) {_LOADED} AND {c} IS NOT NULL").fetchall()}
+        missing = [v for v in values if v not in loaded]
+        if not missing:
+            continue
+        rejected = dict(con.execute(f"""
+            SELECT value, arg_min(
+                       {_file_case(files)} || ' row ' || _source_row || ': ' || problems,
+                       (_file, _source_row))
+            FROM (
+                SELECT CAST(k.{c} AS VARCHAR) AS value, _file, _source_row,
+                       string_agg({_problem_text('q')}, '; ' ORDER BY q.pos) AS problems
+                FROM _sicp_chk k JOIN _sicp_q q USING (_file, _source_row)
+                WHERE CAST(k.{c} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))
+                GROUP BY 1, 2, 3
+            ) GROUP BY value
+        """, [missing]).fetchall())
+        paths = ", ".join(f.staged.path for f in files)
+        detail = "".join(
+            f"; {v} was delivered but quarantined ({rejected[v]})" for v in missing if v in rejected
+        )
+        raise IngestError(
+            paths,
+            f"column {column} lacks required value(s) {', '.join(missing)}; the warehouse "
+            f"needs a row for every one of: {', '.join(values)}{detail}. Nothing of "
+            f"{source.name} was loaded (a previous load stays in place)",
+        )
+
+
+def _problem_text(q: str) -> str:
+    """SQL: one quarantine entry of ``_sicp_q`` alias ``q`` as "column 'value': reason"."""
+    quoted = f"' ''' || {q}.offending_value || ''''"
+    return f"{q}.column_name || coalesce({quoted}, '') || ': ' || {q}.reason"
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
+    table = qualified(RAW.quarantine)
+    con.execute(f"DELETE FROM {table} WHERE source_name = ?", [source.name])
     con.execute(
         f"INSERT INTO {table} SELECT {literal(source.name)}, {_file_case(files)}, "
         f"_source_row, column_name, offending_value, reason "
-        f"FROM ({' UNION ALL '.join(branches)}) ORDER BY _file, _source_row, pos"
+        f"FROM _sicp_q ORDER BY _file, _source_row, pos"
     )
+
+
+def _write_quarantined_keys(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
+) -> None:
+    """The key values (those other sources reference) of every quarantined row, with the
+    row's reasons, so a dependant row can name the real cause of its cascaded rejection."""
+    table = qualified(QUARANTINED_KEYS)
+    con.execute(f"DELETE FROM {table} WHERE source_name = ?", [source.name])
+    for key in referenced_columns(source):
+        k = ident(key)
+        con.execute(f"""
+            INSERT INTO {table}
+            SELECT {literal(source.name)}, {literal(key)}, key_value, {_file_case(files)},
+                   _source_row, problems
+            FROM (
+                SELECT _file, _source_row, CAST(c.{k} AS VARCHAR) AS key_value,
+                       string_agg({_problem_text('q')}, '; ' ORDER BY q.pos) AS problems
+                FROM _sicp_chk c JOIN _sicp_q q USING (_file, _source_row)
+                WHERE c.{k} IS NOT NULL
+                GROUP BY 1, 2, 3
+            )
+            ORDER BY _file, _source_row
+        """)
 
 
 def _write_missing_reasons(

@@ -115,12 +115,12 @@ def rule_checks(column: Column, v: str) -> list[tuple[str, str]]:
     if column.window_start is not None:
         checks.append((
             f"{v} < {literal(column.window_start)}",
-            f"date before the study window ({column.window_start.isoformat()})",
+            f"implausible date: before {column.window_start.isoformat()}",
         ))
     if column.window_end is not None:
         checks.append((
             f"{v} > {literal(column.window_end)}",
-            f"date after the study window ({column.window_end.isoformat()})",
+            f"implausible date: after {column.window_end.isoformat()}",
         ))
     return checks
 

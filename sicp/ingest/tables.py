@@ -11,6 +11,11 @@ import duckdb
 from sicp.contract import DUCKDB_TYPES, LINEAGE_COLUMNS, RAW, Source
 from sicp.ingest.sql import ident
 
+#: Key values of quarantined rows (the keys other sources reference, such as a practice code),
+#: with the row's reasons: a dependant row whose key is missing only because its referenced row
+#: was quarantined names that cause instead of "unknown". Internal to ingest (not a dbt source).
+QUARANTINED_KEYS = "quarantined_keys"
+
 BOOKKEEPING: dict[str, dict[str, str]] = {
     RAW.quarantine: {
         "source_name": "VARCHAR", "source_file": "VARCHAR", "source_row": "BIGINT",
@@ -30,6 +35,10 @@ BOOKKEEPING: dict[str, dict[str, str]] = {
     },
     RAW.consent_exclusions: {"person_id": "VARCHAR", "scope": "VARCHAR", "reason": "VARCHAR"},
     RAW.input_fingerprint: {"fingerprint": "VARCHAR", "n_files": "BIGINT"},
+    QUARANTINED_KEYS: {
+        "source_name": "VARCHAR", "key_column": "VARCHAR", "key_value": "VARCHAR",
+        "source_file": "VARCHAR", "source_row": "BIGINT", "reason": "VARCHAR",
+    },
 }
 
 
