@@ -502,6 +502,7 @@ class RawLayout:
     missing_reasons: str = "survey_missing_reasons"
     consent_exclusions: str = "consent_exclusions"
     input_fingerprint: str = "input_fingerprint"
+    vocabulary: str = "contract_vocabulary"
 
 
 RAW = RawLayout()
@@ -513,6 +514,23 @@ def source(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCES)}") from None
+
+
+def vocabulary_rows() -> list[tuple[str, str, str, bool]]:
+    """The controlled vocabularies of the contract as rows (source, column, value, required):
+    every allowed value of a text column and every required value, so the warehouse reads them
+    from here (``raw.contract_vocabulary``) instead of restating them."""
+    rows: dict[tuple[str, str, str], bool] = {}
+    for src in SOURCES.values():
+        required = dict(src.required_values)
+        for col in src.columns:
+            if col.allowed is not None and col.dtype == "str":
+                for value in col.allowed:
+                    rows[(src.name, col.name, str(value))] = str(value) in required.get(
+                        col.name, ())
+            for value in required.get(col.name, ()):
+                rows[(src.name, col.name, value)] = True
+    return [(s, c, v, r) for (s, c, v), r in rows.items()]
 
 
 def survey_wave_filename(wave: int) -> str:

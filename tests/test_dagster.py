@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dagster_project.assets.dbt import sicp_dbt_assets
-from dagster_project.assets.ingest import INGEST_ASSETS, RECONCILE_CHECK, raw_key
+from dagster_project.assets.ingest import INGEST_ASSETS, LOSS_CHECK, RECONCILE_CHECK, raw_key
 from dagster_project.assets.protocols import GROUP as RESULTS_GROUP
 from dagster_project.definitions import build_definitions, defs
 from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
@@ -91,6 +91,7 @@ def test_ingest_assets_materialise_with_metadata_and_checks(tmp_path):
     checks = {(e.asset_key, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         **{(raw_key(name), RECONCILE_CHECK): True for name in SOURCES},
+        **{(raw_key(name), LOSS_CHECK): True for name in SOURCES},
         (raw_key(RAW.input_fingerprint), "matches_input_folder"): True,
     }
 
@@ -112,6 +113,10 @@ def test_quarantined_rows_show_in_metadata_and_a_broken_file_fails_its_asset(tmp
     assert (meta["rows_read"].value, meta["rows_loaded"].value,
             meta["rows_quarantined"].value) == (6, 5, 1)
     assert "value not in the allowed set" in meta["quarantine"].value
+    checks = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
+    loss = checks[(raw_key("deaths"), LOSS_CHECK)]
+    assert not loss.passed and "16.7%" in loss.metadata["finding"].value
+    assert checks[(raw_key("hospital_spells"), LOSS_CHECK)].passed
 
 
 def test_sensor_requests_a_survey_refresh_when_a_new_wave_arrives(tmp_path):

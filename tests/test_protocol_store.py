@@ -243,21 +243,24 @@ def test_a_cost_block_without_data_uses_the_primary_steps_and_its_overrides(tmp_
     months = np.arange(1, 49)
     panel = pd.DataFrame({"practice_code": np.repeat(["A", "B"], 48),
                           "period": np.tile(months, 2),
+                          "month": np.tile(pd.date_range("2016-01-01", periods=48, freq="MS"), 2),
                           "events": rng.poisson(30, 96), "person_months_65plus": 1000})
     panel["cost_gbp"] = 90_000 + 5_000 * (panel["period"] >= 25) + rng.normal(0, 2000, 96)
     content = {
         "id": "its_protocol", "title": "ITS", "question": "Q", "population": "P",
         "outcome": "events", "estimand": "step",
         "data": {"panel": "practice_month_panel",
-                 "aggregate": {"by": ["period"], "sum": ["events", "person_months_65plus"]}},
+                 "aggregate": {"by": ["period", "month"],
+                               "sum": ["events", "person_months_65plus"]}},
         "method": {"name": "its_segmented", "options": {
-            "time": "period", "interventions": 25, "family": "quasipoisson",
+            "time": "period", "interventions": "2018-01", "family": "quasipoisson",
             "population": "person_months_65plus", "slope_change": False}},
         "reporting": {"term": "level_change", "transform": "exp"},
         "cost_consequence": {
             "outcome": "cost_pm", "periods_per_year": 12, "price_year": 2018,
             "options": {"family": "gaussian", "population": None},
-            "data": {"aggregate": {"by": ["period"], "sum": ["cost_gbp", "person_months_65plus"],
+            "data": {"aggregate": {"by": ["period", "month"],
+                                   "sum": ["cost_gbp", "person_months_65plus"],
                                    "derive": {"cost_pm": "cost_gbp / person_months_65plus"}}}},
     }
     protocol = load_protocol(write(tmp_path, content))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-from sicp.contract import DUCKDB_TYPES, LINEAGE_COLUMNS, RAW, Source
+from sicp.contract import DUCKDB_TYPES, LINEAGE_COLUMNS, RAW, Source, vocabulary_rows
 from sicp.ingest.sql import ident
 
 #: Key values of quarantined rows (the keys other sources reference, such as a practice code),
@@ -35,6 +35,10 @@ BOOKKEEPING: dict[str, dict[str, str]] = {
     },
     RAW.consent_exclusions: {"person_id": "VARCHAR", "scope": "VARCHAR", "reason": "VARCHAR"},
     RAW.input_fingerprint: {"fingerprint": "VARCHAR", "n_files": "BIGINT"},
+    RAW.vocabulary: {
+        "source_name": "VARCHAR", "column_name": "VARCHAR", "value": "VARCHAR",
+        "required": "BOOLEAN",
+    },
     QUARANTINED_KEYS: {
         "source_name": "VARCHAR", "key_column": "VARCHAR", "key_value": "VARCHAR",
         "source_file": "VARCHAR", "source_row": "BIGINT", "reason": "VARCHAR",
@@ -47,11 +51,19 @@ def qualified(table: str) -> str:
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ``raw`` schema and its bookkeeping tables if they do not exist yet."""
+    """Create the ``raw`` schema and its bookkeeping tables if they do not exist yet, and
+    write the contract's controlled vocabularies (``raw.contract_vocabulary``) afresh."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW.schema)}")
     for table, columns in BOOKKEEPING.items():
         body = ", ".join(f"{ident(c)} {t}" for c, t in columns.items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {qualified(table)} ({body})")
+    vocabulary = vocabulary_rows()
+    stored = con.execute(f"SELECT source_name, column_name, value, required FROM "
+                         f"{qualified(RAW.vocabulary)} ORDER BY ALL").fetchall()
+    if stored != sorted(vocabulary):
+        con.execute(f"DELETE FROM {qualified(RAW.vocabulary)}")
+        con.executemany(f"INSERT INTO {qualified(RAW.vocabulary)} VALUES (?, ?, ?, ?)",
+                        vocabulary)
 
 
 def source_table_ddl(source: Source) -> str:

@@ -7,9 +7,8 @@
     window) are kept in rows with a NULL neighbourhood and no denominator, so the calls of the
     mart add up to every consented call. The grid is every neighbourhood-month with 65+
     person-months (so every attributed call has its row) times every reason of the data
-    contract, so a month without calls is an explicit zero. Every direction counts: inbound
+    contract (raw.contract_vocabulary), so a month without calls is an explicit zero. Every direction counts: inbound
     calls and the coaching service's outbound calls (reason 'coaching'). -#}
-{%- set reasons = ['advice', 'navigation', 'telecare', 'coaching'] %}
 with calls as (
     select
         c.call_id,
@@ -35,12 +34,9 @@ denominators as (
 ),
 
 reasons as (
-    {%- for r in reasons %}
-    select '{{ r }}' as reason
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+    select value as reason
+    from {{ source('raw', 'contract_vocabulary') }}
+    where source_name = 'contact_centre_calls' and column_name = 'reason'
 ),
 
 attributed as (
