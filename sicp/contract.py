@@ -286,8 +286,8 @@ _register(
     ),
     Source(
         name="population", folder="records", stem="population", formats=("parquet", "csv"),
-        description="Registered population (65+ for Salford; all ages at GM scale), with "
-                    "registration spells.",
+        description="Registered population (65+, or all ages where the extract has them), "
+                    "with registration spells.",
         primary_key=("person_id", "registered_from"), person_level=True,
         consent_scope="records",
         columns=(
