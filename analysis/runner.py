@@ -222,6 +222,15 @@ def write_tables(run: ProtocolRun, results_dir: Path) -> list[Path]:
     return written
 
 
+def built_from(warehouse: Path) -> int:
+    """The sequence number of the warehouse's last dbt build (0 if none is recorded): which
+    build of the marts a result was computed from."""
+    from sicp.warehouse import last_build
+
+    build = last_build(warehouse)
+    return int(build["build_seq"]) if build else 0
+
+
 def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, *,
                   fingerprint: str, version: str) -> None:
     """Replace the protocol's tables, estimate rows and status in the results store."""
@@ -234,6 +243,7 @@ def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, 
         "protocol_id": protocol.id, "protocol_hash": protocol.hash, "status": outcome.status,
         "reason": outcome.reason, "n_estimates": len(outcome.rows),
         "input_fingerprint": fingerprint, "code_version": version,
+        "build_seq": built_from(warehouse),
     }]), warehouse, results_dir)
     append_run_log(results_dir, [{"protocol_id": protocol.id, "status": outcome.status,
                                   "seconds": round(outcome.seconds, 3),

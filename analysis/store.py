@@ -33,7 +33,7 @@ SORT_KEY = ["protocol_id", "analysis_id", "term"]
 #: have no rows and no tables, so tables and estimates never disagree.
 STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE = "ok", "failed", "not_applicable"
 STATUS_COLUMNS = ("protocol_id", "protocol_hash", "status", "reason", "n_estimates",
-                  "input_fingerprint", "code_version")
+                  "input_fingerprint", "code_version", "build_seq")
 
 
 def code_version(repo: Path) -> str:
@@ -113,9 +113,10 @@ def write_results(rows: pd.DataFrame, warehouse: Path, results_dir: Path,
 def _canonical_status(rows: pd.DataFrame) -> pd.DataFrame:
     out = rows[list(STATUS_COLUMNS)].sort_values("protocol_id", kind="mergesort")
     out = out.reset_index(drop=True)
-    out["n_estimates"] = pd.to_numeric(out["n_estimates"]).astype("Int64")
+    for col in ("n_estimates", "build_seq"):
+        out[col] = pd.to_numeric(out[col]).astype("Int64")
     for col in STATUS_COLUMNS:
-        if col != "n_estimates":
+        if col not in ("n_estimates", "build_seq"):
             out[col] = out[col].astype("string")
     return out
 

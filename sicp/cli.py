@@ -68,15 +68,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_analyse(args: argparse.Namespace) -> int:
     from analysis.runner import run_all_protocols
     from analysis.store import STATUS_FAILED, STATUS_OK, read_results
-    from sicp.warehouse import BuildError, check_last_build
+    from sicp.warehouse import BuildError, check_current
 
     paths = Paths.from_env()
-    if not args.allow_failed_build:
-        try:
-            check_last_build(paths.warehouse)
-        except BuildError as exc:
-            print(f"sicp analyse: {exc}", file=sys.stderr)
-            return 1
+    try:
+        check_current(paths.warehouse, allow_failed=args.allow_failed_build)
+    except BuildError as exc:
+        print(f"sicp analyse: {exc}", file=sys.stderr)
+        return 1
     try:
         outcomes = run_all_protocols(paths, only=args.protocol or None)
     except ValueError as exc:
@@ -98,8 +97,14 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from sicp.reports import render_all
+    from sicp.warehouse import BuildError, check_results_current
 
     paths = Paths.from_env()
+    try:
+        check_results_current(paths.warehouse, paths.results_dir)
+    except BuildError as exc:
+        print(f"sicp report: {exc}", file=sys.stderr)
+        return 1
     written = render_all(paths, formats=tuple(args.format or ("html", "pdf")),
                          threshold=args.suppress_below, protocol_ids=tuple(args.protocol or ()))
     for out in written:
@@ -109,8 +114,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from sicp.export import export_marts
+    from sicp.warehouse import BuildError, check_current
 
     paths = Paths.from_env()
+    try:
+        check_current(paths.warehouse)
+    except BuildError as exc:
+        print(f"sicp export: {exc}", file=sys.stderr)
+        return 1
     out = Path(args.out) if args.out else paths.results_dir / "panels"
     written = export_marts(paths.warehouse, out, formats=tuple(args.format or ("parquet", "dta")))
     for files in written.values():
@@ -135,6 +146,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                 scenario=args.scenario, protocols=args.protocol or None,
                                 workers=args.workers, resume=args.resume)
     print(table.to_string(index=False))
+    return 0
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    """The consent ledger: list it, or log a reinstatement (the only way an exclusion ends)."""
+    import duckdb
+
+    from sicp.contract import RAW
+    from sicp.ingest.consent import reinstate
+    from sicp.ingest.tables import qualified
+    from sicp.warehouse import duckdb_config
+
+    paths = Paths.from_env()
+    if not paths.warehouse.exists():
+        print(f"sicp consent: {paths.warehouse} does not exist; run `sicp ingest` first",
+              file=sys.stderr)
+        return 1
+    if args.action == "list":
+        with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+            rows = con.execute(f"SELECT * FROM {qualified(RAW.consent_ledger)} ORDER BY seq").df()
+        print(rows.to_string(index=False) if len(rows) else "the consent ledger is empty")
+        return 0
+    if not (args.person and args.by and args.why):
+        print("sicp consent reinstate: give PERSON_ID, --by and --why", file=sys.stderr)
+        return 2
+    with duckdb.connect(str(paths.warehouse), config=duckdb_config(paths.warehouse)) as con:
+        try:
+            seq = reinstate(con, args.person, args.scope, authorised_by=args.by, why=args.why)
+        except ValueError as exc:
+            print(f"sicp consent reinstate: {exc}", file=sys.stderr)
+            return 1
+    print(f"ledger entry {seq}: {args.person} reinstated in scope {args.scope}; run `sicp build` "
+          f"so the marts follow the ledger")
     return 0
 
 
@@ -227,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped run (or --update) from the replications it wrote")
+
+    p = add("consent", cmd_consent, "The consent ledger: `list` it, or `reinstate` a person "
+            "(logged with who and why); withdrawals are otherwise kept for good.")
+    p.add_argument("action", choices=["list", "reinstate"])
+    p.add_argument("person", nargs="?", help="pseudonymous person_id to reinstate")
+    p.add_argument("--scope", choices=["all", "records"], default="all")
+    p.add_argument("--by", help="who authorised the reinstatement")
+    p.add_argument("--why", help="why (e.g. the consent form reference)")
 
     p = add("contract", cmd_contract, "Print the input data contract (from sicp/contract.py) "
             "as Markdown.")

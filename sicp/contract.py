@@ -43,6 +43,43 @@ PLACES_OF_DEATH: tuple[str, ...] = ("home", "care_home", "hospital", "hospice", 
 #: Column that real extracts may carry instead of ``person_id``; ingest pseudonymises it.
 NHS_NUMBER_COLUMN = "nhs_number"
 
+
+@dataclass(frozen=True)
+class DirectIdentifier:
+    """A kind of direct identifier that no delivered value may carry (outside ``nhs_number``):
+    ingest scans every value and label for it (sicp.ingest.identifiers says how)."""
+
+    kind: str
+    label: str
+    description: str
+    #: Scanned only in person-level sources (elsewhere it is an organisation's, not a person's).
+    person_level_only: bool = False
+
+
+DIRECT_IDENTIFIERS: tuple[DirectIdentifier, ...] = (
+    DirectIdentifier("nhs_number", "an NHS number",
+                     "10 digits with a valid Modulus 11 check digit, unbroken or in 3-3-4 groups "
+                     "separated by spaces or hyphens (`943 476 5919`), alone or inside text"),
+    DirectIdentifier("email", "an email address", "`name@domain.tld`", person_level_only=True),
+    DirectIdentifier("uk_postcode", "a UK postcode",
+                     "a full postcode with its space (`M5 4WT`)", person_level_only=True),
+    DirectIdentifier("uk_phone", "a UK telephone number",
+                     "11 digits starting 01, 02, 03 or 07, or +44 and 10 digits, with or without "
+                     "spaces or hyphens", person_level_only=True),
+)
+
+#: Value-label texts that mean the same as a contract label. Delivered labels are compared with
+#: the contract's after lower-casing, collapsing white space and underscores, and dropping a
+#: leading echo of the code (``1 = male``); then these synonyms (first = the contract's text).
+LABEL_SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("male", "m", "man"), ("female", "f", "woman"),
+    ("yes", "y"), ("no", "n"),
+    ("no problems", "no problem"), ("slight", "slight problems"),
+    ("moderate", "moderate problems"), ("severe", "severe problems"),
+    ("extreme/unable", "extreme", "unable", "extreme problems", "extreme problems/unable"),
+    ("not answered", "no answer"), ("not applicable", "n/a"),
+)
+
 #: Items ``unit_costs.csv`` must price: the utilisation the warehouse costs
 #: (int_utilisation_events), each row of which is one of these.
 UNIT_COST_ITEMS: tuple[str, ...] = (
@@ -501,6 +538,7 @@ class RawLayout:
     variable_labels: str = "variable_labels"
     missing_reasons: str = "survey_missing_reasons"
     consent_exclusions: str = "consent_exclusions"
+    consent_ledger: str = "consent_ledger"
     input_fingerprint: str = "input_fingerprint"
     vocabulary: str = "contract_vocabulary"
 

@@ -101,17 +101,49 @@ def build_summary(run_results: dict) -> dict[str, object]:
     }
 
 
+def _table_exists(con, schema: str, table: str) -> bool:
+    row = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                      "AND table_name = ?", [schema, table]).fetchone()
+    return bool(row and row[0])
+
+
+def _scalar(con, sql: str, schema: str, table: str, default: object) -> object:
+    if not _table_exists(con, schema, table):
+        return default
+    row = con.execute(sql).fetchone()
+    return default if row is None or row[0] is None else row[0]
+
+
+def inputs_state(con) -> tuple[str, int]:
+    """What the warehouse's raw layer holds now: the input fingerprint and the consent
+    ledger's latest sequence number (sicp.ingest.consent)."""
+    fingerprint = _scalar(con, "SELECT fingerprint FROM raw.input_fingerprint", "raw",
+                          "input_fingerprint", "")
+    consent = _scalar(con, "SELECT max(seq) FROM raw.consent_ledger", "raw", "consent_ledger", 0)
+    return str(fingerprint), int(consent)
+
+
+_BUILD_COLUMNS = {"build_seq": "BIGINT", "built_at": "VARCHAR", "success": "BOOLEAN",
+                  "n_nodes": "BIGINT", "n_failed": "BIGINT", "n_skipped": "BIGINT",
+                  "failed_nodes": "VARCHAR", "invoked_by": "VARCHAR",
+                  "input_fingerprint": "VARCHAR", "consent_seq": "BIGINT"}
+
+
 def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[str, object]:
-    """Append the build's summary to ``meta.dbt_builds`` and return it."""
+    """Append the build's summary, with the inputs it was built from, to ``meta.dbt_builds``."""
     import duckdb
 
-    summary = {**build_summary(run_results), "invoked_by": invoked_by}
     with duckdb.connect(str(warehouse), config=duckdb_config(warehouse)) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS meta")
-        con.execute(f"""CREATE TABLE IF NOT EXISTS {BUILD_LOG} (built_at VARCHAR,
-            success BOOLEAN, n_nodes BIGINT, n_failed BIGINT, n_skipped BIGINT,
-            failed_nodes VARCHAR, invoked_by VARCHAR)""")
-        con.execute(f"INSERT INTO {BUILD_LOG} VALUES (?, ?, ?, ?, ?, ?, ?)", list(summary.values()))
+        body = ", ".join(f"{c} {t}" for c, t in _BUILD_COLUMNS.items())
+        con.execute(f"CREATE TABLE IF NOT EXISTS {BUILD_LOG} ({body})")
+        seq = int(_scalar(con, f"SELECT max(build_seq) FROM {BUILD_LOG}", "meta", "dbt_builds",
+                          0)) + 1
+        fingerprint, consent = inputs_state(con)
+        summary = {"build_seq": seq, **build_summary(run_results), "invoked_by": invoked_by,
+                   "input_fingerprint": fingerprint, "consent_seq": consent}
+        con.execute(f"INSERT INTO {BUILD_LOG} ({', '.join(summary)}) VALUES "
+                    f"({', '.join('?' for _ in summary)})", list(summary.values()))
     return summary
 
 
@@ -122,27 +154,54 @@ def last_build(warehouse: Path) -> dict[str, object] | None:
     if not warehouse.exists():
         return None
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE "
-                             "table_schema = 'meta' AND table_name = 'dbt_builds'").fetchone()
-        if not exists or not exists[0]:
+        if not _table_exists(con, "meta", "dbt_builds"):
             return None
-        cur = con.execute(f"SELECT * FROM {BUILD_LOG} ORDER BY rowid DESC LIMIT 1")
+        cur = con.execute(f"SELECT * FROM {BUILD_LOG} ORDER BY build_seq DESC LIMIT 1")
         row = cur.fetchone()
         names = [d[0] for d in cur.description]
     return dict(zip(names, row, strict=True)) if row else None
 
 
-def check_last_build(warehouse: Path) -> None:
-    """Raise :class:`BuildError` unless the warehouse's last dbt build passed."""
+def check_current(warehouse: Path, *, allow_failed: bool = False) -> dict[str, object]:
+    """The last build, if its marts are what outputs may be made from: it passed (unless
+    ``allow_failed``) and was built from the inputs and consent ledger the warehouse holds
+    now. Otherwise :class:`BuildError` says what to do."""
+    import duckdb
+
     build = last_build(warehouse)
     if build is None:
         raise BuildError(f"{warehouse} has no recorded dbt build; run `sicp build` first")
-    if not build["success"]:
+    if not build["success"] and not allow_failed:
         failed = build["failed_nodes"] or f"{build['n_skipped']} node(s) skipped"
         raise BuildError(f"the warehouse's last dbt build ({build['built_at']}, "
                          f"{build['invoked_by']}) failed: {build['n_failed']} failed: {failed}. "
                          "Fix the cause and run `sicp build` again, or pass "
                          "--allow-failed-build to analyse it anyway")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        fingerprint, consent = inputs_state(con)
+    if consent != build["consent_seq"]:
+        raise BuildError(f"the marts are stale: the consent ledger changed after the last build "
+                         f"(ledger entry {consent}, built from {build['consent_seq']}); people "
+                         "who withdrew may still be in them. Run `sicp build` first")
+    if fingerprint != build["input_fingerprint"]:
+        raise BuildError("the marts are stale: files were ingested after the last build; run "
+                         "`sicp build` first")
+    return build
+
+
+def check_results_current(warehouse: Path, results_dir: Path) -> None:
+    """The results store was computed from the warehouse's current build: a report from
+    results older than the marts (say, before a withdrawal was built in) is refused."""
+    from analysis.store import read_protocol_runs
+
+    build = check_current(warehouse)
+    runs = read_protocol_runs(results_dir)
+    stale = sorted(runs.loc[runs["build_seq"].astype("Int64") != int(build["build_seq"]),
+                            "protocol_id"].astype(str))
+    if stale:
+        raise BuildError(f"the results of {len(stale)} protocol(s) ({', '.join(stale[:5])}"
+                         f"{', ...' if len(stale) > 5 else ''}) were computed before the "
+                         f"warehouse's last build; run `sicp analyse` first")
 
 
 def report_build(summary: dict[str, object]) -> str:

@@ -28,9 +28,11 @@ NHS numbers: a person-level file may carry ``nhs_number`` instead of ``person_id
 is checked (Modulus 11) and replaced by HMAC-SHA256 under the secret ``SICP_PSEUDONYM_KEY``;
 invalid numbers are quarantined with the value masked, so no raw number reaches any table.
 
-Consent: loading ``recruitment`` rebuilds ``raw.consent_exclusions`` from every recruitment row
-with a readable ``person_id``, quarantined rows included, so a withdrawal is honoured even when
-the row carrying it was rejected for another reason. Scope ``all``: a withdrawal date is
+Consent: loading ``recruitment`` appends to the consent ledger (``raw.consent_ledger``,
+:mod:`sicp.ingest.consent`) the exclusions of every recruitment row with a readable
+``person_id``, quarantined rows included, so a withdrawal is honoured even when the row carrying
+it was rejected for another reason; a later delivery cannot take one back, only a logged
+reinstatement can, and ``raw.consent_exclusions`` is rebuilt from the ledger. Scope ``all``: a withdrawal date is
 recorded (readable or not). Scope ``records``: record-linkage consent is anything but a clear 1.
 """
 
@@ -47,6 +49,7 @@ import duckdb
 
 from sicp.contract import NHS_NUMBER_COLUMN, RAW, SOURCES, Column, Source
 from sicp.ingest import sql
+from sicp.ingest.consent import record_exclusions
 from sicp.ingest.files import (
     IngestError,
     StagedFile,
@@ -213,7 +216,7 @@ def ingest_source(
             _write_labels(con, source, files, warnings)
             _write_log(con, source, reports)
             if source.name == CONSENT_SOURCE:
-                _write_consent_exclusions(con, source)
+                _write_consent_exclusions(con, source, files)
         summary = con.execute(
             f"SELECT column_name, regexp_replace(reason, ': first occurrence .*$', ''), count(*) "
             f"FROM {qualified(RAW.quarantine)} WHERE source_name = ? GROUP BY ALL "
@@ -711,25 +714,33 @@ def _write_log(con: duckdb.DuckDBPyConnection, source: Source, reports: list[Fil
     )
 
 
-def _write_consent_exclusions(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+def _write_consent_exclusions(con: duckdb.DuckDBPyConnection, source: Source,
+                              files: list[_File]) -> None:
+    """Append this delivery's exclusions to the consent ledger (sicp.ingest.consent), which
+    rebuilds ``raw.consent_exclusions``: what a delivery once said is kept."""
     withdrawn, linkage = source.column("withdrawn_on"), source.column("consent_linkage")
     person_ok = f"{ident(PERSON)} IS NOT NULL AND {ident('_p_' + PERSON)} IS NULL"
     w, pw = ident(withdrawn.name), ident(f"_p_{withdrawn.name}")
     lk, plk = ident(linkage.name), ident(f"_p_{linkage.name}")
-    table = qualified(RAW.consent_exclusions)
-    con.execute(f"DELETE FROM {table}")
     con.execute(f"""
-        INSERT INTO {table}
-        SELECT person_id, scope, reason FROM (
+        CREATE OR REPLACE TEMP TABLE _sicp_consent AS
+        SELECT person_id, scope, reason, min(source_file) AS source_file,
+               min(file_sha256) AS file_sha256 FROM (
             SELECT {ident(PERSON)} AS person_id, 'all' AS scope,
                    CASE WHEN min({w}) IS NOT NULL
                         THEN 'withdrew all consent on ' || strftime(min({w}), '%Y-%m-%d')
-                        ELSE 'withdrawal recorded with an unreadable date' END AS reason
+                        ELSE 'withdrawal recorded with an unreadable date' END AS reason,
+                   min({_file_case(files)}) AS source_file,
+                   min({_file_case(files, attribute='sha256')}) AS file_sha256
             FROM _sicp_chk WHERE {person_ok} AND ({w} IS NOT NULL OR {pw} IS NOT NULL)
-            GROUP BY ALL
+            GROUP BY {ident(PERSON)}
             UNION ALL
-            SELECT {ident(PERSON)}, 'records', 'no consent to record linkage'
+            SELECT {ident(PERSON)}, 'records', 'no consent to record linkage',
+                   min({_file_case(files)}), min({_file_case(files, attribute='sha256')})
             FROM _sicp_chk WHERE {person_ok}
-            GROUP BY ALL HAVING bool_or(coalesce({lk}, -1) <> 1 OR {plk} IS NOT NULL)
-        ) ORDER BY person_id, scope
+            GROUP BY {ident(PERSON)}
+            HAVING bool_or(coalesce({lk}, -1) <> 1 OR {plk} IS NOT NULL)
+        ) GROUP BY person_id, scope, reason
     """)
+    record_exclusions(con, "_sicp_consent")
+    con.execute("DROP TABLE IF EXISTS _sicp_consent")

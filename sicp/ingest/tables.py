@@ -34,6 +34,11 @@ BOOKKEEPING: dict[str, dict[str, str]] = {
         "wave": "BIGINT", "column_name": "VARCHAR", "code": "BIGINT", "reason": "VARCHAR",
     },
     RAW.consent_exclusions: {"person_id": "VARCHAR", "scope": "VARCHAR", "reason": "VARCHAR"},
+    RAW.consent_ledger: {
+        "seq": "BIGINT", "person_id": "VARCHAR", "scope": "VARCHAR", "event": "VARCHAR",
+        "reason": "VARCHAR", "received_in": "VARCHAR", "file_sha256": "VARCHAR",
+        "authorised_by": "VARCHAR",
+    },
     RAW.input_fingerprint: {"fingerprint": "VARCHAR", "n_files": "BIGINT"},
     RAW.vocabulary: {
         "source_name": "VARCHAR", "column_name": "VARCHAR", "value": "VARCHAR",
