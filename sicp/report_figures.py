@@ -6,6 +6,8 @@ leaves its alt text to the report cell (``fig-alt``).
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -24,17 +26,22 @@ def _figure(width: float = 7.5, height: float = 4.0) -> tuple[Figure, plt.Axes]:
 
 
 def rollout_diagram(practice_months: pd.DataFrame) -> Figure:
-    """Practices (rows, grouped by neighbourhood) against months, coloured by roll-out wave."""
+    """Practices (rows, grouped by neighbourhood) against months, coloured by roll-out wave;
+    each wave is labelled with its start month (the earliest start of its practices)."""
     frame = practice_months.sort_values(["neighbourhood", "practice_code", "month"])
     practices = frame[["neighbourhood", "practice_code"]].drop_duplicates()
     order = {code: i for i, code in enumerate(practices["practice_code"])}
     waves = sorted(frame["rollout_wave"].dropna().unique())
     colour = {w: OKABE_ITO[i % len(OKABE_ITO)] for i, w in enumerate(waves)}
+    starts = frame.dropna(subset=["rollout_wave"]).groupby("rollout_wave")["mdg_start_month"].min()
     fig, ax = _figure(8.0, max(4.0, 0.13 * len(order) + 1.5))
     exposed = frame[frame["in_mdg_scope"] == 1]
     for wave, group in exposed.groupby("rollout_wave"):
+        start = starts.get(wave)
+        label = f"wave {int(wave)}" + (f" ({pd.Timestamp(start):%Y-%m})" if start is not None
+                                      and not pd.isna(start) else "")
         ax.scatter(pd.to_datetime(group["month"]), group["practice_code"].map(order), marker="s",
-                   s=9, color=colour[wave], label=f"wave {int(wave)}", linewidths=0)
+                   s=9, color=colour[wave], label=label, linewidths=0)
     never = frame[frame["never_treated"] == 1]["practice_code"].unique()
     for code in never:
         ax.axhline(order[code], color=GREY, lw=0.6, ls=":")
@@ -42,33 +49,70 @@ def rollout_diagram(practice_months: pd.DataFrame) -> Figure:
     ax.set_yticklabels([f"{n[:18]} · {c}" for n, c in practices.itertuples(index=False)],
                        fontsize=5.5)
     ax.invert_yaxis()
+    months = pd.to_datetime(frame["month"])
+    if len(months):
+        ax.set_xlim(months.min() - pd.DateOffset(months=1), months.max() + pd.DateOffset(months=1))
     ax.set_xlabel("month")
     ax.set_title("MDG roll-out: practice-months in scope, by wave (dotted: never took part)",
                  fontsize=9)
-    ax.legend(loc="lower left", fontsize=7, frameon=False, markerscale=2)
+    if waves:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
+                  markerscale=2)
     fig.tight_layout()
     return fig
 
 
+def note_figure(text: str, title: str = "") -> Figure:
+    """A figure that says why there is nothing to plot (a protocol not estimated, an empty
+    store), so figure numbering and cross-references stay as the report states them."""
+    fig, ax = plt.subplots(figsize=(7.5, 1.4), dpi=110)
+    ax.set_axis_off()
+    wrapped = textwrap.fill(text, 110)
+    ax.text(0.5, 0.5, wrapped, ha="center", va="center", fontsize=8, wrap=True,
+            transform=ax.transAxes, color="#333333",
+            bbox={"boxstyle": "round", "facecolor": "#f6f6f6", "edgecolor": GREY})
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _short(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def forest_plot(rows: pd.DataFrame, label: str = "label") -> Figure:
     """A forest plot whose rows may be on different scales: each row gets its own axis, its
-    reference line (``null_value``: 1 for ratios, 0 for differences) and its numbers printed."""
+    reference line (``null_value``: 1 for ratios, 0 for differences) and its numbers printed.
+    A row without an estimate (``note``, e.g. "not estimated: <reason>") keeps its place and
+    shows the note instead."""
     rows = rows.reset_index(drop=True)
+    if rows.empty:
+        return note_figure("No estimates: run `sicp analyse` first.")
     fig, axes = plt.subplots(len(rows), 1, figsize=(7.5, 0.5 * len(rows) + 0.6), dpi=110,
                              squeeze=False)
     for ax, row in zip(axes[:, 0], rows.itertuples(index=False), strict=True):
         est, low, high, ref = row.estimate, row.ci_low, row.ci_high, row.null_value
-        span = max(abs(high - ref), abs(low - ref), 1e-12) * 1.15
-        ax.set_xlim(ref - span, ref + span)
-        ax.errorbar([est], [0], xerr=[[est - low], [high - est]], fmt="o", ms=4, capsize=3,
-                    color=OKABE_ITO[4])
-        ax.axvline(ref, color=GREY, lw=1, ls="--")
+        note = getattr(row, "note", "") or ""
         ax.set_yticks([])
         ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
         ax.text(-0.02, 0.5, getattr(row, label), transform=ax.transAxes, ha="right",
                 va="center", fontsize=7)
+        if note or np.isnan(est):
+            ax.set_xticks([])
+            ax.spines["bottom"].set_visible(False)
+            ax.text(0.0, 0.5, _short(note or "no estimate", 62), transform=ax.transAxes,
+                    ha="left", va="center", fontsize=6.5, style="italic", color=OKABE_ITO[5])
+            continue
+        finite_ci = not (np.isnan(low) or np.isnan(high))
+        span = max(abs(high - ref), abs(low - ref), 1e-12) if finite_ci else \
+            max(abs(est - ref), 1e-12)
+        ax.set_xlim(ref - 1.15 * span, ref + 1.15 * span)
+        ax.errorbar([est], [0], xerr=[[est - low], [high - est]] if finite_ci else None,
+                    fmt="o", ms=4, capsize=3, color=OKABE_ITO[4])
+        ax.axvline(ref, color=GREY, lw=1, ls="--")
         ax.text(1.02, 0.5, f"{est:.3g} ({low:.3g} to {high:.3g})", transform=ax.transAxes,
                 ha="left", va="center", fontsize=7)
     fig.subplots_adjust(left=0.42, right=0.78, hspace=1.4, top=0.97, bottom=0.04)
@@ -76,20 +120,23 @@ def forest_plot(rows: pd.DataFrame, label: str = "label") -> Figure:
 
 
 def its_plot(counterfactual: pd.DataFrame, time_labels: pd.Series | None = None,
-             title: str = "") -> Figure:
-    """Observed points, fitted line and the no-intervention counterfactual with its interval."""
+             title: str = "", start: object = None) -> Figure:
+    """Observed points, fitted line and the no-intervention counterfactual with its interval;
+    ``start`` (on the x axis's scale) marks the intervention with a dotted line."""
     cf = counterfactual.reset_index(drop=True)
     x = time_labels.to_numpy() if time_labels is not None else cf.iloc[:, 0].to_numpy()
     fig, ax = _figure()
     ax.scatter(x, cf["observed"], s=8, color=GREY, label="observed")
     ax.plot(x, cf["fitted"], color=OKABE_ITO[4], lw=1.6, label="fitted")
-    post = cf["post"].astype(bool) if "post" in cf else np.ones(len(cf), bool)
+    post = cf["post"].astype(bool).to_numpy() if "post" in cf else np.ones(len(cf), bool)
     cf_col = "counterfactual"
     ax.plot(x[post], cf.loc[post, cf_col], color=OKABE_ITO[5], lw=1.4, ls="--",
             label="counterfactual (no intervention)")
     if {"counterfactual_low", "counterfactual_high"} <= set(cf.columns):
         ax.fill_between(x[post], cf.loc[post, "counterfactual_low"],
                         cf.loc[post, "counterfactual_high"], color=OKABE_ITO[5], alpha=0.15)
+    if start is not None:
+        ax.axvline(start, color=GREY, ls=":", lw=1)
     ax.legend(fontsize=7, frameon=False)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -116,8 +163,9 @@ def event_study_plot(path: pd.DataFrame, title: str = "", unit: str = "quarters"
     return fig
 
 
-def gap_plot(gaps: pd.DataFrame, treated: str, start: float, title: str = "") -> Figure:
-    """Synthetic-control gaps: the treated unit in colour, each placebo in grey."""
+def gap_plot(gaps: pd.DataFrame, treated: str, start: object, title: str = "") -> Figure:
+    """Synthetic-control gaps: the treated unit in colour, each placebo in grey; ``start`` (on
+    the scale of ``gaps["time"]``: a period or a month) marks the treatment's start."""
     fig, ax = _figure()
     for unit, part in gaps.groupby("unit"):
         is_treated = str(unit) == str(treated)

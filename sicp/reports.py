@@ -16,6 +16,7 @@ def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = 
     (optionally) the subset of protocols to report."""
     return {
         "protocol_ids": ",".join(protocol_ids),
+        "input_dir": str(paths.input_dir),
         "results_dir": str(paths.results_dir),
         "warehouse": str(paths.warehouse),
         "protocols_dir": str(paths.protocols_dir),
