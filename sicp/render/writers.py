@@ -105,11 +105,36 @@ def _pandoc_flags(meta: dict[str, Any]) -> list[str]:
     return flags
 
 
+#: The reports' markdown takes no raw HTML or TeX: any text that reaches them (a protocol title,
+#: a neighbourhood's name, an error message) is printed as written, never run as markup; the
+#: banner's deliberate markup is a raw ``{=html}``/``{=typst}`` block, which this keeps.
+MARKDOWN_READER = "markdown-raw_html-raw_tex"
+
+
+#: A pandoc filter that keeps only links and images to web pages, mail, anchors and local files:
+#: markdown link syntax in a printed text (``[x](javascript:...)``) becomes its plain text.
+_SAFE_LINKS_LUA = """
+local function safe(target)
+  local scheme = target:match("^([%a][%w+.-]*):")
+  return scheme == nil or scheme == "http" or scheme == "https" or scheme == "mailto"
+end
+function Link(el)
+  if not safe(el.target) then return el.content end
+end
+function Image(el)
+  if not safe(el.src) then return el.caption end
+end
+"""
+
+
 def _pandoc(source: Path, output: Path, args: list[str]) -> None:
+    lua = source.parent / "safe_links.lua"
+    lua.write_text(_SAFE_LINKS_LUA, encoding="utf-8")
     command = [
         pypandoc.get_pandoc_path(),
         source.name,
-        "--from=markdown",
+        f"--from={MARKDOWN_READER}",
+        f"--lua-filter={lua.name}",
         *args,
         f"--output={output}",
     ]
