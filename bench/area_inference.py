@@ -28,10 +28,10 @@ import pandas as pd
 
 from analysis.methods import fit
 from analysis.protocol import Analysis, load_protocols
-from analysis.runner import apply_filters, prepare_panel
+from analysis.runner import MILESTONES_MART, apply_filters, prepare_panel, with_milestones
 from sicp.contract import SOURCES
 from sicp.settings import PROJECT_ROOT
-from sicp.synth.areas import simulate_areas
+from sicp.synth.areas import milestones, simulate_areas, study_area
 from sicp.synth.scenario import load_scenario
 from sicp.synth.write import conform
 from sicp.validate import build_panels, replication_seeds
@@ -45,12 +45,16 @@ OUT = PROJECT_ROOT / "docs" / "validation" / "area_inference.md"
 PROTOCOLS_DIR = PROJECT_ROOT / "protocols"
 
 
-def area_panel(scenario: dict[str, Any], world_seed: int) -> tuple[pd.DataFrame, dict]:
-    """One world's area_month_panel (validation twin) and its realised area truth."""
+def area_panel(scenario: dict[str, Any], world_seed: int
+               ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """One world's area_month_panel and programme_milestones (validation twin) and its
+    realised area truth."""
     rng = np.random.default_rng(np.random.SeedSequence([world_seed, 3]))
     areas, truth = simulate_areas(scenario, rng)
-    frames = {"area_month_indicators": conform(areas, SOURCES["area_month_indicators"])}
-    return build_panels(frames, ["area_month_panel"])["area_month_panel"], truth
+    frames = {"area_month_indicators": areas, "study_area": study_area(scenario),
+              "milestones": milestones(scenario)}
+    frames = {k: conform(v, SOURCES[k]) for k, v in frames.items()}
+    return build_panels(frames, ["area_month_panel", MILESTONES_MART]), truth
 
 
 def _truth(truth: dict, effect: str, log_scale: bool) -> float:
@@ -66,12 +70,13 @@ def replicate(scenario_name: str, reps: int, seed: int) -> pd.DataFrame:
     protocols = {p.id: p for p in load_protocols(PROTOCOLS_DIR) if p.id in PROTOCOLS}
     rows = []
     for rep, world_seed in enumerate(replication_seeds(seed, reps)):
-        panel, truth = area_panel(scenario, world_seed)
+        panels, truth = area_panel(scenario, world_seed)
         for pid in PROTOCOLS:
-            protocol = protocols[pid]
+            protocol = with_milestones(protocols[pid], panels.__getitem__)
             spec = protocol.truth["primary"]
             primary = next(a for a in protocol.analyses() if a.analysis_id == "primary")
-            data = apply_filters(prepare_panel(panel, protocol.raw["data"]), primary.filters)
+            data = apply_filters(prepare_panel(panels[protocol.panel], protocol.raw["data"]),
+                                 primary.filters)
             previous = dataclasses.replace(primary, method=dataclasses.replace(
                 primary.method, options={**primary.method.options, "se_type": PREVIOUS[pid]}))
             for label, analysis in (("protocol", primary), ("previous", previous)):

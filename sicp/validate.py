@@ -8,11 +8,17 @@ rejection rate at 5% (power on effect worlds, type I error on the ``null`` world
 
 The full pipeline (ingest + dbt) takes about a minute per world, so the panels are built here
 by :func:`build_panels`, the *validation twin* of the dbt marts: a compact pandas mirror of
-``practice_month_panel``, ``person_wave_panel``, ``twic_analysis_set`` and
-``area_month_panel``, restricted to the columns the protocols use (:data:`PANEL_COLUMNS`).
-It reads the same dbt variables and seeds as the marts, and tests/test_validate.py proves on a
-world built through the real pipeline that its panels equal the marts on every one of those
-columns. When a mart's definition changes, that test fails until this twin follows.
+``practice_month_panel``, ``person_wave_panel``, ``twic_analysis_set``, ``area_month_panel``
+and ``programme_milestones`` (what a protocol's ``{milestone: name}`` resolves to), restricted
+to the columns the protocols use (:data:`PANEL_COLUMNS`).
+Like the marts, it takes the study's calendar from the world's own data, never from constants:
+the study window from the window-defining record extracts (:func:`study_window`, as
+int_study_window), the area panel's periods from the indicators' own first month, the study
+area from ``study_area``, the trial's baseline and follow-up waves from the randomisation and
+return dates (:func:`trial_waves`, as int_trial_design). It reads the same dbt variables and
+seeds as the marts, and tests/test_validate.py proves on a world built through the real
+pipeline that its panels equal the marts on every one of those columns. When a mart's
+definition changes, that test fails until this twin follows.
 
 Replications depend on their seed alone, so a study can be *updated*: :func:`update_monte_carlo`
 (``sicp validate --update --protocol ID ...``) reruns only the named protocols on the study's
@@ -41,20 +47,25 @@ import yaml
 
 from analysis.methods import fit
 from analysis.protocol import Protocol, load_protocols
-from analysis.runner import apply_filters, prepare_panel
+from analysis.runner import MILESTONES_MART, apply_filters, prepare_panel, with_milestones
 from sicp.contract import AGE_BANDS, SOURCES
 from sicp.settings import PROJECT_ROOT
+from sicp.synth.areas import milestones, study_area
+from sicp.synth.scenario import load_scenario
 from sicp.synth.world import World, simulate_area_world, simulate_world
+from sicp.synth.write import conform
 
 DBT_DIR = PROJECT_ROOT / "dbt"
 PROTOCOLS_DIR = PROJECT_ROOT / "protocols"
 
 #: The mart columns the protocols read (outcomes, method options, derive/aggregate/filters),
-#: with the dtypes DuckDB gives them in pandas; the twin builds exactly these and the equality
-#: test compares exactly these, dtypes included.
+#: with the dtypes DuckDB gives them in pandas, plus the trial waves the twin derives (so the
+#: test shows a wrong wave as such); the twin builds exactly these and the equality test
+#: compares exactly these, dtypes included.
 PANEL_COLUMNS: dict[str, dict[str, str]] = {
     "practice_month_panel": {
-        "practice_code": "object", "period": "int64", "start_period": "int64",
+        "practice_code": "object", "month": "datetime64[us]", "period": "int32",
+        "month_of_year": "int32", "start_period": "int64",
         "in_mdg_scope": "int32", "person_months_65plus": "int64",
         "emergency_admissions": "float64", "permanent_care_home_admissions": "float64",
         "emergency_admissions_per_1000": "float64", "ae_attendances_not_admitted": "float64"},
@@ -64,14 +75,17 @@ PANEL_COLUMNS: dict[str, dict[str, str]] = {
         "eq5d_index": "float64", "pacic_score": "float64", "selfman_score": "float64",
         "wellbeing_score": "float64", "loneliness_score": "Int64"},
     "twic_analysis_set": {
-        "person_id": "object", "stratum": "object", "offered": "int32", "accepted": "int64",
+        "person_id": "object", "stratum": "object", "offered": "int32",
+        "baseline_wave": "int64", "followup_wave": "int64", "accepted": "int64",
         "eq5d_index_baseline": "float64", "eq5d_index_followup": "float64",
         "selfman_score_baseline": "float64", "selfman_score_followup": "float64",
         "emergency_admissions_12m": "Int64"},
     "area_month_panel": {
-        "area_code": "object", "area_name": "object", "period": "int64", "is_salford": "int32",
+        "area_code": "object", "area_name": "object", "month": "datetime64[us]",
+        "period": "int64", "month_of_year": "int32", "is_study_area": "int32",
         "population_65plus": "float64", "emergency_admissions_65plus": "float64",
         "emergency_admissions_per_1000": "float64"},
+    MILESTONES_MART: {"milestone": "object", "month": "datetime64[us]"},
 }
 
 #: Sort keys (one row per key) of each panel.
@@ -80,6 +94,7 @@ PANEL_KEYS: dict[str, tuple[str, ...]] = {
     "person_wave_panel": ("person_id", "wave"),
     "twic_analysis_set": ("person_id",),
     "area_month_panel": ("area_code", "period"),
+    MILESTONES_MART: ("milestone",),
 }
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -90,10 +105,15 @@ OLDER_AGE_BANDS = AGE_BANDS[1:]
 
 EQ5D_DIMENSIONS = ("mobility", "selfcare", "activities", "pain", "anxiety")
 
+#: The extracts that set the study window and the date column each is dated by
+#: (int_record_coverage's sources with defines_window true).
+WINDOW_SOURCES = {"practice_population": "month", "hospital_spells": "admitted_on",
+                  "ae_attendances": "arrived_on", "gp_contacts": "contact_on"}
+
 
 @cache
 def dbt_vars() -> dict[str, Any]:
-    """The dbt project variables (panel window, age limit, TWIC waves, Salford's code)."""
+    """The dbt project variables (age limit, TWIC follow-up, an optional stated window)."""
     return dict(yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())["vars"])
 
 
@@ -105,16 +125,44 @@ def _seed(name: str) -> pd.DataFrame:
 # --- the validation twin of the marts ------------------------------------------------------
 
 
-def _month_index(dates: pd.Series) -> pd.Series:
-    """Months since the panel start month (0 = period 1) of each date's month; NaN for NaT."""
-    start = pd.Timestamp(dbt_vars()["panel_start_month"])
+def _month(dates: pd.Series) -> pd.Series:
+    """First day of each date's month (month_of)."""
+    return dates.dt.to_period("M").dt.to_timestamp()
+
+
+def _months_since(start: pd.Timestamp, dates: pd.Series) -> pd.Series:
+    """Whole months from ``start``'s month to each date's month (datediff 'month'); NaN for
+    NaT."""
     return (dates.dt.year - start.year) * 12 + (dates.dt.month - start.month)
 
 
-def _n_months() -> int:
-    start = pd.Timestamp(dbt_vars()["panel_start_month"])
-    end = pd.Timestamp(dbt_vars()["panel_end_exclusive"])
-    return (end.year - start.year) * 12 + end.month - start.month
+@dataclass(frozen=True)
+class StudyWindow:
+    """The months of the study (int_study_window): ``start`` is period 1, ``n`` months."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @property
+    def n(self) -> int:
+        return (self.end.year - self.start.year) * 12 + self.end.month - self.start.month + 1
+
+    def index(self, dates: pd.Series) -> pd.Series:
+        """Months since the window's start (0 = period 1) of each date's month."""
+        return _months_since(self.start, dates)
+
+
+def study_window(frames: Mapping[str, pd.DataFrame]) -> StudyWindow:
+    """The months every window-defining extract covers (int_record_coverage,
+    int_study_window): from the latest first month to the earliest last month, unless the dbt
+    vars study_start_month / study_end_month state it."""
+    # The month of the first (last) date is the first (last) month with rows.
+    spans = [_month(frames[source][column].agg(["min", "max"]))
+             for source, column in WINDOW_SOURCES.items()]
+    stated = dbt_vars()
+    start = stated.get("study_start_month") or max(span["min"] for span in spans)
+    end = stated.get("study_end_month") or min(span["max"] for span in spans)
+    return StudyWindow(pd.Timestamp(start), pd.Timestamp(end))
 
 
 def _exclusions(recruitment: pd.DataFrame) -> tuple[set[str], set[str]]:
@@ -127,7 +175,7 @@ def _exclusions(recruitment: pd.DataFrame) -> tuple[set[str], set[str]]:
 
 def _practices(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     practices = frames["practices"][["practice_code", "mdg_start_date"]].copy()
-    practices["mdg_start_month"] = practices["mdg_start_date"].dt.to_period("M").dt.to_timestamp()
+    practices["mdg_start_month"] = _month(practices["mdg_start_date"])
     return practices
 
 
@@ -139,7 +187,8 @@ def _emergency_spells(frames: Mapping[str, pd.DataFrame], excluded: set[str]) ->
     return spells.loc[keep, ["person_id", "admitted_on"]]
 
 
-def _person_month_spells(frames: Mapping[str, pd.DataFrame], excluded: set[str]) -> pd.DataFrame:
+def _person_month_spells(frames: Mapping[str, pd.DataFrame], excluded: set[str],
+                         window: StudyWindow) -> pd.DataFrame:
     """Each registration spell as the range [lo, hi] of panel month indices in which it makes
     a 65+ person-month (int_person_months: in force on the 1st, aged 65+ that year, alive at
     the start of the month, practice known)."""
@@ -150,24 +199,26 @@ def _person_month_spells(frames: Mapping[str, pd.DataFrame], excluded: set[str])
     superseded = next_from.notna() & (reg["registered_to"].isna() | (next_from <= reg["registered_to"]))
     until = reg["registered_to"].where(~superseded, next_from - pd.Timedelta(days=1))
     first = reg["registered_from"]
-    lo = _month_index(first) + (first.dt.day > 1).astype(int)
-    hi = _month_index(until).fillna(_n_months() - 1)
-    start_year = pd.Timestamp(dbt_vars()["panel_start_month"]).year
-    lo = np.maximum(lo, (reg["birth_year"] + dbt_vars()["older_age"] - start_year) * 12)
+    last = window.n - 1
+    lo = window.index(first) + (first.dt.day > 1).astype(int)
+    hi = window.index(until).fillna(last)
+    # Aged older_age+ from the January of the year they reach it (age = year - birth year).
+    turns = (reg["birth_year"] + dbt_vars()["older_age"] - window.start.year) * 12
+    lo = np.maximum(lo, turns - (window.start.month - 1))
     deaths = frames["deaths"].loc[~frames["deaths"]["person_id"].isin(excluded)]
     died = reg["person_id"].map(deaths.set_index("person_id")["died_on"])
-    hi = np.minimum(hi, _month_index(died).fillna(_n_months() - 1))
+    hi = np.minimum(hi, window.index(died).fillna(last))
     out = pd.DataFrame({"person_id": reg["person_id"], "practice_code": reg["practice_code"],
-                        "lo": np.maximum(lo, 0), "hi": np.minimum(hi, _n_months() - 1)})
+                        "lo": np.maximum(lo, 0), "hi": np.minimum(hi, last)})
     out = out.loc[(out["lo"] <= out["hi"])
                   & out["practice_code"].isin(frames["practices"]["practice_code"])]
     return out.astype({"lo": "int64", "hi": "int64"})
 
 
-def _events_by_practice_month(spells: pd.DataFrame, events: pd.DataFrame,
-                              date: str) -> pd.Series:
+def _events_by_practice_month(spells: pd.DataFrame, events: pd.DataFrame, date: str,
+                              window: StudyWindow) -> pd.Series:
     """Events counted on the practice of the person-month they fall in (person_month_panel)."""
-    ev = pd.DataFrame({"person_id": events["person_id"], "m": _month_index(events[date])})
+    ev = pd.DataFrame({"person_id": events["person_id"], "m": window.index(events[date])})
     ev = ev.merge(spells, on="person_id")
     ev = ev.loc[(ev["m"] >= ev["lo"]) & (ev["m"] <= ev["hi"])]
     return ev.groupby(["practice_code", "m"]).size()
@@ -176,9 +227,10 @@ def _events_by_practice_month(spells: pd.DataFrame, events: pd.DataFrame,
 def practice_month_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Twin of marts.practice_month_panel (columns in PANEL_COLUMNS)."""
     _, excluded = _exclusions(frames["recruitment"])
-    n = _n_months()
+    window = study_window(frames)
+    n = window.n
     practices = _practices(frames)
-    spells = _person_month_spells(frames, excluded)
+    spells = _person_month_spells(frames, excluded, window)
     grid = pd.MultiIndex.from_product([practices["practice_code"], range(n)],
                                       names=["practice_code", "m"])
     codes = pd.Index(practices["practice_code"])
@@ -194,15 +246,20 @@ def practice_month_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     ae = ae.loc[ae["disposal"].ne("admitted") & ~ae["person_id"].isin(excluded)]
     counts = {
         "emergency_admissions": _events_by_practice_month(
-            spells, _emergency_spells(frames, excluded), "admitted_on"),
-        "permanent_care_home_admissions": _events_by_practice_month(spells, homes, "admitted_on"),
-        "ae_attendances_not_admitted": _events_by_practice_month(spells, ae, "arrived_on"),
+            spells, _emergency_spells(frames, excluded), "admitted_on", window),
+        "permanent_care_home_admissions": _events_by_practice_month(
+            spells, homes, "admitted_on", window),
+        "ae_attendances_not_admitted": _events_by_practice_month(
+            spells, ae, "arrived_on", window),
     }
     panel = grid.to_frame(index=False)
     panel["period"] = panel["m"] + 1
+    panel["month"] = pd.date_range(window.start, periods=n, freq="MS")[panel["m"]]
+    panel["month_of_year"] = panel["month"].dt.month
     start = panel["practice_code"].map(practices.set_index("practice_code")["mdg_start_month"])
-    start_m = _month_index(start)
-    panel["start_period"] = (start_m + 1).fillna(0).astype("int64")
+    start_m = window.index(start)
+    # A start before the window counts as period 1; 0 = never treated.
+    panel["start_period"] = np.maximum(start_m + 1, 1).fillna(0).astype("int64")
     panel["in_mdg_scope"] = (start_m.notna() & (panel["m"] >= start_m)).astype("int64")
     panel["person_months_65plus"] = person_months
     for name, series in counts.items():
@@ -297,11 +354,10 @@ def neighbourhood_asset_doses(frames: Mapping[str, pd.DataFrame]) -> dict[tuple[
     registered = frames["practice_population"].merge(
         frames["practices"][["practice_code", "neighbourhood"]], on="practice_code")
     registered = registered.loc[registered["age_band"].isin(OLDER_AGE_BANDS)]
-    registered = registered.assign(month=registered["month"].dt.to_period("M").dt.to_timestamp())
+    registered = registered.assign(month=_month(registered["month"]))
     pop65 = registered.groupby(["neighbourhood", "month"])["registered"].sum()
     assets = frames["community_assets"]
-    prior = _prior_funding(assets.assign(
-        month=assets["month"].dt.to_period("M").dt.to_timestamp()))
+    prior = _prior_funding(assets.assign(month=_month(assets["month"])))
     pop = pop65.reindex(prior.index).to_numpy(dtype="float64")
     dose = prior.to_numpy() / (pop / 1000.0) / 10000.0
     return dict(zip(prior.index, np.where(pop > 0, dose, np.nan), strict=True))
@@ -317,7 +373,7 @@ def person_wave_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     panel["practice_code"] = _practice_at(panel, "returned_on", frames, recruitment, withdrawn)
     start = panel["practice_code"].map(_practices(frames).set_index("practice_code")
                                        ["mdg_start_month"])
-    returned_month = panel["returned_on"].dt.to_period("M").dt.to_timestamp()
+    returned_month = _month(panel["returned_on"])
     panel["in_mdg_scope"] = (start.notna() & (returned_month >= start)).astype("int64")
     panel["neighbourhood"] = panel["practice_code"].map(
         frames["practices"].set_index("practice_code")["neighbourhood"])
@@ -328,21 +384,45 @@ def person_wave_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return panel
 
 
+def trial_waves(responses: pd.DataFrame, randomisation: pd.DataFrame) -> tuple[int, int]:
+    """The trial's (baseline, follow-up) survey waves (int_trial_design), from the consented
+    questionnaires and randomisations: the baseline is the last wave whose first questionnaire
+    came back before the first randomisation; the follow-up is the later wave whose month (of
+    its first return) is closest to var twic_followup_months after the first randomisation's
+    month, the later wave on a tie."""
+    first_return = responses.groupby("wave")["returned_on"].min()
+    first_randomised = randomisation["randomised_on"].min()
+    before = first_return.index[first_return < first_randomised]
+    if before.empty:
+        raise ValueError("no survey wave came back before the first randomisation "
+                         "(int_trial_design finds no baseline)")
+    baseline = int(before.max())
+    target = (pd.Timestamp(first_randomised).to_period("M").to_timestamp()
+              + pd.DateOffset(months=int(dbt_vars()["twic_followup_months"])))
+    later = first_return[first_return.index > baseline]
+    if later.empty:
+        raise ValueError(f"no survey wave after the baseline wave {baseline}")
+    gap = _months_since(target, _month(later)).abs()
+    return baseline, int(gap.index[gap == gap.min()].max())
+
+
 def twic_analysis_set(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Twin of marts.twic_analysis_set (columns in PANEL_COLUMNS)."""
     withdrawn, excluded = _exclusions(frames["recruitment"])
     recruitment = frames["recruitment"].loc[~frames["recruitment"]["person_id"].isin(withdrawn)]
-    trial = frames["coaching_randomisation"]
-    trial = trial.loc[~trial["person_id"].isin(withdrawn)].merge(
-        recruitment[["person_id", "consent_linkage"]], on="person_id")
+    randomised = frames["coaching_randomisation"]
+    randomised = randomised.loc[~randomised["person_id"].isin(withdrawn)]
+    trial = randomised.merge(recruitment[["person_id", "consent_linkage"]], on="person_id")
     uptake = frames["coaching_uptake"]
     uptake = uptake.loc[~uptake["person_id"].isin(withdrawn)].set_index("person_id")["accepted"]
     trial["offered"] = (trial["arm"] == "offer").astype("int64")
     trial["accepted"] = (trial["person_id"].map(uptake).fillna(0).astype("int64")
                          * trial["offered"])
-    scores = survey_scores(_responses(frames, withdrawn))
-    for suffix, wave in (("baseline", dbt_vars()["twic_baseline_wave"]),
-                         ("followup", dbt_vars()["twic_followup_wave"])):
+    responses = _responses(frames, withdrawn)
+    baseline, followup = trial_waves(responses, randomised)
+    trial["baseline_wave"], trial["followup_wave"] = baseline, followup
+    scores = survey_scores(responses)
+    for suffix, wave in (("baseline", baseline), ("followup", followup)):
         at = scores.loc[scores["wave"] == wave].set_index("person_id")
         for score in ("eq5d_index", "selfman_score"):
             trial[f"{score}_{suffix}"] = trial["person_id"].map(at[score])
@@ -359,7 +439,7 @@ def twic_analysis_set(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 def area_month_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Twin of marts.area_month_panel (columns in PANEL_COLUMNS)."""
     ind = frames["area_month_indicators"].copy()
-    ind["month"] = ind["month"].dt.to_period("M").dt.to_timestamp()
+    ind["month"] = _month(ind["month"])
     keys = ["area_code", "month"]
     wide = ind.groupby(keys).agg(area_name=("area_name", "max"),
                                  population_65plus=("denominator", "max"))
@@ -367,12 +447,22 @@ def area_month_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         ind.loc[ind["indicator"] == "emergency_admissions_65plus"].groupby(keys)["numerator"]
         .sum().reindex(wide.index))
     wide = wide.reset_index()
-    wide["period"] = _month_index(wide["month"]) + 1
-    wide["is_salford"] = (wide["area_code"] == dbt_vars()["salford_area_code"]).astype("int64")
+    # The indicators' own calendar: period 1 is their first month, not the study window's.
+    wide["period"] = _months_since(wide["month"].min(), wide["month"]) + 1
+    wide["month_of_year"] = wide["month"].dt.month
+    wide["is_study_area"] = wide["area_code"].isin(frames["study_area"]["area_code"]).astype(
+        "int64")
     wide["emergency_admissions_per_1000"] = (
         1000.0 * wide["emergency_admissions_65plus"] / wide["population_65plus"]
     ).where(wide["population_65plus"] > 0)
     return wide
+
+
+def programme_milestones(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Twin of marts.programme_milestones: the delivery's milestones and their months, which a
+    protocol's ``{milestone: name}`` resolves to (analysis.runner.with_milestones)."""
+    declared = frames["milestones"]
+    return pd.DataFrame({"milestone": declared["milestone"], "month": _month(declared["month"])})
 
 
 BUILDERS = {
@@ -380,6 +470,7 @@ BUILDERS = {
     "person_wave_panel": person_wave_panel,
     "twic_analysis_set": twic_analysis_set,
     "area_month_panel": area_month_panel,
+    MILESTONES_MART: programme_milestones,
 }
 
 
@@ -432,12 +523,26 @@ def replication_seeds(seed: int, reps: int) -> list[int]:
     return [int(s) for s in states]
 
 
+#: The panels an area-only world (:func:`area_world`) can build.
+AREA_PANELS = frozenset({"area_month_panel", MILESTONES_MART})
+
+
+def area_world(scenario: str, world_seed: int) -> World:
+    """The comparator areas of a world (``simulate_area_world``) with the scenario's
+    ``study_area`` and ``milestones`` frames: all the area protocols read."""
+    world = simulate_area_world(scenario, world_seed)
+    scn = load_scenario(scenario)
+    declared = {"study_area": study_area(scn), "milestones": milestones(scn)}
+    return World({**{k: conform(v, SOURCES[k]) for k, v in declared.items()}, **world.frames},
+                 world.truth)
+
+
 def _simulate(scenario: str, world_seed: int, panels: Sequence[str]) -> World:
     """The world a replication needs. Area panels come from the comparator areas alone, which
     have their own random stream, so when nothing else is read only they are simulated (a
     fraction of a second instead of seconds; same frame and truth as the whole world's)."""
-    if set(panels) == {"area_month_panel"}:
-        return simulate_area_world(scenario, world_seed)
+    if set(panels) <= AREA_PANELS:
+        return area_world(scenario, world_seed)
     return simulate_world(scenario, world_seed)
 
 
@@ -445,17 +550,18 @@ def run_replication(rep: int, world_seed: int, scenario: str,
                     protocols: Sequence[Protocol]) -> list[dict[str, Any]]:
     """Simulate one world and fit every truth-bearing analysis; one row per target.
 
-    Mirrors analysis.runner.run_protocol (prepare, filter, fit) but fits only the analyses
-    named in ``truth:``, skipping sensitivity analyses such as permutation tests that have no
-    truth to be checked against."""
-    names = sorted({p.panel for p in protocols})
+    Mirrors analysis.runner.attempt_protocol (milestones resolved, prepare, filter, fit) but
+    fits only the analyses named in ``truth:``, skipping sensitivity analyses such as
+    permutation tests that have no truth to be checked against."""
+    names = sorted({p.panel for p in protocols} | {MILESTONES_MART})
     world = _simulate(scenario, world_seed, names)
     panels = build_panels(world.frames, names)
     effects = world.truth["effects"]
     rows = []
     for protocol in protocols:
-        prepared = prepare_panel(panels[protocol.panel], protocol.raw["data"])
-        analyses = {a.analysis_id: a for a in protocol.analyses()}
+        resolved = with_milestones(protocol, panels.__getitem__)
+        prepared = prepare_panel(panels[protocol.panel], resolved.raw["data"])
+        analyses = {a.analysis_id: a for a in resolved.analyses()}
         for target in _targets([protocol]):
             analysis = analyses[target.analysis_id]
             truth = float(effects[target.effect]["value"])

@@ -17,26 +17,32 @@ import pandas as pd
 import pytest
 
 from analysis.protocol import load_protocols
+from sicp.contract import SOURCES
+from sicp.ingest import ingest_all
 from sicp.settings import PROJECT_ROOT
-from sicp.synth import simulate_world
-from sicp.synth.world import simulate_area_world
+from sicp.synth import generate_world, simulate_world
+from sicp.synth.write import write_frame
 from sicp.validate import (
     PANEL_COLUMNS,
     PANEL_KEYS,
     PROTOCOLS_DIR,
+    WINDOW_SOURCES,
+    area_world,
     build_panels,
     merge_replications,
     read_replications,
     replication_seeds,
     run_monte_carlo,
     run_replication,
+    study_window,
     summarise,
+    trial_waves,
     truth_protocols,
     update_monte_carlo,
     write_replications,
     write_tables,
 )
-from tests.worlds import BuiltWorld, query
+from tests.worlds import BuiltWorld, dbt_build, query, world_paths
 
 #: The comparator-area protocols: they read area_month_panel only (the fast path).
 AREA = ("did_area_emergency_admissions", "its_salford_emergency_admissions")
@@ -49,25 +55,77 @@ MAIN = ("sw_emergency_admissions", "sw_survey_eq5d", "twic_eq5d", "twic_selfman"
         "did_practice_emergency_admissions")
 
 
+def _assert_twin_equals_marts(frames: dict[str, pd.DataFrame], warehouse: Path) -> dict:
+    """Every PANEL_COLUMNS column of every twin panel equals the mart's, dtypes included; the
+    twin's study window and trial waves equal the calendar and design the marts derived."""
+    twins = build_panels(frames)
+    for name, columns in PANEL_COLUMNS.items():
+        mart = query(warehouse, f"select * from marts.{name}")[list(columns)]
+        mart = mart.sort_values(list(PANEL_KEYS[name])).reset_index(drop=True)
+        pd.testing.assert_frame_equal(twins[name], mart, check_exact=True, obj=name)
+        assert len(mart) > 0
+    calendar = query(warehouse, "select * from marts.study_calendar")
+    assert set(calendar.loc[calendar["defines_window"] == 1, "source_name"]) == set(WINDOW_SOURCES)
+    window = study_window(frames)
+    assert {(window.start, window.end)} == set(zip(calendar["study_start_month"],
+                                                   calendar["study_end_month"], strict=True))
+    design = query(warehouse, "select baseline_wave, followup_wave from marts.trial_design")
+    withdrawn = frames["recruitment"].loc[frames["recruitment"]["withdrawn_on"].notna(),
+                                          "person_id"]
+    consented = {k: frames[k].loc[~frames[k]["person_id"].isin(withdrawn)]
+                 for k in ("survey_wave", "coaching_randomisation")}
+    assert trial_waves(consented["survey_wave"], consented["coaching_randomisation"]) == tuple(
+        design.iloc[0])
+    return twins
+
+
 def test_twin_panels_equal_the_dbt_marts(small_dbt_world: BuiltWorld) -> None:
     assert small_dbt_world.build.returncode == 0, small_dbt_world.build.stdout[-3000:]
     world = simulate_world("small", int(small_dbt_world.truth["seed"]))
-    twins = build_panels(world.frames)
     recruitment = world.frames["recruitment"]
     # The world exercises what the twin mirrors: consent exclusions of both scopes and moves.
     assert recruitment["withdrawn_on"].notna().any()
     assert (recruitment["consent_linkage"] == 0).any()
     assert len(world.frames["practice_moves"]) > 0
-    for name, columns in PANEL_COLUMNS.items():
-        mart = query(small_dbt_world.warehouse, f"select * from marts.{name}")[list(columns)]
-        mart = mart.sort_values(list(PANEL_KEYS[name])).reset_index(drop=True)
-        pd.testing.assert_frame_equal(twins[name], mart, check_exact=True, obj=name)
-        assert len(mart) > 0
+    twins = _assert_twin_equals_marts(world.frames, small_dbt_world.warehouse)
     assert twins["practice_month_panel"]["in_mdg_scope"].sum() > 0
     assert twins["practice_month_panel"]["ae_attendances_not_admitted"].sum() > 0
     assert twins["twic_analysis_set"]["emergency_admissions_12m"].isna().any()
     dose = twins["person_wave_panel"]["asset_dose"]
     assert (dose > 0).any() and (dose == 0).any()
+    # The area indicators have their own, longer calendar: period 1 is their first month.
+    area = twins["area_month_panel"]
+    assert area["month"].min() < twins["practice_month_panel"]["month"].min()
+    assert area["is_study_area"].sum() == area["period"].nunique()
+
+
+def test_twin_follows_the_window_the_extracts_cover(tmp_path: Path) -> None:
+    """The study window is what the extracts cover, not a date in the code: with the GP
+    contacts delivered for 2013-07 to 2019-06 only, the window (and period 1) starts in July,
+    a practice that started before it is treated from period 1, and the twin still equals the
+    marts (a window starting in January would hide a wrong age rule)."""
+    paths = world_paths(tmp_path)
+    generate_world("small", 2, paths.input_dir)
+    frames = dict(simulate_world("small", 2).frames)
+    contacts = frames["gp_contacts"]
+    frames["gp_contacts"] = contacts.loc[contacts["contact_on"].between(
+        pd.Timestamp("2013-07-01"), pd.Timestamp("2019-06-30"))].reset_index(drop=True)
+    source = SOURCES["gp_contacts"]
+    write_frame(frames["gp_contacts"], paths.input_dir / source.folder / f"{source.stem}.parquet",
+                "gp_contacts")
+    ingest_all(paths.input_dir, paths.warehouse)
+    build, _ = dbt_build(paths, tmp_path)
+    assert build.returncode == 0, build.stdout[-3000:]
+    twins = _assert_twin_equals_marts(frames, paths.warehouse)
+    practice = twins["practice_month_panel"]
+    assert practice["month"].min() == pd.Timestamp("2013-07-01")
+    assert practice["month"].max() == pd.Timestamp("2019-06-01")
+    early = frames["practices"]["mdg_start_date"] < pd.Timestamp("2013-07-01")
+    assert early.any()
+    treated_from_start = practice.loc[practice["practice_code"].isin(
+        frames["practices"].loc[early, "practice_code"])]
+    assert (treated_from_start["start_period"] == 1).all()
+    assert (treated_from_start["in_mdg_scope"] == 1).all()
 
 
 def test_the_twin_covers_every_panel_a_protocol_with_a_truth_reads() -> None:
@@ -77,8 +135,10 @@ def test_the_twin_covers_every_panel_a_protocol_with_a_truth_reads() -> None:
 
 def test_area_fast_path_gives_the_whole_worlds_area_panel_and_truth() -> None:
     whole = simulate_world("small", 5)
-    areas = simulate_area_world("small", 5)
-    assert set(areas.frames) == {"area_month_indicators"}
+    areas = area_world("small", 5)
+    assert set(areas.frames) == {"area_month_indicators", "study_area", "milestones"}
+    for name in ("study_area", "milestones"):
+        pd.testing.assert_frame_equal(areas.frames[name], whole.frames[name])
     pd.testing.assert_frame_equal(build_panels(areas.frames, ["area_month_panel"])
                                   ["area_month_panel"],
                                   build_panels(whole.frames, ["area_month_panel"])
