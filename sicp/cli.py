@@ -39,9 +39,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Exit 0: loaded; 1: a source could not be ingested (or a bad setting); 3: loaded, but
-    a reference table lost rows or a source lost more than the allowed share to quarantine."""
-    from sicp.ingest import IngestError, check_quarantine, ingest_all, max_quarantine_share
+    """Exit 0: loaded; 1: a source could not be ingested, a delivered file was refused (no
+    source, a duplicate, a link), the warehouse was in use or the disk full (or a bad
+    setting); 3: loaded, but a reference table lost rows or a source lost more than the
+    allowed share to quarantine. No traceback unless SICP_DEBUG is set."""
+    import os
+
+    from sicp.ingest import (
+        IngestError,
+        IngestRunError,
+        check_quarantine,
+        ingest_all,
+        max_quarantine_share,
+    )
+    from sicp.ingest.report import where_recorded
 
     paths = Paths.from_env()
     try:
@@ -49,6 +60,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         report = ingest_all(paths.input_dir, paths.warehouse)
     except IngestError as exc:
         print(f"sicp ingest: {exc}", file=sys.stderr)
+        if isinstance(exc, IngestRunError):
+            where = where_recorded(exc.warehouse, exc.run_log, exc.manifest)
+            if exc.outcome in ("in_use", "no_space"):   # the warehouse was not written
+                where = f"run log: {exc.run_log}"
+            print(where, file=sys.stderr)
+        return 1
+    except Exception as exc:   # a fault in sicp itself: plain words, traceback on request
+        if os.environ.get("SICP_DEBUG"):
+            raise
+        print(f"sicp ingest: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f" (set SICP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     print(report)
     try:
@@ -123,7 +145,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"sicp export: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else paths.results_dir / "panels"
-    written = export_marts(paths.warehouse, out, formats=tuple(args.format or ("parquet", "dta")))
+    try:
+        written = export_marts(paths.warehouse, out,
+                               formats=tuple(args.format or ("parquet", "dta")),
+                               reports_dir=paths.reports_dir)
+    except ValueError as exc:
+        print(f"sicp export: {exc}", file=sys.stderr)
+        return 1
     for files in written.values():
         for path in files:
             print(path)

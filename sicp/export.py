@@ -73,17 +73,41 @@ def _write_dta(con: duckdb.DuckDBPyConnection, relation: str, path: Path,
                 variable_labels=variable_labels)
 
 
+#: Written beside every export: the panels are row-level data, which no disclosure control
+#: has touched, so they stay inside the secure environment and out of any report.
+ROW_LEVEL_NOTICE = "ROW_LEVEL_DATA_README.txt"
+_NOTICE = """ROW-LEVEL, PSEUDONYMISED DATA - NOT FOR RELEASE
+
+The files in this folder are analysis panels with one row per person-month, person-wave,
+practice-month or area-month. They carry pseudonymous person identifiers and exact counts:
+no small-number suppression has been applied. Use them for analysis inside the secure
+environment only. Do not attach them to, or copy them into, a report, and do not publish any
+number read from them without output checking (the reports apply suppression; these do not).
+"""
+
+
+class ExportError(ValueError):
+    """An export that would put row-level data where it must not go."""
+
+
 def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMATS,
-                 marts: Iterable[str] = MARTS) -> dict[str, list[Path]]:
-    """Write each mart as ``out_dir/<mart>.<format>``; return the files written per mart.
+                 marts: Iterable[str] = MARTS,
+                 reports_dir: Path | None = None) -> dict[str, list[Path]]:
+    """Write each mart as ``out_dir/<mart>.<format>``, with the row-level notice beside them;
+    return the files written per mart. A folder inside ``reports_dir`` is refused: row-level
+    data are kept out of anything called a report.
 
     The warehouse is opened read-only, so an export can run beside readers (not beside dbt).
     """
+    if reports_dir is not None and out_dir.resolve().is_relative_to(reports_dir.resolve()):
+        raise ExportError(f"{out_dir} is inside the reports folder {reports_dir}: row-level "
+                          "panels are not disclosure-controlled and may not go with the reports")
     formats = tuple(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {list(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ROW_LEVEL_NOTICE).write_text(_NOTICE, encoding="utf-8")
     labels = column_labels() if "dta" in formats else {}
     written: dict[str, list[Path]] = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:

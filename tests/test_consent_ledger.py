@@ -149,3 +149,17 @@ def test_outputs_of_a_warehouse_built_before_a_withdrawal_are_refused(
     report = _sicp(root, "report")  # results from before the rebuild
     assert report.returncode == 1 and "sicp analyse" in report.stderr
     assert "twic_eq5d" in report.stderr
+
+
+def test_row_level_exports_are_marked_and_kept_out_of_the_reports(
+        small_dbt_world: BuiltWorld, tmp_path: Path) -> None:
+    from sicp.export import ROW_LEVEL_NOTICE, ExportError, export_marts
+
+    written = export_marts(small_dbt_world.warehouse, tmp_path / "panels", formats=("parquet",),
+                           marts=("twic_analysis_set",), reports_dir=tmp_path / "reports")
+    assert written["twic_analysis_set"][0].exists()
+    notice = (tmp_path / "panels" / ROW_LEVEL_NOTICE).read_text()
+    assert "NOT FOR RELEASE" in notice and "no small-number suppression" in notice
+    with pytest.raises(ExportError, match="inside the reports folder"):
+        export_marts(small_dbt_world.warehouse, tmp_path / "reports" / "panels",
+                     formats=("parquet",), reports_dir=tmp_path / "reports")
