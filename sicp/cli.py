@@ -69,8 +69,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except Exception as exc:   # a fault in sicp itself: plain words, traceback on request
         if os.environ.get("SICP_DEBUG"):
             raise
-        print(f"sicp ingest: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-              f" (set SICP_DEBUG=1 for the traceback)", file=sys.stderr)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"sicp ingest: unexpected {type(exc).__name__}: {first} (set SICP_DEBUG=1 for "
+              f"the traceback)", file=sys.stderr)
         return 1
     print(report)
     try:

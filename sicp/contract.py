@@ -77,6 +77,8 @@ LABEL_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("no problems", "no problem"), ("slight", "slight problems"),
     ("moderate", "moderate problems"), ("severe", "severe problems"),
     ("extreme/unable", "extreme", "unable", "extreme problems", "extreme problems/unable"),
+    ("postal", "post", "by post", "paper"), ("online", "web", "internet"),
+    ("telephone", "phone", "by telephone", "by phone"),
     ("not answered", "no answer"), ("not applicable", "n/a"),
 )
 
@@ -161,6 +163,9 @@ class Source:
     #: Values a delivery must contain in a column (``{column: values}``): the warehouse needs a
     #: row for each, so a delivery without one fails, naming the file, column and values.
     required_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: A file with a header and no data row is a valid delivery (nobody moved practice); for
+    #: every other source it is a failed export and fails the source, naming the file.
+    may_be_empty: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -287,6 +292,7 @@ _register(
         name="practice_moves", folder="cohort", stem="practice_moves", formats=("csv",),
         description="Changes of practice after recruitment.",
         primary_key=("person_id", "from_date"), person_level=True, consent_scope="cohort",
+        may_be_empty=True,
         columns=(_person(), _practice("New practice"), _date("from_date", "Registered from")),
     ),
     Source(
@@ -438,6 +444,7 @@ _register(
         name="coaching_uptake", folder="twic", stem="coaching_uptake", formats=("csv",),
         description="Acceptance of the coaching offer and sessions completed.",
         primary_key=("person_id",), person_level=True, consent_scope="cohort",
+        may_be_empty=True,
         columns=(
             _person(),
             Column("accepted", "int", "Accepted the offer", allowed=(0, 1)),

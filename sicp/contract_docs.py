@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from sicp import contract as c
+from sicp.ingest.discovery import EXTRA_FILES, documented_patterns
+from sicp.ingest.identifiers import MASK
+from sicp.ingest.keys import MIN_DISTINCT_CHARACTERS, MIN_KEY_LENGTH, REKEY_ENV
 from sicp.ingest.losses import (
     DEFAULT_MAX_QUARANTINE_SHARE,
     MAX_QUARANTINE_SHARE_ENV,
     REFERENCE_SOURCES,
 )
+from sicp.ingest.manifest import RUN_LOG, STATUSES
 
 
 def _rules(col: c.Column) -> str:
@@ -47,6 +51,34 @@ def contract_markdown() -> str:
         "- Person-level files carry `person_id` (pseudonymous). Real extracts may carry "
         f"`{c.NHS_NUMBER_COLUMN}` instead (10 digits, Modulus 11 check digit): ingest replaces it "
         "by a keyed HMAC pseudonym (key in `SICP_PSEUDONYM_KEY`) and quarantines invalid numbers.",
+        "- Direct identifiers never pass: every delivered value (text, and whole numbers of 10 "
+        "digits) is scanned for "
+        + "; ".join(f"{d.label}: {d.description} ("
+                    + ("person-level files" if d.person_level_only else "every file") + ")"
+                    for d in c.DIRECT_IDENTIFIERS)
+        + ". A hit quarantines the row with a reason naming the column and the kind of "
+        f"identifier, and the value is shown masked (`{MASK}`), so no table stores it. Value "
+        "and variable labels of `.sav` files are scanned too; a hit there fails the file.",
+        f"- The pseudonymisation key must have at least {MIN_KEY_LENGTH} characters, at least "
+        f"{MIN_DISTINCT_CHARACTERS} distinct ones and no leading or trailing white space. The "
+        "warehouse stores a check value of the key (an HMAC of a fixed text, never the key) "
+        "for each source it pseudonymised, and refuses a run with a different key: every "
+        f"person would get a new pseudonym. `{REKEY_ENV}=1` asks for a re-keying: each source "
+        "ingested in that run is rebuilt under the new key and records it (a run of "
+        "`sicp ingest` rebuilds them all); results, exports and consent-ledger entries made "
+        "under the old key do not carry over.",
+        "- Labels are checked: in `.sav` files, the value labels and declared user-missing "
+        "codes of each column the contract labels (or gives missing codes) are compared with "
+        "the contract's. A label whose code has another meaning in the contract (`0 = yes` "
+        "where the contract says `0 = no`), a label that moves a contract meaning to another "
+        "code, a user-missing code labelled with another meaning, or a declared user-missing "
+        "value that hides a valid answer fails the file, showing the expected and delivered "
+        "labels. The comparison ignores case, white space and underscores, a leading echo of "
+        "the code (`1 = male`) and these synonyms: "
+        + "; ".join(" = ".join(f"\"{t}\"" for t in group) for group in c.LABEL_SYNONYMS)
+        + ". A file without labels (plain numbers) is accepted, and so is a label on a code "
+        "the contract does not know that takes no contract meaning (such values are "
+        "quarantined as outside the allowed set anyway).",
         "- Dates are ISO `YYYY-MM-DD` in CSV/parquet and native date types in `.sav`/`.dta`. "
         f"A date before {c.EARLIEST_DATE} or after {c.LATEST_DATE} is a typing error and is "
         "quarantined; these are sanity bounds, not the study window.",
@@ -66,6 +98,33 @@ def contract_markdown() -> str:
         "naming the file, column and values, and its previous load stays in place.",
         "- Files may arrive again (a new wave, a refreshed extract): ingest is idempotent and a "
         "changed file replaces its previous load.",
+        "- File and folder names match case-insensitively (`RECRUITMENT.sav`, "
+        "`Survey_Wave_08.SAV`, `Records/`); a survey wave file is `survey_wave_<N>.sav` with "
+        "`N` any number of digits (`survey_wave_9.sav` and `survey_wave_09.sav` are both "
+        "wave 9). Every entry at the top of the input folder and in its folders ("
+        + ", ".join(f"`{f}/`" for f in dict.fromkeys(s.folder for s in c.SOURCES.values()))
+        + ") must be a contract file or an allowed extra, which ingest lists and never reads: "
+        + "; ".join(f"{names}{' at the top' if where == 'top' else ''} ({what})"
+                    for where, _, names, what in EXTRA_FILES)
+        + ". Anything else stops the ingest before anything is loaded, naming the file: a "
+        "file or folder that matches no source (`survey_wave_08 (copy).sav`), a second file "
+        "for a source that takes one (`gp_contacts.parquet` beside `gp_contacts.csv`) or for "
+        "one survey wave (`survey_wave_8.sav` beside `survey_wave_08.sav`), a symbolic link "
+        "(never followed) and anything that resolves outside the input folder.",
+        "- Every file must hold at least one data row, except in the sources marked \"may be "
+        "empty\" below: a header-only (or zero-row) file is almost always a failed export, and "
+        "fails its source, naming the file.",
+        "- Parquet timestamps with a time zone in a date column are read as the calendar date "
+        "in the timestamp's own zone (the zone the file records; UTC if it records none): "
+        "`2020-06-01 00:30+01:00` is 2020-06-01, though 2020-05-31 in UTC. A time of day is "
+        "dropped, with a warning. Timestamps without a zone must be midnight (a date).",
+        "- Each ingest writes a delivery manifest, `raw.delivery_manifest`: every delivered "
+        "file with its source, size, SHA-256, rows read, loaded and quarantined, a status and "
+        "a reason. Its `ok` and `previous` files are exactly those the input fingerprint "
+        f"covers. The run log, `{RUN_LOG}` next to the warehouse file, gets one JSON line per "
+        "ingest (time, outcome, fingerprint, files, rows, problems, every manifest row). "
+        "The statuses:",
+        *(f"  - `{status}`: {meaning}" for status, meaning in STATUSES.items()),
         "- Every rejected row goes to `raw.quarantine` with file, row, column, value and reason. "
         "A row rejected only because the practice it names was itself quarantined in "
         "`practices.csv` says so, with that practice row's reason.",
@@ -76,12 +135,15 @@ def contract_markdown() -> str:
         "",
     ]
     for src in c.SOURCES.values():
-        files = ", ".join(f"`{p}`" for p in src.file_patterns())
+        files = ", ".join(f"`{p}`" for p in documented_patterns(src))
         lines += [f"## `{src.name}` — {files}", "", src.description, ""]
         if src.primary_key:
             lines.append(f"Unique key: {', '.join(f'`{k}`' for k in src.primary_key)}.")
         if src.consent_scope != "none":
             lines.append(f"Consent scope: `{src.consent_scope}`.")
+        if src.may_be_empty:
+            lines.append("May be empty: a file with a header and no data row is a valid "
+                         "delivery.")
         for column, values in src.required_values:
             lines.append(f"Required values: `{column}` must include every one of "
                          + ", ".join(f"`{v}`" for v in values) + ".")

@@ -12,9 +12,16 @@ See docs/scaling.md.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sicp.settings import Paths
+
+if TYPE_CHECKING:
+    import duckdb
 
 #: Environment variables that override the writer settings (ingest and dbt alike).
 MEMORY_LIMIT_ENV = "SICP_DUCKDB_MEMORY_LIMIT"
@@ -37,6 +44,44 @@ def duckdb_config(warehouse: Path) -> dict[str, str]:
         "threads": os.environ.get(THREADS_ENV, DEFAULT_THREADS),
         "temp_directory": os.environ.get(TEMP_DIR_ENV, f"{warehouse}.tmp"),
     }
+
+
+class WarehouseInUse(RuntimeError):
+    """Another process holds the warehouse file open (DuckDB allows one writing process, and a
+    reader's lock keeps writers out too)."""
+
+    def __init__(self, warehouse: Path, pid: int | None) -> None:
+        holder = f" (pid {pid})" if pid is not None else ""
+        super().__init__(f"the warehouse {warehouse} is in use by another process{holder}; "
+                         f"wait for it to finish and run again")
+        self.warehouse = warehouse
+        self.pid = pid
+
+
+_LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
+
+
+@contextmanager
+def connect_writer(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A writing connection to ``warehouse`` with :func:`duckdb_config`, closed on exit.
+
+    When another process holds the file, :class:`WarehouseInUse` says so (with its pid where
+    DuckDB reports it) instead of DuckDB's lock error; nothing has been written then."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(warehouse), config=duckdb_config(warehouse))
+    except duckdb.IOException as exc:
+        message = str(exc)
+        if "lock" not in message.lower():
+            raise
+        holder = _LOCK_HOLDER.search(message)
+        raise WarehouseInUse(warehouse, int(holder.group(1)) if holder else None) from None
+    try:
+        yield con
+    finally:
+        with suppress(duckdb.Error):
+            con.close()
 
 
 #: dbt target to build against (a profile output in dbt/profiles.yml, e.g. a Spark or Trino

@@ -20,8 +20,10 @@ from sicp.ingest import (
     referenced_sources,
     write_input_fingerprint,
 )
+from sicp.ingest.discovery import scan
 from sicp.ingest.load import CONSENT_SOURCE
 from sicp.ingest.losses import source_loss
+from sicp.ingest.manifest import DELIVERY_MANIFEST, MANIFEST_COLUMNS, finish
 from sicp.ingest.tables import BOOKKEEPING, qualified
 
 GROUP = "raw"
@@ -151,33 +153,45 @@ _CATALOGUE = {
     RAW.missing_reasons: "Why each survey user-missing code (-9/-8/-7) became NULL.",
     RAW.input_fingerprint: "SHA-256 over the sorted (file, sha256) list of everything ingested; "
                            "every result cites it.",
+    RAW.vocabulary: "The contract's controlled vocabularies (allowed and required values).",
+    DELIVERY_MANIFEST: "Every delivered file (and every file held from an earlier ingest): "
+                       "source, size, SHA-256, rows read/loaded/quarantined, status and reason.",
 }
+_COLUMNS = {**BOOKKEEPING, DELIVERY_MANIFEST: MANIFEST_COLUMNS}
 
 
 @dg.multi_asset(
     name="raw_catalogue",
     specs=[dg.AssetSpec(
         raw_key(table), description=text, group_name=GROUP, kinds={"duckdb"},
-        deps=[raw_key(s) for s in SOURCES], metadata=_table_metadata(table, BOOKKEEPING[table]),
+        deps=[raw_key(s) for s in SOURCES], metadata=_table_metadata(table, _COLUMNS[table]),
     ) for table, text in _CATALOGUE.items()],
     check_specs=[dg.AssetCheckSpec(
         FOLDER_CHECK, asset=raw_key(RAW.input_fingerprint),
         description="The warehouse holds exactly the files now in the input folder (warns when "
-                    "a file changed or arrived after the last ingest).",
+                    "a file changed or arrived after the last ingest, or a file of no source "
+                    "is there).",
     )],
     pool=WAREHOUSE_POOL,
 )
 def raw_catalogue(input_folder: Folder, warehouse: Warehouse):
     """The shared ingest tables, complete once every source has loaded: each source asset
-    replaces its own rows in them; this records the input fingerprint over all of them."""
+    replaces its own rows in them; this records the input fingerprint over all of them and
+    the delivery manifest's rows for files of no source (extras, refused files)."""
+    delivery = scan(input_folder.dir)
     with warehouse.connect() as con:
         fingerprint, n_files = write_input_fingerprint(con)
+        finish(con, delivery, loaded=None, outcomes={})
         counts = {t: con.execute(f"SELECT count(*) FROM {qualified(t)}").fetchall()[0][0]
                   for t in _CATALOGUE}
         by_source = con.execute(
             f"SELECT source_name, count(DISTINCT (source_file, source_row)) "
             f"FROM {qualified(RAW.quarantine)} GROUP BY ALL ORDER BY 1").fetchall()
-    on_disk = input_fingerprint(contract_files(input_folder.dir, SOURCES.values()))
+    refused = [f"{f.rel}: {f.reason}" for f in delivery.refused]
+    try:
+        on_disk = input_fingerprint(contract_files(input_folder.dir, SOURCES.values()))
+    except IngestError as exc:   # a refused file of a source
+        on_disk = f"unreadable: {exc}"
     for table in _CATALOGUE:
         metadata: dict[str, object] = {"dagster/row_count": counts[table]}
         if table == RAW.input_fingerprint:
@@ -187,8 +201,9 @@ def raw_catalogue(input_folder: Folder, warehouse: Warehouse):
         yield dg.MaterializeResult(asset_key=raw_key(table), metadata=metadata)
     yield dg.AssetCheckResult(
         asset_key=raw_key(RAW.input_fingerprint), check_name=FOLDER_CHECK,
-        passed=on_disk == fingerprint, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"warehouse": fingerprint, "input_folder": on_disk},
+        passed=on_disk == fingerprint and not refused, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"warehouse": fingerprint, "input_folder": on_disk,
+                  "refused_files": dg.MetadataValue.json(refused)},
     )
 
 

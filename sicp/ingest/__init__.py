@@ -4,6 +4,7 @@ Pure functions over a DuckDB connection; the Dagster assets in ``dagster_project
 ``sicp ingest`` command are thin wrappers around them.
 """
 
+from sicp.ingest.discovery import Delivery, scan
 from sicp.ingest.files import IngestError, contract_files, input_fingerprint
 from sicp.ingest.load import (
     PSEUDONYM_KEY_ENV,
@@ -24,15 +25,20 @@ from sicp.ingest.losses import (
     max_quarantine_share,
     quarantine_losses,
 )
-from sicp.ingest.report import FileReport, IngestReport, SourceReport
+from sicp.ingest.manifest import DELIVERY_MANIFEST, IngestRunError, read_manifest
+from sicp.ingest.report import FileReport, IngestReport, ManifestRow, SourceReport
 
 __all__ = [
+    "DELIVERY_MANIFEST",
     "MAX_QUARANTINE_SHARE_ENV",
     "PSEUDONYM_KEY_ENV",
     "REFERENCE_SOURCES",
+    "Delivery",
     "FileReport",
     "IngestError",
     "IngestReport",
+    "IngestRunError",
+    "ManifestRow",
     "QuarantineLimitError",
     "QuarantineLoss",
     "Reconciliation",
@@ -45,7 +51,9 @@ __all__ = [
     "input_fingerprint",
     "max_quarantine_share",
     "quarantine_losses",
+    "read_manifest",
     "reconcile",
     "referenced_sources",
+    "scan",
     "write_input_fingerprint",
 ]

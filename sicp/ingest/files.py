@@ -8,6 +8,7 @@ can be read is staged as a DuckDB relation for row-level validation in SQL.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import re
@@ -20,6 +21,7 @@ import pandas as pd
 import pyreadstat
 
 from sicp.contract import Source
+from sicp.ingest.sql import ident
 
 _SAV_SIGNATURES = (b"$FL2", b"$FL3")
 _PARQUET_MAGIC = b"PAR1"
@@ -50,33 +52,31 @@ class StagedFile:
     cleanup: tuple[str, ...] = ()
     value_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     variable_labels: dict[str, str] = field(default_factory=dict)
+    #: What staging changed that the report should say (timezone-aware timestamps read as
+    #: dates, a file with no data rows where the source may be empty).
+    notes: tuple[str, ...] = ()
 
 
 def discover(input_dir: Path, source: Source) -> list[Path]:
     """The source's files in the input folder, sorted by relative path.
 
-    A file named like the source but with a type the contract does not accept (say
-    ``recruitment.csv`` where only ``.sav`` is expected) is an error rather than being
-    silently ignored.
+    Names match case-insensitively (see :mod:`sicp.ingest.discovery`). A file named like the
+    source that is refused (a type the contract does not accept, say ``recruitment.csv`` where
+    only ``.sav`` is expected; a second file for a single-file source; a symbolic link) is an
+    error naming it rather than being silently ignored or loaded twice.
     """
-    found: set[Path] = set()
-    for pattern in source.file_patterns():
-        found.update(p for p in input_dir.glob(pattern) if p.is_file())
-    for p in input_dir.glob(f"{source.folder}/{source.stem}.*"):
-        suffix = p.suffix.lstrip(".").lower()
-        if p.is_file() and p not in found and suffix not in source.formats:
-            raise IngestError(
-                relative(p, input_dir),
-                f"unsupported file type '.{suffix}' for {source.name}; the data contract "
-                f"accepts {', '.join('.' + f for f in source.formats)}",
-            )
-    return sorted(found, key=lambda p: relative(p, input_dir))
+    from sicp.ingest.discovery import scan
+
+    return [f.path for f in scan(input_dir).files_of(source)]
 
 
 def contract_files(input_dir: Path, sources: Iterable[Source]) -> list[tuple[str, str]]:
     """(relative path, sha256) of every file of ``sources`` in the input folder."""
-    return [(relative(p, input_dir), sha256_file(p))
-            for source in sources for p in discover(input_dir, source)]
+    from sicp.ingest.discovery import scan
+
+    delivery = scan(input_dir)
+    return [(f.rel, sha256_file(f.path))
+            for source in sources for f in delivery.files_of(source)]
 
 
 def relative(path: Path, input_dir: Path) -> str:
@@ -112,17 +112,26 @@ def _sql_string(text: str) -> str:
 
 
 def stage(con: duckdb.DuckDBPyConnection, path: Path, rel: str, tag: str) -> StagedFile:
-    """Make ``path`` readable in DuckDB; ``tag`` keeps temporary object names unique."""
-    if path.stat().st_size == 0:
-        raise IngestError(rel, "the file is empty (0 bytes)")
-    sha = sha256_file(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _stage_csv(con, path, rel, sha, tag)
-    if suffix == ".parquet":
-        return _stage_parquet(con, path, rel, sha)
-    if suffix == ".sav":
-        return _stage_sav(con, path, rel, sha, tag)
+    """Make ``path`` readable in DuckDB; ``tag`` keeps temporary object names unique.
+
+    A file the operating system will not let ingest read (permissions, a vanished file) is an
+    :class:`IngestError` naming it; a full disk is left to the caller (it is not the file's
+    fault)."""
+    try:
+        if path.stat().st_size == 0:
+            raise IngestError(rel, "the file is empty (0 bytes)")
+        sha = sha256_file(path)
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            return _stage_csv(con, path, rel, sha, tag)
+        if suffix == ".parquet":
+            return _stage_parquet(con, path, rel, sha)
+        if suffix == ".sav":
+            return _stage_sav(con, path, rel, sha, tag)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise IngestError(rel, f"the file cannot be read ({exc.strerror or exc})") from None
     raise IngestError(rel, f"unsupported file type '{suffix}'")
 
 
@@ -142,15 +151,73 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, rel: str, sha: st
     if tail != _PARQUET_MAGIC:
         raise IngestError(rel, "the parquet file is truncated (its footer is missing); "
                                "copy or export it again")
-    relation = (
-        f"(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _source_row "
-        f"FROM read_parquet({_sql_string(str(path))}, file_row_number = true))"
-    )
+    scan = f"read_parquet({_sql_string(str(path))}, file_row_number = true)"
+    relation = (f"(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _source_row "
+                f"FROM {scan})")
     try:
         columns = _describe(con, relation)
     except duckdb.Error as exc:
         raise IngestError(rel, f"the parquet file cannot be read: {_first_line(exc)}") from None
-    return StagedFile(rel, sha, relation, columns)
+    aware = [c for c, t in columns.items() if _is_zoned(t)]
+    if not aware:
+        return StagedFile(rel, sha, relation, columns)
+    zones = _parquet_zones(path)
+    # The rule for dates delivered as timezone-aware timestamps: the calendar date in the
+    # timestamp's own zone (2020-06-01 00:30 BST is 2020-06-01, though 2020-05-31 in UTC).
+    replace = ", ".join(f"CAST({_local_time(ident(c), zones.get(c, 'UTC'))} AS DATE) AS {ident(c)}"
+                        for c in aware)
+    relation = (f"(SELECT * EXCLUDE (file_row_number) REPLACE ({replace}), "
+                f"file_row_number + 1 AS _source_row FROM {scan})")
+    notes = []
+    for c in aware:
+        zone = zones.get(c, "UTC")
+        try:
+            (timed,), = con.execute(
+                f"SELECT count(*) FILTER (WHERE CAST({_local_time(ident(c), zone)} AS TIME) "
+                f"<> TIME '00:00:00') FROM {scan}").fetchall()
+        except duckdb.Error as exc:
+            raise IngestError(rel, f"column {c}: its timezone-aware timestamps (zone {zone}) "
+                                   f"cannot be read: {_first_line(exc)}") from None
+        notes.append(
+            f"{rel}: column {c} holds timezone-aware timestamps (zone {zone}); each was read "
+            f"as its calendar date in that zone"
+            + (f" ({timed:,} had a time of day other than midnight, dropped)" if timed else ""))
+    return StagedFile(rel, sha, relation, _describe(con, relation), notes=tuple(notes))
+
+
+#: Fixed UTC offsets as parquet (Arrow) writes them, e.g. ``+01:00``; DuckDB knows only names.
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+def _is_zoned(duckdb_type: str) -> bool:
+    return "TIME ZONE" in duckdb_type or duckdb_type.startswith("TIMESTAMPTZ")
+
+
+def _parquet_zones(path: Path) -> dict[str, str]:
+    """The time zone each timezone-aware column records (the Arrow schema's ``tz``); a file
+    that records only "adjusted to UTC" gives UTC."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception:   # DuckDB read the file; without an Arrow schema, UTC
+        return {}
+    return {f.name: str(f.type.tz or "UTC") for f in schema
+            if pa.types.is_timestamp(f.type) and f.type.tz}
+
+
+def _local_time(x: str, zone: str) -> str:
+    """SQL: the wall-clock time (TIMESTAMP) of timestamptz ``x`` in ``zone``."""
+    offset = _OFFSET.match(zone)
+    utc = f"timezone('UTC', CAST({x} AS TIMESTAMPTZ))"
+    if offset:
+        sign, hours, minutes = offset.groups()
+        total = (int(hours) * 60 + int(minutes)) * (1 if sign == "+" else -1)
+        return f"({utc} + INTERVAL ({total}) MINUTE)"
+    if zone.upper() in ("UTC", "Z", "ETC/UTC", "GMT"):
+        return utc
+    return f"timezone({_sql_string(zone)}, CAST({x} AS TIMESTAMPTZ))"
 
 
 def _csv_header(path: Path, rel: str) -> list[str]:
@@ -241,6 +308,11 @@ def _stage_sav(
     except pyreadstat.ReadstatError as exc:
         raise IngestError(
             rel, f"the SPSS file is truncated or damaged ({exc}); export it again"
+        ) from None
+    except (ValueError, UnicodeError, OverflowError) as exc:
+        raise IngestError(
+            rel, f"the SPSS file cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
+                 f"export it again"
         ) from None
     frame = frame.copy()
     frame["_source_row"] = pd.RangeIndex(1, len(frame) + 1)

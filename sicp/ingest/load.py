@@ -38,7 +38,9 @@ recorded (readable or not). Scope ``records``: record-linkage consent is anythin
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,22 +50,31 @@ from pathlib import Path
 import duckdb
 
 from sicp.contract import NHS_NUMBER_COLUMN, RAW, SOURCES, Column, Source
-from sicp.ingest import sql
+from sicp.ingest import identifiers, keys, sql
 from sicp.ingest.consent import record_exclusions
+from sicp.ingest.discovery import Delivery, documented_patterns, refusal, scan
 from sicp.ingest.files import (
     IngestError,
     StagedFile,
-    discover,
-    input_fingerprint,
-    relative,
     release,
     stage,
     wave_from_name,
 )
-from sicp.ingest.report import FileReport, IngestReport, SourceReport
+from sicp.ingest.labels import check_labels
+from sicp.ingest.manifest import (
+    IngestRunError,
+    append_run_log,
+    finish,
+    log_entry,
+    record_fingerprint,
+    record_loaded,
+    run_log_path,
+    unwritten,
+)
+from sicp.ingest.report import FileReport, IngestReport, ManifestRow, SourceReport
 from sicp.ingest.sql import ident, literal
 from sicp.ingest.tables import QUARANTINED_KEYS, ensure_raw_schema, qualified, source_table_ddl
-from sicp.warehouse import duckdb_config
+from sicp.warehouse import WarehouseInUse, connect_writer, duckdb_config
 
 PSEUDONYM_KEY_ENV = "SICP_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 16
@@ -137,11 +148,9 @@ def pseudonym_key(where: str, key: str | None = None) -> bytes:
             f"key (at least {MIN_KEY_LENGTH} characters; keep it out of the repository) and "
             f"ingest again",
         )
-    if len(value) < MIN_KEY_LENGTH:
-        raise IngestError(
-            where, f"{PSEUDONYM_KEY_ENV} is shorter than {MIN_KEY_LENGTH} characters; use a "
-                   f"longer secret key"
-        )
+    problem = keys.weak_key_problem(value)   # short, white space, too few distinct characters
+    if problem:
+        raise IngestError(where, problem)
     return value.encode("utf-8")
 
 
@@ -169,15 +178,20 @@ def referenced_columns(source: Source) -> list[str]:
 
 
 def ingest_source(
-    con: duckdb.DuckDBPyConnection, input_dir: Path, source: Source, *, key: str | None = None
+    con: duckdb.DuckDBPyConnection, input_dir: Path, source: Source, *, key: str | None = None,
+    delivery: Delivery | None = None,
 ) -> SourceReport:
-    """Load every file of ``source`` into ``raw.<source>`` (see the module docstring)."""
+    """Load every file of ``source`` into ``raw.<source>`` (see the module docstring).
+
+    ``delivery``: the input folder as :func:`sicp.ingest.discovery.scan` found it (scanned
+    here when not given); a refused file named like the source fails it."""
     started = time.perf_counter()
     ensure_raw_schema(con)
-    paths = discover(input_dir, source)
-    if not paths:
-        expected = " or ".join(source.file_patterns())
-        raise IngestError(source.name, f"no input file found; expected {expected} in {input_dir}")
+    delivered = (delivery or scan(input_dir)).files_of(source)
+    if not delivered:
+        expected = " or ".join(documented_patterns(source))
+        raise IngestError(source.name, f"no input file found; expected {expected} in {input_dir} "
+                                       f"(names match case-insensitively)")
     for ref in sorted(referenced_sources(source)):
         if not _table_exists(con, ref):
             raise IngestError(source.name, f"{ref} must be ingested first (its keys are "
@@ -185,20 +199,24 @@ def ingest_source(
     warnings: list[str] = []
     files: list[_File] = []
     try:
-        for index, path in enumerate(paths):
-            staged = stage(con, path, relative(path, input_dir), f"{source.name}_{index}")
+        for index, found in enumerate(delivered):
+            staged = stage(con, found.path, found.rel, f"{source.name}_{index}")
             try:
                 uses_nhs_number, absent = _check_header(source, staged, warnings)
-            except IngestError:
+                _check_not_empty(con, source, staged, warnings)
+            except Exception:
                 release(con, staged)
                 raise
+            warnings.extend(staged.notes)
             files.append(_File(index, staged, uses_nhs_number,
                                wave_from_name(staged.path) if source.per_wave else None,
                                absent))
+        check_labels(input_dir, source, [f.staged for f in files])
         params = {}
         if any(f.uses_nhs_number for f in files):
             first = next(f for f in files if f.uses_nhs_number)
             params = sql.hmac_parameters(pseudonym_key(first.staged.path, key))
+            keys.check_key(con, first.staged.path, params)
         groups = _groups(files)
         for g in groups:
             con.execute(_checked_table_sql(source, g), params if g.uses_nhs_number else None)
@@ -215,6 +233,8 @@ def ingest_source(
             recoded = _write_missing_reasons(con, source, files)
             _write_labels(con, source, files, warnings)
             _write_log(con, source, reports)
+            record_loaded(con, source, delivered, reports)   # manifest rows and fingerprint
+            keys.record_key(con, source.name, params)
             if source.name == CONSENT_SOURCE:
                 _write_consent_exclusions(con, source, files)
         summary = con.execute(
@@ -240,52 +260,140 @@ def ingest_source(
 def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> IngestReport:
     """Ingest every contract source from ``input_dir`` into the DuckDB file ``warehouse``.
 
-    Sources that fail do not stop the others (unless they depend on a failed one); the
-    problems are raised together at the end, and the input fingerprint is only written when
-    every source loaded.
+    Every entry of the input folder is accounted for first (:mod:`sicp.ingest.discovery`): a
+    refused file (matching no source, a second file for one source or wave, a symbolic link)
+    stops the ingest before anything is loaded. Sources that fail do not stop the others
+    (unless they depend on a failed one); the problems are raised together at the end. Every
+    run leaves the delivery manifest (``raw.delivery_manifest``) and a line in the run log
+    (``ingest_log.jsonl`` next to the warehouse; :mod:`sicp.ingest.manifest`), and the input
+    fingerprint always covers exactly the files ``raw.ingest_log`` holds. A warehouse in use
+    by another process, or a disk that fills up, stop the run with a plain message, the load
+    in progress rolled back. Failures raise :class:`IngestRunError`.
     """
     started = time.perf_counter()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
+    log = run_log_path(warehouse)
+    delivery = scan(input_dir, ignore=_warehouse_files(warehouse, log))
     reports: list[SourceReport] = []
     problems: list[IngestError] = []
-    failed: set[str] = set()
-    with duckdb.connect(str(warehouse), config=duckdb_config(warehouse)) as con:
-        for source in ingest_order():
-            blocked = sorted(referenced_sources(source) & failed)
-            if blocked:
-                failed.add(source.name)
-                problems.append(IngestError(source.name, f"not ingested because "
-                                                         f"{', '.join(blocked)} failed"))
-                continue
-            try:
-                reports.append(ingest_source(con, input_dir, source, key=key))
-            except IngestError as exc:
-                failed.add(source.name)
-                problems.append(exc)
-        if len(problems) == 1:
-            raise problems[0]
-        if problems:
-            raise IngestError(
-                str(input_dir), f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
-            )
-        fingerprint, n_files = write_input_fingerprint(con)
+    outcomes: dict[str, tuple[str, str]] = {}
+    writing = f"the warehouse {warehouse}"
+
+    def finished(outcome: str, manifest: list[ManifestRow], fingerprint: str | None = None,
+                 n_files: int | None = None) -> None:
+        append_run_log(log, log_entry(
+            outcome=outcome, input_dir=input_dir, warehouse=warehouse, manifest=manifest,
+            fingerprint=fingerprint, n_files=n_files, problems=[str(p) for p in problems],
+            seconds=time.perf_counter() - started))
+
+    def stopped(outcome: str, message: str, manifest: list[ManifestRow]) -> IngestRunError:
+        problems.append(IngestError(str(warehouse), message))
+        finished(outcome, manifest)
+        return IngestRunError(message, str(warehouse), message, outcome=outcome,
+                              warehouse=warehouse, run_log=log, manifest=tuple(manifest))
+
+    try:
+        with connect_writer(warehouse) as con:
+            ensure_raw_schema(con)
+            if delivery.refused:
+                problems.append(refusal(delivery.refused))
+                outcomes = dict.fromkeys(SOURCES, (
+                    "skipped", "not ingested: the delivery has refused files (listed in this "
+                               "manifest), so nothing was loaded; the previous load stays"))
+            for source in [] if delivery.refused else ingest_order():
+                blocked = sorted(referenced_sources(source) & set(outcomes))
+                if blocked:
+                    reason = f"not ingested because {', '.join(blocked)} failed"
+                    outcomes[source.name] = ("skipped", reason)
+                    problems.append(IngestError(source.name, reason))
+                    continue
+                names = ", ".join(f.rel for f in delivery.matched(source)) or "no file"
+                writing = f"raw.{source.name} (from {names})"
+                try:
+                    reports.append(ingest_source(con, input_dir, source, key=key,
+                                                 delivery=delivery))
+                except IngestError as exc:
+                    outcomes[source.name] = ("failed", str(exc))
+                    problems.append(exc)
+                except Exception as exc:
+                    if _no_space(exc) or os.environ.get(DEBUG_ENV):
+                        raise
+                    error = _unexpected(source, names, exc)
+                    outcomes[source.name] = ("failed", str(error))
+                    problems.append(error)
+            writing = "the delivery manifest (raw.delivery_manifest)"
+            manifest = finish(con, delivery, loaded={r.source_name for r in reports},
+                              outcomes=outcomes)
+            fingerprint, n_files = write_input_fingerprint(con)
+    except WarehouseInUse as exc:
+        raise stopped("in_use", str(exc), unwritten(
+            delivery, "not ingested: the warehouse was in use by another process")) from None
+    except Exception as exc:
+        if not _no_space(exc):
+            raise
+        done = sorted(r.source_name for r in reports)
+        message = (
+            f"no space left while writing {writing}; the previous load is intact (what was "
+            f"being written was rolled back)"
+            + (f". Sources loaded before it in this run hold the new delivery, each complete: "
+               f"{', '.join(done)}" if done else "")
+            + f". Free space where the warehouse is ({warehouse.parent}) and ingest again")
+        raise stopped("no_space", message, unwritten(
+            delivery, "not ingested: no space left on the device", reports)) from None
+    outcome = "ok" if not problems else "refused" if delivery.refused else "failed"
+    finished(outcome, manifest, fingerprint, n_files)
+    if problems:
+        error = problems[0] if len(problems) == 1 else IngestError(
+            str(input_dir), f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise IngestRunError(str(error), error.where, error.problem, outcome=outcome,
+                             warehouse=warehouse, run_log=log, manifest=tuple(manifest))
     contract_order = list(SOURCES)
     reports.sort(key=lambda r: contract_order.index(r.source_name))
-    return IngestReport(tuple(reports), fingerprint, n_files, time.perf_counter() - started)
+    return IngestReport(tuple(reports), fingerprint, n_files, time.perf_counter() - started,
+                        manifest=tuple(manifest), warehouse=warehouse, run_log=log)
+
+
+#: Set (to anything) to let an unexpected error in ingest show its traceback.
+DEBUG_ENV = "SICP_DEBUG"
+
+
+def _warehouse_files(warehouse: Path, log: Path) -> list[Path]:
+    """The warehouse's own files, skipped if someone keeps the warehouse in the input folder."""
+    temp = Path(duckdb_config(warehouse)["temp_directory"])
+    return [warehouse, Path(f"{warehouse}.wal"), temp, log]
+
+
+def _no_space(exc: BaseException) -> bool:
+    """A full disk, as the operating system or DuckDB reports it."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, duckdb.Error | OSError) and "no space left" in str(exc).lower()
+
+
+def _unexpected(source: Source, names: str, exc: Exception) -> IngestError:
+    """A failure ingest has no words for (DuckDB could not read a value, say): the source's
+    files, the column where DuckDB names one, and DuckDB's first line, without a traceback."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    column = re.search(r"(?:source column|column) \"?([A-Za-z_][A-Za-z0-9_]*)\"?", text)
+    where = f"column {column.group(1)}: " if column else ""
+    if isinstance(exc, duckdb.Error):
+        return IngestError(names, f"{where}the file cannot be read or checked ({first}); "
+                                  f"nothing of {source.name} was loaded (a previous load stays)")
+    return IngestError(names, f"could not be ingested ({type(exc).__name__}: {first}); nothing "
+                              f"of {source.name} was loaded. This is a fault in sicp: run again "
+                              f"with {DEBUG_ENV}=1 for the details to report")
 
 
 def write_input_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
-    """Record the fingerprint of every file in ``raw.ingest_log`` (what the warehouse holds)."""
+    """Record the fingerprint of every file in ``raw.ingest_log`` (what the warehouse holds).
+
+    Each source's load already keeps it current, in the same transaction
+    (:func:`sicp.ingest.manifest.record_loaded`); this is for callers that write the log
+    otherwise, and costs one small query."""
     ensure_raw_schema(con)
-    files = con.execute(
-        f"SELECT source_file, file_sha256 FROM {qualified(RAW.ingest_log)}"
-    ).fetchall()
-    fingerprint = input_fingerprint(files)
     with _transaction(con):
-        con.execute(f"DELETE FROM {qualified(RAW.input_fingerprint)}")
-        con.execute(f"INSERT INTO {qualified(RAW.input_fingerprint)} VALUES (?, ?)",
-                    [fingerprint, len(files)])
-    return fingerprint, len(files)
+        return record_fingerprint(con)
 
 
 @dataclass(frozen=True)
@@ -372,6 +480,24 @@ def _check_header(
     return uses_nhs, absent
 
 
+def _check_not_empty(
+    con: duckdb.DuckDBPyConnection, source: Source, staged: StagedFile, warnings: list[str]
+) -> None:
+    """A file with a header but no data row fails, naming it, unless the contract says the
+    source may be empty (``Source.may_be_empty``): then it loads, with a warning."""
+    if con.execute(f"SELECT 1 FROM {staged.relation} LIMIT 1").fetchall():
+        return
+    if source.may_be_empty:
+        warnings.append(f"{staged.path}: no data rows (a valid delivery: {source.name} may be "
+                        f"empty in the data contract)")
+        return
+    raise IngestError(
+        staged.path, f"the file has no data rows (a header only); the data contract says "
+                     f"{source.name} cannot be empty, so this is most likely a failed or "
+                     f"partial export. Export it again (nothing of {source.name} was loaded; "
+                     f"a previous load stays in place)")
+
+
 def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, str]:
     """(inner, middle, outer) select items for one column: inner reads and types it, middle
     finds the problem, outer keeps the offending value as text for quarantine."""
@@ -393,11 +519,16 @@ def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, st
         return ", ".join(inner), ", ".join(middle), ", ".join(outer)
     raw = ident(c)
     file_type = g.columns[c]
+    # _i_: the kind of direct identifier the delivered value holds (sicp.ingest.identifiers);
+    # such a value quarantines its row and is masked, before any other rule is looked at.
+    i = ident(f"_i_{c}")
+    found = identifiers.sql_found(raw, file_type, source.person_level, column.allowed)
     inner = (f"{sql.typed(column, raw, file_type)} AS {v}",
-             f"{sql.present(raw, file_type)} AS {n}", f"{raw} AS {x}")
+             f"{sql.present(raw, file_type)} AS {n}", f"{raw} AS {x}", f"{found} AS {i}")
     codes = ", ".join(str(code) for code in column.missing_codes or {})
     whens = [f"WHEN NOT {n} THEN " + ("NULL" if column.nullable
                                          else "'missing value in a required column'"),
+             f"WHEN {i} IS NOT NULL THEN {identifiers.sql_reason(c, i)}",
              f"WHEN {v} IS NULL THEN {literal(sql.type_reason(column))}"]
     if codes:
         whens.append(f"WHEN {v} IN ({codes}) THEN NULL")
@@ -420,13 +551,17 @@ def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, st
     if source.per_wave and c == "wave":
         whens.append(f"WHEN {v} <> _file_wave THEN 'wave does not match the file name (wave ' "
                      f"|| _file_wave || ')'")
-    middle = [f"CASE {' '.join(whens)} END AS {p}", x]
+    middle = [f"CASE {' '.join(whens)} END AS {p}", x, i]
+    # A value holding an identifier is not kept typed either (quarantined keys, consent and
+    # the cascaded reasons of dependent rows read the typed values of quarantined rows).
     if codes:
-        middle += [f"CASE WHEN {v} IN ({codes}) THEN NULL ELSE {v} END AS {ident(c)}",
+        middle += [f"CASE WHEN {i} IS NOT NULL OR {v} IN ({codes}) THEN NULL ELSE {v} END "
+                   f"AS {ident(c)}",
                    f"CASE WHEN {v} IN ({codes}) THEN {v} END AS {ident('_m_' + c)}"]
     else:
-        middle.append(f"{v} AS {ident(c)}")
-    outer = (f"CASE WHEN {p} IS NOT NULL THEN {sql.as_text(x, file_type)} END "
+        middle.append(f"CASE WHEN {i} IS NULL THEN {v} END AS {ident(c)}")
+    outer = (f"CASE WHEN {p} IS NOT NULL THEN CASE WHEN {i} IS NOT NULL THEN "
+             f"{literal(identifiers.MASK)} ELSE {sql.as_text(x, file_type)} END END "
              f"AS {ident('_o_' + c)}",)
     return ", ".join(inner), ", ".join(middle), ", ".join(outer)
 

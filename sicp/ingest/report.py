@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,24 @@ class SourceReport:
 
 
 @dataclass(frozen=True)
+class ManifestRow:
+    """One row of the delivery manifest (``raw.delivery_manifest``, :mod:`sicp.ingest.manifest`):
+    a delivered file, or a file the warehouse still holds from an earlier ingest."""
+
+    file: str
+    source: str | None
+    size_bytes: int | None
+    sha256: str | None
+    rows_read: int | None
+    rows_loaded: int | None
+    rows_quarantined: int | None
+    #: ok, failed, skipped, refused, extra (this run's delivery) or previous (held from an
+    #: earlier ingest); see sicp.ingest.manifest.STATUSES.
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
 class IngestReport:
     """The whole input folder after ingest, with the fingerprint every result cites."""
 
@@ -52,6 +71,11 @@ class IngestReport:
     fingerprint: str
     n_files: int
     seconds: float
+    #: Every delivered file and what ingest did with it (also in raw.delivery_manifest).
+    manifest: tuple[ManifestRow, ...] = ()
+    #: Where the warehouse and the run log (one JSON line per ingest) are.
+    warehouse: Path | None = None
+    run_log: Path | None = None
 
     def source(self, name: str) -> SourceReport:
         for s in self.sources:
@@ -70,4 +94,18 @@ class IngestReport:
             lines.extend(f"warning: {w}" for w in s.warnings)
         lines.append(f"input fingerprint {self.fingerprint} ({self.n_files} files), "
                      f"{self.seconds:.1f} s")
+        if self.warehouse is not None:
+            lines.append(where_recorded(self.warehouse, self.run_log, self.manifest))
         return "\n".join(lines)
+
+
+def where_recorded(warehouse: Path, run_log: Path | None,
+                   manifest: tuple[ManifestRow, ...] | list[ManifestRow]) -> str:
+    """The line `sicp ingest` prints saying where the delivery manifest and run log are."""
+    counts: dict[str, int] = {}
+    for row in manifest:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items())
+    return (f"delivery manifest: raw.delivery_manifest in {warehouse}"
+            + (f" ({tally})" if tally else "")
+            + (f"; run log: {run_log}" if run_log is not None else ""))

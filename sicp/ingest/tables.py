@@ -9,12 +9,18 @@ from __future__ import annotations
 import duckdb
 
 from sicp.contract import DUCKDB_TYPES, LINEAGE_COLUMNS, RAW, Source, vocabulary_rows
+from sicp.ingest import identifiers
 from sicp.ingest.sql import ident
 
 #: Key values of quarantined rows (the keys other sources reference, such as a practice code),
 #: with the row's reasons: a dependant row whose key is missing only because its referenced row
 #: was quarantined names that cause instead of "unknown". Internal to ingest (not a dbt source).
 QUARANTINED_KEYS = "quarantined_keys"
+
+#: Per source whose person_ids ingest derived from NHS numbers, a check value of the key used
+#: (HMAC(key, "sicp-key-check"), never the key): a later run with another key is refused
+#: unless re-keying is asked for (sicp.ingest.keys). Internal to ingest (not a dbt source).
+PSEUDONYM_KEY_CHECK = "pseudonym_key_check"
 
 BOOKKEEPING: dict[str, dict[str, str]] = {
     RAW.quarantine: {
@@ -48,6 +54,7 @@ BOOKKEEPING: dict[str, dict[str, str]] = {
         "source_name": "VARCHAR", "key_column": "VARCHAR", "key_value": "VARCHAR",
         "source_file": "VARCHAR", "source_row": "BIGINT", "reason": "VARCHAR",
     },
+    PSEUDONYM_KEY_CHECK: {"source_name": "VARCHAR", "key_check": "VARCHAR"},
 }
 
 
@@ -56,8 +63,10 @@ def qualified(table: str) -> str:
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ``raw`` schema and its bookkeeping tables if they do not exist yet, and
-    write the contract's controlled vocabularies (``raw.contract_vocabulary``) afresh."""
+    """Create the ``raw`` schema and its bookkeeping tables if they do not exist yet, write
+    the contract's controlled vocabularies (``raw.contract_vocabulary``) afresh, and give the
+    connection the identifier-scan function ingest's SQL calls (sicp.ingest.identifiers)."""
+    identifiers.register(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW.schema)}")
     for table, columns in BOOKKEEPING.items():
         body = ", ".join(f"{ident(c)} {t}" for c, t in columns.items())
