@@ -45,6 +45,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     allowed share to quarantine. No traceback unless SICP_DEBUG is set."""
     import os
 
+    from sicp.ingest.keys import REKEY_ENV
+
+    if args.rekey:
+        os.environ[REKEY_ENV] = "1"
+
     from sicp.ingest import (
         IngestError,
         IngestRunError,
@@ -261,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-quarantine-share", type=float, default=None, metavar="SHARE",
                    help="largest share (0-1) of a source's rows that may be quarantined "
                         "before ingest fails (default: SICP_MAX_QUARANTINE_SHARE, else 0.05)")
+    p.add_argument("--rekey", action="store_true",
+                   help="pseudonymise with a new SICP_PSEUDONYM_KEY on purpose (same as "
+                        "SICP_REKEY=1): every pseudonymised source is rebuilt under it")
 
     p = add("build", cmd_build, "Run dbt build (staging, exposure, outcome measures, marts, "
             "data tests).")

@@ -540,3 +540,24 @@ def test_user_missing_codes_that_hide_answers_fail_the_file(world, column, missi
 ])
 def test_label_normalisation(label, code, expected):
     assert normalise(label, code) == expected
+
+
+def test_rekeying_is_refused_while_the_consent_ledger_holds_old_pseudonyms(world, monkeypatch):
+    """A withdrawal recorded under the old key would match nobody under a new one."""
+    raw, wh = world
+    frames = tw.frames()
+    numbers = [tw.valid_nhs_number(i) for i in range(len(frames["recruitment"]))]
+    recruitment = frames["recruitment"].drop(columns=["person_id"]).assign(nhs_number=numbers)
+    recruitment.loc[1, "withdrawn_on"] = "2016-05-01"
+    uptake = frames["coaching_uptake"].drop(columns=["person_id"]).assign(
+        nhs_number=numbers[: len(frames["coaching_uptake"])])
+    tw.build(raw, edit={"recruitment": recruitment, "coaching_uptake": uptake})
+    ingest_all(raw, wh)
+    before = query(wh, "SELECT person_id, scope FROM raw.consent_exclusions")
+    assert before == [(pseudonym(KEY, numbers[1]), "all")]
+    monkeypatch.setenv(keys.PSEUDONYM_KEY_ENV, OTHER_KEY)
+    monkeypatch.setenv(keys.REKEY_ENV, "1")
+    with pytest.raises(IngestError, match="re-keying is refused: the consent ledger holds 1 "
+                                          "entry"):
+        ingest_all(raw, wh)
+    assert query(wh, "SELECT person_id, scope FROM raw.consent_exclusions") == before

@@ -32,6 +32,7 @@ import os
 
 import duckdb
 
+from sicp.contract import RAW
 from sicp.ingest.files import IngestError
 from sicp.ingest.tables import PSEUDONYM_KEY_CHECK, qualified
 
@@ -92,7 +93,19 @@ def check_key(con: duckdb.DuckDBPyConnection, where: str, params: dict[str, byte
     sources were built with, unless re-keying was asked for (module docstring)."""
     current = key_check(params)
     other = sorted(name for name, check in stored_checks(con).items() if check != current)
-    if not other or rekey_requested():
+    if not other:
+        return
+    if rekey_requested():
+        ledger = con.execute(f"SELECT count(*) FROM {qualified(RAW.consent_ledger)}").fetchone()
+        if ledger and ledger[0]:
+            raise IngestError(
+                where,
+                f"re-keying is refused: the consent ledger holds {ledger[0]} entr"
+                f"{'y' if ledger[0] == 1 else 'ies'} recorded under the old pseudonyms, which "
+                f"no longer match anyone under a new key, so a withdrawal could be lost. "
+                f"Re-key into a new, empty warehouse (SICP_WAREHOUSE) from the full delivery "
+                f"history instead",
+            )
         return
     raise IngestError(
         where,
