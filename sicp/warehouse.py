@@ -182,6 +182,8 @@ def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[st
         con.execute("CREATE SCHEMA IF NOT EXISTS meta")
         body = ", ".join(f"{c} {t}" for c, t in _BUILD_COLUMNS.items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {BUILD_LOG} ({body})")
+        for column, dtype in _BUILD_COLUMNS.items():  # a log begun by an older version
+            con.execute(f"ALTER TABLE {BUILD_LOG} ADD COLUMN IF NOT EXISTS {column} {dtype}")
         seq = int(_scalar(con, f"SELECT max(build_seq) FROM {BUILD_LOG}", "meta", "dbt_builds",
                           0)) + 1
         fingerprint, consent = inputs_state(con)
