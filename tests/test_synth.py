@@ -389,7 +389,7 @@ def test_symphony_generates_fast(symphony) -> None:
     assert seconds < 30, f"symphony took {seconds:.1f} s"
     pop = pd.read_csv(out / "reference" / "practice_population.csv")
     first = pop[(pop["age_band"] != "0-64") & (pop["month"] == pop["month"].min())]
-    assert 4_000 <= first["registered"].sum() <= 6_000
+    assert 6_000 <= first["registered"].sum() <= 9_000  # sized so every protocol fits
     assert 16 <= len(_read(out, "practices")) <= 20
 
 
