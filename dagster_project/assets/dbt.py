@@ -24,7 +24,7 @@ def sicp_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, warehou
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
     yield from invocation.stream()
     summary = record_build(Path(warehouse.path), invocation.get_artifact("run_results.json"),
-                           invoked_by=f"dagster run {context.run_id}")
+                           invoked_by=f"dagster run {context.run.run_id}")
     if not invocation.is_successful() or not summary["success"]:
         raise Failure(description=f"dbt build failed: {summary['n_failed']} failed "
                                   f"({summary['failed_nodes'] or 'see the dbt log'}), "
