@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sicp", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks of unexpected errors (same as SICP_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str):
@@ -328,8 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; an unexpected error is one line naming the command (exit 1), with the
+    traceback only under ``--debug`` (or ``SICP_DEBUG``)."""
+    import os
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    if args.debug:
+        os.environ["SICP_DEBUG"] = "1"
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # noqa: BLE001 - the user gets words, --debug the traceback
+        if os.environ.get("SICP_DEBUG"):
+            raise
+        print(f"sicp {args.command}: {type(exc).__name__}: {exc} (run with --debug for the "
+              f"traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
