@@ -1,5 +1,5 @@
-"""Where the shared public reference datasets are: ``shared/reference-data`` beside the
-checkout (as for sessions and CI's fresh clone), or ``SICP_REFERENCE_DATA``.
+"""Where the public reference datasets are: ``tests/fixtures/reference-data`` in the repository
+(copied unchanged from their sources, listed in its README), or ``SICP_REFERENCE_DATA``.
 
 A missing file fails the test rather than skipping it, so a reference check can never pass
 by not running.
@@ -19,15 +19,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("SICP_REFERENCE_DATA",
-                                    ROOT.parent / "shared" / "reference-data"))
+                                    ROOT / "tests" / "fixtures" / "reference-data"))
 
 
 def reference_csv(name: str) -> Path:
     path = REFERENCE_DIR / name
     if not path.exists():
         raise FileNotFoundError(
-            f"reference dataset {path} is missing; set SICP_REFERENCE_DATA to the folder "
-            "holding the shared reference data")
+            f"reference dataset {path} is missing; it is committed under "
+            "tests/fixtures/reference-data (or set SICP_REFERENCE_DATA to another copy)")
     return path
 
 
