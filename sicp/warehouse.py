@@ -146,17 +146,30 @@ def build_summary(run_results: dict) -> dict[str, object]:
     }
 
 
-def _table_exists(con, schema: str, table: str) -> bool:
-    row = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                      "AND table_name = ?", [schema, table]).fetchone()
-    return bool(row and row[0])
+def table_exists(con, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists in the connected warehouse."""
+    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                       "AND table_name = ?", [schema, table]).fetchall()
+    return bool(rows[0][0])
+
+
+@contextmanager
+def transaction(con) -> Iterator[None]:
+    """Everything written in the block commits together or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _scalar(con, sql: str, schema: str, table: str, default: object) -> object:
-    if not _table_exists(con, schema, table):
+    if not table_exists(con, schema, table):
         return default
-    row = con.execute(sql).fetchone()
-    return default if row is None or row[0] is None else row[0]
+    rows = con.execute(sql).fetchall()  # fetchall: no result left open on a shared connection
+    return default if not rows or rows[0][0] is None else rows[0][0]
 
 
 def inputs_state(con) -> tuple[str, int]:
@@ -201,7 +214,7 @@ def last_build(warehouse: Path) -> dict[str, object] | None:
     if not warehouse.exists():
         return None
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        if not _table_exists(con, "meta", "dbt_builds"):
+        if not table_exists(con, "meta", "dbt_builds"):
             return None
         cur = con.execute(f"SELECT * FROM {BUILD_LOG} ORDER BY build_seq DESC LIMIT 1")
         row = cur.fetchone()

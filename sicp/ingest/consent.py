@@ -9,8 +9,8 @@ staging model anti-joins on, is rebuilt from the ledger: the people whose latest
 scope is an exclusion.
 
 The ledger's latest sequence number is the consent state a build was made from
-(``meta.dbt_builds.consent_seq``); outputs made from a warehouse built before the latest change
-are refused (:func:`sicp.warehouse.check_fresh`).
+(``meta.dbt_builds.consent_seq``, read by :func:`sicp.warehouse.inputs_state`); outputs made
+from a warehouse built before the latest change are refused (:func:`sicp.warehouse.check_current`).
 """
 
 from __future__ import annotations
@@ -82,11 +82,6 @@ def rebuild_exclusions(con: duckdb.DuckDBPyConnection) -> None:
         ) WHERE latest = 1 AND event = '{EXCLUDE}'
         ORDER BY person_id, scope
     """)
-
-
-def ledger_seq(con: duckdb.DuckDBPyConnection) -> int:
-    """The consent state: the ledger's latest sequence number (0 before any delivery)."""
-    return _seq(con)
 
 
 def _seq(con: duckdb.DuckDBPyConnection) -> int:

@@ -42,8 +42,6 @@ import errno
 import os
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +72,13 @@ from sicp.ingest.manifest import (
 from sicp.ingest.report import FileReport, IngestReport, ManifestRow, SourceReport
 from sicp.ingest.sql import ident, literal
 from sicp.ingest.tables import QUARANTINED_KEYS, ensure_raw_schema, qualified, source_table_ddl
-from sicp.warehouse import WarehouseInUse, connect_writer, duckdb_config
+from sicp.warehouse import (
+    WarehouseInUse,
+    connect_writer,
+    duckdb_config,
+    table_exists,
+    transaction,
+)
 
 PSEUDONYM_KEY_ENV = "SICP_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 16
@@ -193,7 +197,7 @@ def ingest_source(
         raise IngestError(source.name, f"no input file found; expected {expected} in {input_dir} "
                                        f"(names match case-insensitively)")
     for ref in sorted(referenced_sources(source)):
-        if not _table_exists(con, ref):
+        if not table_exists(con, RAW.schema, ref):
             raise IngestError(source.name, f"{ref} must be ingested first (its keys are "
                                            f"checked against raw.{ref})")
     warnings: list[str] = []
@@ -226,7 +230,7 @@ def ingest_source(
         _collect_quarantine(con, source, files)
         _check_required_values(con, source, files)
         reports = _file_reports(con, source, files)
-        with _transaction(con):
+        with transaction(con):
             _write_rows(con, source, files)
             _write_quarantine(con, source, files)
             _write_quarantined_keys(con, source, files)
@@ -392,7 +396,7 @@ def write_input_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
     (:func:`sicp.ingest.manifest.record_loaded`); this is for callers that write the log
     otherwise, and costs one small query."""
     ensure_raw_schema(con)
-    with _transaction(con):
+    with transaction(con):
         return record_fingerprint(con)
 
 
@@ -428,24 +432,6 @@ def reconcile(con: duckdb.DuckDBPyConnection, source: Source) -> list[Reconcilia
         [source.name],
     ).fetchall()
     return [Reconciliation(*r) for r in rows]
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [RAW.schema, table],
-    ).fetchall()[0][0] > 0
-
-
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def _check_header(

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -33,6 +32,7 @@ from sicp.ingest.files import IngestError, input_fingerprint, sha256_file
 from sicp.ingest.report import FileReport, ManifestRow, SourceReport
 from sicp.ingest.sql import ident
 from sicp.ingest.tables import qualified
+from sicp.warehouse import transaction
 
 DELIVERY_MANIFEST = "delivery_manifest"
 RUN_LOG = "ingest_log.jsonl"
@@ -124,7 +124,7 @@ def finish(con: duckdb.DuckDBPyConnection, delivery: Delivery, *, loaded: set[st
             rows.append(_row(f, *outcomes[f.source]))
     order = "CASE status " + " ".join(
         f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
-    with _transaction(con):
+    with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE status NOT IN ('ok', 'previous')")
         if loaded is not None:
             for (name,) in con.execute(
@@ -222,12 +222,3 @@ def append_run_log(path: Path, entry: dict[str, object]) -> bool:
     return True
 
 
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
