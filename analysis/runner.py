@@ -232,8 +232,9 @@ def built_from(warehouse: Path) -> int:
 
 
 def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, *,
-                  fingerprint: str, version: str) -> None:
-    """Replace the protocol's tables, estimate rows and status in the results store."""
+                  fingerprint: str, version: str, build_seq: int) -> None:
+    """Replace the protocol's tables, estimate rows and status in the results store;
+    ``build_seq`` is the build of the marts it was computed from (:func:`built_from`)."""
     protocol = outcome.protocol
     shutil.rmtree(results_dir / "tables" / protocol.id, ignore_errors=True)
     if outcome.run is not None:
@@ -243,7 +244,7 @@ def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, 
         "protocol_id": protocol.id, "protocol_hash": protocol.hash, "status": outcome.status,
         "reason": outcome.reason, "n_estimates": len(outcome.rows),
         "input_fingerprint": fingerprint, "code_version": version,
-        "build_seq": built_from(warehouse),
+        "build_seq": build_seq,
     }]), warehouse, results_dir)
     append_run_log(results_dir, [{"protocol_id": protocol.id, "status": outcome.status,
                                   "seconds": round(outcome.seconds, 3),
@@ -264,6 +265,7 @@ def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> list[Pro
                          f"{', '.join(p.id for p in protocols)}")
     fingerprint = input_fingerprint(paths.warehouse)
     version = code_version(paths.protocols_dir.parent)
+    build_seq = built_from(paths.warehouse)
     panels: dict[str, pd.DataFrame] = {}
 
     def panel(name: str) -> pd.DataFrame:
@@ -277,6 +279,6 @@ def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> list[Pro
             continue
         outcome = attempt_protocol(protocol, panel, fingerprint=fingerprint, version=version)
         store_outcome(outcome, paths.warehouse, paths.results_dir, fingerprint=fingerprint,
-                      version=version)
+                      version=version, build_seq=build_seq)
         outcomes.append(outcome)
     return outcomes

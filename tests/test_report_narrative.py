@@ -22,7 +22,13 @@ import pytest
 import yaml
 
 from analysis.protocol import load_protocols
-from analysis.runner import attempt_protocol, input_fingerprint, read_panel, store_outcome
+from analysis.runner import (
+    attempt_protocol,
+    built_from,
+    input_fingerprint,
+    read_panel,
+    store_outcome,
+)
 from analysis.store import (
     STATUS_FAILED,
     STATUS_NOT_APPLICABLE,
@@ -116,7 +122,7 @@ def store(small_dbt_world: BuiltWorld, tmp_path_factory: pytest.TempPathFactory)
 
         outcome = attempt_protocol(protocol, panel, fingerprint=fingerprint, version="test")
         store_outcome(outcome, warehouse, paths.results_dir, fingerprint=fingerprint,
-                      version="test")
+                      version="test", build_seq=built_from(warehouse))
     return paths
 
 

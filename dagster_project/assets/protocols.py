@@ -16,6 +16,7 @@ from analysis.protocol import Protocol, load_protocols
 from analysis.runner import (
     MARTS_SCHEMA,
     attempt_protocol,
+    built_from,
     input_fingerprint,
     read_panel,
     store_outcome,
@@ -43,7 +44,7 @@ def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
         outcome = attempt_protocol(protocol, lambda panel: read_panel(path, panel),
                                    fingerprint=fingerprint, version=version)
         store_outcome(outcome, path, results_folder.dir, fingerprint=fingerprint,
-                      version=version)
+                      version=version, build_seq=built_from(path))
         if outcome.status == STATUS_FAILED:
             raise dg.Failure(description=f"{protocol.id} failed: {outcome.reason}",
                              metadata={"status": outcome.status, "reason": outcome.reason})
