@@ -88,26 +88,30 @@ def month_label(value: pd.Timestamp) -> str:
     return pd.Timestamp(value).strftime("%Y-%m")
 
 
-def resolve_month(data: pd.DataFrame, month: object, time: str, *, what: str) -> float:
-    """The value of ``time`` in the rows of ``month``; the month must have data on both sides,
-    since a time point at the edge of the calendar leaves nothing before or after it."""
+def check_inside(data: pd.DataFrame, month: object, *, what: str) -> pd.Timestamp:
+    """``month`` as a Timestamp, if the data have months on both sides of it (a time point at
+    the edge of the calendar leaves nothing before or after it); else a CalendarError."""
     if MONTH_COLUMN not in data.columns:
         raise ValueError(f"{what} is a calendar month, so the data need a {MONTH_COLUMN!r} "
                          f"column (keep it in data.aggregate.by)")
     target = to_month(month)
     months = pd.to_datetime(data[MONTH_COLUMN])
     first, last = months.min(), months.max()
-    span = f"{month_label(first)} to {month_label(last)}"
     if not first < target <= last:
         edge = "is the calendar's first month, with no month before it" if target == first \
             else "lies outside the data's calendar"
-        raise CalendarError(f"{what} {month_label(target)} {edge} ({span})")
-    if time == MONTH_COLUMN:
-        return float(target.value)
-    values = data.loc[months == target, time].unique()
+        raise CalendarError(f"{what} {month_label(target)} {edge} "
+                            f"({month_label(first)} to {month_label(last)})")
+    return target
+
+
+def resolve_month(data: pd.DataFrame, month: object, time: str, *, what: str) -> float:
+    """The value of ``time`` in the rows of ``month`` (:func:`check_inside` first)."""
+    target = check_inside(data, month, what=what)
+    values = data.loc[pd.to_datetime(data[MONTH_COLUMN]) == target, time].unique()
     if len(values) != 1:
         raise CalendarError(f"{what} {month_label(target)} has no single {time!r} value in the "
-                            f"data ({span}; found {len(values)})")
+                            f"data (found {len(values)})")
     return float(values[0])
 
 
@@ -137,7 +141,7 @@ def check_month_literals(expression: str, data: pd.DataFrame, *, what: str) -> N
     """Each month quoted in ``expression`` lies inside the data's calendar (with a month before
     it), so a derived before/after indicator cannot silently come out constant."""
     for literal in MONTH_LITERAL.findall(expression):
-        resolve_month(data, literal[:7], MONTH_COLUMN, what=what)
+        check_inside(data, literal[:7], what=what)
 
 
 def month_rule(rule: object) -> object:
