@@ -4,7 +4,6 @@ consent change are refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,13 +15,8 @@ import pandas as pd
 import pytest
 
 from sicp.ingest import ingest_all
+from tests.ingest_helpers import tw
 from tests.worlds import BuiltWorld, query
-
-_spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world_ledger", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py")
-tw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = tw
-_spec.loader.exec_module(tw)
 
 SICP = Path(sys.executable).with_name("sicp")
 

@@ -4,8 +4,6 @@ never collide under the multiprocess executor."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -22,13 +20,7 @@ from dagster_project.sensors import new_survey_wave
 from sicp.contract import RAW, SOURCES
 from sicp.settings import Paths
 from sicp.warehouse import DBT_TARGET_ENV, dbt_args
-
-_spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
-)
-tw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = tw
-_spec.loader.exec_module(tw)
+from tests.ingest_helpers import tw
 
 INSTANCE_YAML = Path(__file__).parents[1] / "dagster_project" / "dagster.yaml"
 

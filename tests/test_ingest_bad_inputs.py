@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib.util
-import sys
 from pathlib import Path
 
 import duckdb
@@ -16,15 +14,7 @@ import pytest
 
 from sicp.contract import SOURCES
 from sicp.ingest import IngestError, ingest_all, ingest_source
-
-_spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
-)
-tw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = tw
-_spec.loader.exec_module(tw)
-
-KEY = "a-test-pseudonymisation-key-0123456789"
+from tests.ingest_helpers import KEY, query, tw
 
 
 @pytest.fixture
@@ -38,11 +28,6 @@ def load(raw: Path, warehouse: Path, *keys: str):
     names = dict.fromkeys(["practices", *(tw.source_of(k).name for k in keys)])
     with duckdb.connect(str(warehouse)) as con:
         return [ingest_source(con, raw, SOURCES[name]) for name in names][-1]
-
-
-def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
 
 
 def quarantine(warehouse: Path, source: str) -> list[tuple]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -28,13 +27,7 @@ from sicp.contract import SOURCES
 from sicp.ingest import IngestError, IngestRunError, ingest_all, input_fingerprint, reconcile
 from sicp.ingest import load as ingest_load
 from sicp.ingest.files import sha256_file
-
-_spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
-)
-tw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = tw
-_spec.loader.exec_module(tw)
+from tests.ingest_helpers import dump, query, tw
 
 
 @pytest.fixture
@@ -49,20 +42,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
-
-
-def dump(warehouse: Path) -> dict[str, list[tuple]]:
-    """Every raw table's rows in storage order."""
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
-            "ORDER BY table_name").fetchall()]
-        return {t: con.execute(f"SELECT * FROM raw.{t}").fetchall() for t in tables}
 
 
 def manifest(warehouse: Path) -> dict[str, tuple]:

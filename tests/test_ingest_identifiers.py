@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib.util
-import sys
 from pathlib import Path
 
 import duckdb
@@ -19,15 +17,8 @@ from sicp.contract import SOURCES
 from sicp.ingest import IngestError, ingest_all, ingest_source, keys, reconcile
 from sicp.ingest import identifiers as ids
 from sicp.ingest.labels import normalise
+from tests.ingest_helpers import KEY, query, tw
 
-_spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
-)
-tw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = tw
-_spec.loader.exec_module(tw)
-
-KEY = "a-test-pseudonymisation-key-0123456789"
 OTHER_KEY = "another-secret-key-for-the-same-data"
 NHS = "9434765919"          # an NHS Digital test number with a valid check digit
 NHS_BAD_CHECK = "9434765918"
@@ -44,11 +35,6 @@ def load(raw: Path, warehouse: Path, *names: str):
     """Ingest practices and the named sources only; returns the last source's report."""
     with duckdb.connect(str(warehouse)) as con:
         return [ingest_source(con, raw, SOURCES[n]) for n in dict.fromkeys(["practices", *names])][-1]
-
-
-def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
 
 
 def quarantine(warehouse: Path, source: str) -> list[tuple]:

@@ -5,8 +5,6 @@ reasons that name their real cause. Every case on a small hand-built input folde
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import duckdb
@@ -25,13 +23,7 @@ from sicp.ingest import (
     max_quarantine_share,
     reconcile,
 )
-
-_spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
-)
-tw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = tw
-_spec.loader.exec_module(tw)
+from tests.ingest_helpers import query, tw
 
 SHARE_ENV = "SICP_MAX_QUARANTINE_SHARE"
 
@@ -46,11 +38,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     monkeypatch.setenv("SICP_WAREHOUSE", str(wh))
     monkeypatch.delenv(SHARE_ENV, raising=False)
     return raw, wh
-
-
-def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
 
 
 def rewrite(raw: Path, key: str, frame: pd.DataFrame) -> None:
