@@ -88,9 +88,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from sicp.ingest.journal import interrupted_ingest
     from sicp.warehouse import dbt_build
 
-    return dbt_build(Paths.from_env(), select=args.select)
+    paths = Paths.from_env()
+    problem = interrupted_ingest(paths.warehouse)
+    if problem:
+        print(f"sicp build: {problem}", file=sys.stderr)
+        return 1
+    return dbt_build(paths, select=args.select)
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ DIRECT_IDENTIFIERS: tuple[DirectIdentifier, ...] = (
                      "separated by spaces or hyphens (`943 476 5919`), alone or inside text"),
     DirectIdentifier("email", "an email address", "`name@domain.tld`", person_level_only=True),
     DirectIdentifier("uk_postcode", "a UK postcode",
-                     "a full postcode with its space (`M5 4WT`)", person_level_only=True),
+                     "a full postcode (`M5 4WT`; `M54WT` when its area is a real one)", person_level_only=True),
     DirectIdentifier("uk_phone", "a UK telephone number",
                      "11 digits starting 01, 02, 03 or 07, or +44 and 10 digits, with or without "
                      "spaces or hyphens", person_level_only=True),

@@ -297,6 +297,64 @@ def test_symlinks_are_refused_without_reading_the_target(world, tmp_path, capsys
     assert_reingest_consistent(raw, wh)
 
 
+@pytest.mark.parametrize("case", ["etc_passwd_copy", "file_inside"])
+def test_hard_links_are_refused_without_being_read(world, tmp_path, capsys, case):
+    """A hard link is a second name of the same file, which may be outside the folder (here
+    a stand-in for /etc/passwd on the same file system, since /etc may be another one)."""
+    raw, wh = world
+    delivered_and_loaded(raw, wh)
+    before = dump(wh)
+    secret = tmp_path / "passwd"
+    secret.write_text(f"{SECRET}\n")
+    target = {"etc_passwd_copy": secret, "file_inside": tw.path_for(raw, "coaching_uptake")}[case]
+    link = raw / "records" / "deaths.csv"
+    tw.path_for(raw, "deaths").unlink()
+    os.link(target, link)
+    code, out, err = run_cli(capsys)
+    assert code == 1 and "Traceback" not in err and "root:" not in out + err
+    assert ("records/deaths.csv: has another name on this file system (a hard link), which may "
+            "lie outside the input folder, so it is not read") in err
+    assert query(wh, "SELECT status, sha256, size_bytes FROM raw.delivery_manifest "
+                     "WHERE file = 'records/deaths.csv'") == [("refused", None, None)]
+    assert "root:" not in (wh.parent / "ingest_log.jsonl").read_text()
+    after = dump(wh)
+    assert {t: after[t] for t in before if t != "delivery_manifest"} == {
+        t: rows for t, rows in before.items() if t != "delivery_manifest"}   # nothing loaded
+    link.unlink()
+    tw.write(tw.frames()["deaths"], tw.path_for(raw, "deaths"), SOURCES["deaths"])
+    assert_reingest_consistent(raw, wh)
+
+
+def test_a_file_ingest_may_not_read_fails_only_its_source(world, capsys, monkeypatch):
+    """Permission denied (simulated: the tests may run as root, who reads everything)."""
+    raw, wh = world
+    frames = delivered_and_loaded(raw, wh)
+    tw.write(frames["deaths"].iloc[:2], tw.path_for(raw, "deaths"), SOURCES["deaths"])
+    tw.write(frames["contact_centre_calls"].iloc[:2], tw.path_for(raw, "contact_centre_calls"),
+             SOURCES["contact_centre_calls"])
+    import sicp.ingest.files as files
+    import sicp.ingest.manifest as manifest_module
+    real = files.sha256_file
+    denied = tw.path_for(raw, "deaths")
+
+    def unreadable(path):
+        if Path(path) == denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path)
+
+    monkeypatch.setattr(files, "sha256_file", unreadable)
+    monkeypatch.setattr(manifest_module, "sha256_file", unreadable)
+    code, _, err = run_cli(capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "records/deaths.parquet: the file cannot be read (Permission denied)" in err
+    assert loaded_rows(wh, "contact_centre_calls") == 2          # the other sources load
+    assert loaded_rows(wh, "deaths") == len(frames["deaths"])    # deaths keeps its load
+    assert manifest(wh)["records/deaths.parquet"][1] == "failed"
+    assert_consistent(wh)
+    monkeypatch.undo()
+    assert_reingest_consistent(raw, wh)
+
+
 def test_a_pipe_is_refused_without_being_opened(world):
     raw, wh = world
     delivered_and_loaded(raw, wh)
@@ -648,21 +706,110 @@ def test_a_full_disk_leaves_the_previous_load_intact(world, capsys, monkeypatch,
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
     assert ("sicp ingest: no space left while writing raw.deaths (from records/deaths.parquet); "
-            "the previous load is intact (what was being written was rolled back). Sources "
-            "loaded before it in this run hold the new delivery, each complete: ") in err
-    after = dump(wh)
-    # deaths, and every source after it, hold exactly their previous load (re-read).
-    order = [s.name for s in ingest_load.ingest_order()]
-    for name in order[order.index("deaths"):]:
-        assert after[name] == before[name], name
-    assert loaded_rows(wh, "deaths") == len(frames["deaths"])
-    assert loaded_rows(wh, "contact_centre_calls") == len(frames["contact_centre_calls"])
-    assert loaded_rows(wh, "hospital_spells") == 3           # committed before the disk filled
+            "the previous load is intact (the whole run was rolled back)") in err
+    # Every raw table, hospital spells (committed before the disk filled) included, is as it
+    # was, and nothing of the run is left behind.
+    assert dump(wh) == before
+    assert loaded_rows(wh, "hospital_spells") == len(frames["hospital_spells"])
     assert run_log(wh)[-1]["outcome"] == "no_space"
     assert_consistent(wh)
     monkeypatch.setattr(ingest_load, "_write_log", real)
     assert_reingest_consistent(raw, wh)
     assert all(loaded_rows(wh, key) == 3 for key in changed)
+
+
+def _change_three_sources(raw: Path, frames: dict[str, pd.DataFrame]) -> tuple[str, ...]:
+    """A new delivery of hospital spells, deaths and contact-centre calls (3 rows each):
+    spells load before deaths, the calls after it."""
+    changed = ("hospital_spells", "deaths", "contact_centre_calls")
+    for key in changed:
+        tw.write(frames[key].iloc[:3], tw.path_for(raw, key), SOURCES[key])
+    return changed
+
+
+def _kept_aside(warehouse: Path) -> list[str]:
+    return [t for (t,) in query(warehouse, "SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'raw' AND (table_name LIKE "
+                                           "'\\_kept\\_\\_%' ESCAPE '\\' OR table_name = "
+                                           "'_ingest_journal') ORDER BY 1")]
+
+
+def _recovers(raw: Path, wh: Path, capsys: pytest.CaptureFixture[str],
+              changed: tuple[str, ...]) -> None:
+    """A warehouse an ingest left half-way: build refuses it; the next ingest rolls the
+    half-done run back, says so, and loads the delivery as a fresh ingest would."""
+    assert _kept_aside(wh)
+    assert main(["build"]) == 1
+    err = capsys.readouterr().err
+    assert f"sicp build: an ingest into {wh} stopped before it finished" in err
+    assert "Traceback" not in err
+    code, out, err = run_cli(capsys)
+    assert (code, err) == (0, "")
+    assert ("note: an earlier ingest stopped before it finished; what it had loaded was rolled "
+            "back before this one began") in out
+    assert run_log(wh)[-1]["rolled_back_interrupted_run"] is True
+    assert _kept_aside(wh) == []
+    assert all(loaded_rows(wh, key) == 3 for key in changed)
+    assert_reingest_consistent(raw, wh)
+
+
+def test_a_disk_too_full_even_to_roll_back_is_undone_by_the_next_ingest(
+        world, capsys, monkeypatch):
+    raw, wh = world
+    changed = _change_three_sources(raw, delivered_and_loaded(raw, wh))
+    real = ingest_load._write_log
+    no_space = duckdb.IOException("IO Error: No space left on device")
+
+    def disk_fills(con, source, reports):
+        real(con, source, reports)
+        if source.name == "deaths":
+            raise no_space
+
+    def still_full(con):
+        raise no_space
+
+    monkeypatch.setattr(ingest_load, "_write_log", disk_fills)
+    monkeypatch.setattr(ingest_load.journal, "rollback", still_full)
+    code, _, err = run_cli(capsys)
+    assert code == 1 and "Traceback" not in err
+    assert ("no space left while writing raw.deaths (from records/deaths.parquet); the "
+            "previous load is kept aside in the warehouse and the next ingest puts it back "
+            "before it loads anything (sicp build refuses the warehouse until then)") in err
+    monkeypatch.undo()
+    monkeypatch.setenv("SICP_INPUT_DIR", str(raw))
+    monkeypatch.setenv("SICP_WAREHOUSE", str(wh))
+    _recovers(raw, wh, capsys, changed)
+
+
+_KILLED_MID_INGEST = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from sicp.ingest import ingest_all, load
+
+    real = load._write_log
+
+    def killed(con, source, reports):
+        real(con, source, reports)
+        if source.name == "deaths":          # hospital spells are committed by now
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    load._write_log = killed
+    ingest_all(Path(sys.argv[1]), Path(sys.argv[2]))
+""")
+
+
+def test_an_ingest_killed_half_way_is_undone_by_the_next(world, capsys):
+    raw, wh = world
+    frames = delivered_and_loaded(raw, wh)
+    before = dump(wh)
+    changed = _change_three_sources(raw, frames)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_INGEST, str(raw), str(wh)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert loaded_rows(wh, "hospital_spells") == 3      # the half-done run is visible ...
+    kept = dump(wh)
+    assert kept["_kept__hospital_spells"] == before["hospital_spells"]   # ... and undoable
+    _recovers(raw, wh, capsys, changed)
 
 
 def test_a_full_disk_while_writing_the_manifest_is_named(world, capsys, monkeypatch):

@@ -175,6 +175,8 @@ def test_nhs_number_as_a_key_is_not_kept_as_a_quarantined_key(world):
 @pytest.mark.parametrize(("column", "value", "kind"), [
     ("discharge_destination", "home; daughter jo.bloggs@example.org", "an email address"),
     ("discharge_destination", "home address M5 4WT", "a UK postcode"),
+    ("discharge_destination", "home address m54wt", "a UK postcode"),       # no space
+    ("discharge_destination", "to SW1A1AA", "a UK postcode"),
     ("discharge_destination", "call 0161 234 5678", "a UK telephone number"),
     ("discharge_destination", "mobile +44 7700 900123", "a UK telephone number"),
     ("spell_id", "07700900123", "a UK telephone number"),
@@ -203,6 +205,7 @@ def test_other_direct_identifiers_in_person_level_text_are_quarantined(world, co
     "2017/18 prices, ward 3 bed 12",
     "0161234567",                         # 10 digits starting 0, not an NHS number
     "B12 3CD",                            # not a postcode (C is never in an inward code)
+    "QX12AB",                             # postcode-shaped code, but QX is no postcode area
     "east|ltc1to2",
 ])
 def test_look_alikes_are_not_identifiers(world, value):

@@ -20,8 +20,9 @@ gives every entry one of these outcomes:
   - two files for one single-file source (``gp_contacts.parquet`` and ``gp_contacts.csv``),
     or two files giving one survey wave (``survey_wave_8.sav`` and ``survey_wave_08.sav``):
     every one of them is refused, since ingest cannot know which is meant;
-  - a symbolic link, anything whose resolved path lies outside the input folder, and
-    anything that is not a regular file (a pipe, a device). A link is never followed: the
+  - a symbolic link, a hard link (a file with a second name, which could be anywhere on the
+    file system), anything whose resolved path lies outside the input folder, and anything
+    that is not a regular file (a pipe, a device). A link is never followed or read: the
     message names the link, never its target or the target's content.
 
 Scanning reads directory entries only (no file content), so it is cheap enough to repeat for
@@ -186,6 +187,10 @@ def _odd(entry: os.DirEntry[str], rel: str, kind: str, source: str | None, real_
         return DeliveredFile(rel, path, REFUSED, source, reason=(
             "lies outside the input folder once its path is resolved; ingest reads only files "
             f"inside {real_root}"))
+    if kind == "hard_link":   # the other name may be anywhere on the file system
+        return DeliveredFile(rel, path, REFUSED, source, reason=(
+            "has another name on this file system (a hard link), which may lie outside the "
+            f"input folder, so it is not read; replace {rel} by a copy of the file (cp, not ln)"))
     mode = entry.stat(follow_symlinks=False).st_mode
     what = "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
     return DeliveredFile(rel, path, REFUSED, source,
@@ -226,6 +231,8 @@ def _scan_folder(folder: Path, folder_rel: str, real_root: Path,
         source = match[0].name if match else None
         if kind == "file" and not Path(entry.path).resolve().is_relative_to(real_root):
             kind = "outside"
+        if kind == "file" and entry.stat(follow_symlinks=False).st_nlink > 1:
+            kind = "hard_link"
         if kind != "file":
             found.append(_odd(entry, rel, kind, source, real_root,
                               f"a sub-folder; the data contract has none inside "

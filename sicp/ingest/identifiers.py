@@ -31,10 +31,11 @@ Rules (chosen to keep false positives off codes and identifiers the contract its
   A column of 10-digit numeric identifiers (say spell ids of 10 digits) would have about one
   value in eleven pass the check by chance: such identifiers must be delivered with a prefix.
 - Email address: ``local@domain.tld``. Person-level sources only.
-- UK postcode: a full postcode with its space (``M5 4WT``, ``SW1A 1AA``; letters in either
-  case); the inward part uses only the letters postcodes use. A postcode written without the
-  space is indistinguishable from an ordinary code and is not recognised. Person-level
-  sources only (a practice's own address in ``practices.csv`` is not personal data).
+- UK postcode: a full postcode (``M5 4WT``, ``SW1A 1AA``; letters in either case); the inward
+  part uses only the letters postcodes use. Written without its space (``M54WT``) it is
+  recognised only when its area letters are one of the UK's postcode areas
+  (:data:`POSTCODE_AREAS`), which keeps codes such as ``QX12AB`` off. Person-level sources
+  only (a practice's own address in ``practices.csv`` is not personal data).
 - UK telephone number: 11 digits starting ``01``, ``02``, ``03`` or ``07``, or ``+44`` and 10
   digits, with or without spaces or hyphens (``0161 234 5678``, ``07700 900123``,
   ``+44 7700 900123``). Person-level sources only.
@@ -60,9 +61,24 @@ SQL_FUNCTION = "sicp_identifier"
 CANDIDATES: dict[str, str] = {
     "nhs_number": r"\b(?:[0-9]{10}|[0-9]{3}[ -][0-9]{3}[ -][0-9]{4})\b",
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
-    "uk_postcode": r"(?i:\b[A-Z]{1,2}[0-9][A-Z0-9]? +[0-9][ABD-HJLNP-UW-Z]{2}\b)",
+    "uk_postcode": r"(?i:\b[A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][ABD-HJLNP-UW-Z]{2}\b)",
     "uk_phone": r"(?:\+44[ -]?(?:\(0\)[ -]?)?|\b0)[1237](?:[ -]?[0-9]){9}\b",
 }
+
+#: The UK's postcode areas (the letters before the first digit), Crown Dependencies included.
+_AREAS = """
+    AB AL B BA BB BD BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY
+    E EC EH EN EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD
+    LE LL LN LS LU M ME MK ML N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG
+    SK SL SM SN SO SP SR SS ST SW SY TA TD TF TN TQ TR TS TW UB W WA WC WD WF WN WR WS WV YO ZE
+"""
+POSTCODE_AREAS = frozenset(_AREAS.split())
+
+
+def _postcode(token: str) -> bool:
+    """A postcode with its space, or without it when its area is a real one."""
+    return " " in token or re.match(r"[A-Za-z]+", token).group(0).upper() in POSTCODE_AREAS
+
 
 _BY_KIND: dict[str, DirectIdentifier] = {d.kind: d for d in DIRECT_IDENTIFIERS}
 _COMPILED = {kind: re.compile(pattern, re.ASCII) for kind, pattern in CANDIDATES.items()}
@@ -87,7 +103,7 @@ def nhs_number_valid(digits: str) -> bool:
 _EXACT = {
     "nhs_number": lambda token: nhs_number_valid(re.sub(r"[ -]", "", token)),
     "email": lambda token: True,
-    "uk_postcode": lambda token: True,
+    "uk_postcode": _postcode,
     "uk_phone": lambda token: True,
 }
 assert set(_BY_KIND) == set(CANDIDATES) == set(_EXACT), "every declared identifier needs a rule"

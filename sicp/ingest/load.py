@@ -48,7 +48,7 @@ from pathlib import Path
 import duckdb
 
 from sicp.contract import NHS_NUMBER_COLUMN, RAW, SOURCES, Column, Source
-from sicp.ingest import identifiers, keys, sql
+from sicp.ingest import identifiers, journal, keys, sql
 from sicp.ingest.consent import record_exclusions
 from sicp.ingest.discovery import Delivery, documented_patterns, refusal, scan
 from sicp.ingest.files import (
@@ -270,9 +270,11 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
     (unless they depend on a failed one); the problems are raised together at the end. Every
     run leaves the delivery manifest (``raw.delivery_manifest``) and a line in the run log
     (``ingest_log.jsonl`` next to the warehouse; :mod:`sicp.ingest.manifest`), and the input
-    fingerprint always covers exactly the files ``raw.ingest_log`` holds. A warehouse in use
-    by another process, or a disk that fills up, stop the run with a plain message, the load
-    in progress rolled back. Failures raise :class:`IngestRunError`.
+    fingerprint always covers exactly the files ``raw.ingest_log`` holds. The run is all or
+    nothing for the warehouse (:mod:`sicp.ingest.journal`): a warehouse in use by another
+    process, a disk that fills up or any unexpected stop leave it as it was before the run,
+    with a plain message; an interrupted run found at the start is rolled back first (the
+    report says so). Failures raise :class:`IngestRunError`.
     """
     started = time.perf_counter()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -284,11 +286,11 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
     writing = f"the warehouse {warehouse}"
 
     def finished(outcome: str, manifest: list[ManifestRow], fingerprint: str | None = None,
-                 n_files: int | None = None) -> None:
+                 n_files: int | None = None, recovered: bool = False) -> None:
         append_run_log(log, log_entry(
             outcome=outcome, input_dir=input_dir, warehouse=warehouse, manifest=manifest,
             fingerprint=fingerprint, n_files=n_files, problems=[str(p) for p in problems],
-            seconds=time.perf_counter() - started))
+            seconds=time.perf_counter() - started, recovered=recovered))
 
     def stopped(outcome: str, message: str, manifest: list[ManifestRow]) -> IngestRunError:
         problems.append(IngestError(str(warehouse), message))
@@ -296,56 +298,64 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
         return IngestRunError(message, str(warehouse), message, outcome=outcome,
                               warehouse=warehouse, run_log=log, manifest=tuple(manifest))
 
+    restored: bool | None = None   # after a stopped run: whether the journal was rolled back
+    recovered = False
     try:
         with connect_writer(warehouse) as con:
-            ensure_raw_schema(con)
-            if delivery.refused:
-                problems.append(refusal(delivery.refused))
-                outcomes = dict.fromkeys(SOURCES, (
-                    "skipped", "not ingested: the delivery has refused files (listed in this "
-                               "manifest), so nothing was loaded; the previous load stays"))
-            for source in [] if delivery.refused else ingest_order():
-                blocked = sorted(referenced_sources(source) & set(outcomes))
-                if blocked:
-                    reason = f"not ingested because {', '.join(blocked)} failed"
-                    outcomes[source.name] = ("skipped", reason)
-                    problems.append(IngestError(source.name, reason))
-                    continue
-                names = ", ".join(f.rel for f in delivery.matched(source)) or "no file"
-                writing = f"raw.{source.name} (from {names})"
-                try:
-                    reports.append(ingest_source(con, input_dir, source, key=key,
-                                                 delivery=delivery))
-                except IngestError as exc:
-                    outcomes[source.name] = ("failed", str(exc))
-                    problems.append(exc)
-                except Exception as exc:
-                    if _no_space(exc) or os.environ.get(DEBUG_ENV):
-                        raise
-                    error = _unexpected(source, names, exc)
-                    outcomes[source.name] = ("failed", str(error))
-                    problems.append(error)
-            writing = "the delivery manifest (raw.delivery_manifest)"
-            manifest = finish(con, delivery, loaded={r.source_name for r in reports},
-                              outcomes=outcomes)
-            fingerprint, n_files = write_input_fingerprint(con)
+            recovered = journal.begin(con)
+            try:
+                if delivery.refused:
+                    problems.append(refusal(delivery.refused))
+                    outcomes = dict.fromkeys(SOURCES, (
+                        "skipped", "not ingested: the delivery has refused files (listed in "
+                                   "this manifest), so nothing was loaded; the previous load "
+                                   "stays"))
+                for source in [] if delivery.refused else ingest_order():
+                    blocked = sorted(referenced_sources(source) & set(outcomes))
+                    if blocked:
+                        reason = f"not ingested because {', '.join(blocked)} failed"
+                        outcomes[source.name] = ("skipped", reason)
+                        problems.append(IngestError(source.name, reason))
+                        continue
+                    names = ", ".join(f.rel for f in delivery.matched(source)) or "no file"
+                    writing = f"raw.{source.name} (from {names})"
+                    try:
+                        reports.append(ingest_source(con, input_dir, source, key=key,
+                                                     delivery=delivery))
+                    except IngestError as exc:
+                        outcomes[source.name] = ("failed", str(exc))
+                        problems.append(exc)
+                    except Exception as exc:
+                        if _no_space(exc) or os.environ.get(DEBUG_ENV):
+                            raise
+                        error = _unexpected(source, names, exc)
+                        outcomes[source.name] = ("failed", str(error))
+                        problems.append(error)
+                writing = "the delivery manifest (raw.delivery_manifest)"
+                manifest = finish(con, delivery, loaded={r.source_name for r in reports},
+                                  outcomes=outcomes)
+                fingerprint, n_files = write_input_fingerprint(con)
+                writing = "the end of the run (dropping the previous load)"
+                journal.commit(con)
+            except BaseException:
+                restored = _roll_back(con)
+                raise
     except WarehouseInUse as exc:
         raise stopped("in_use", str(exc), unwritten(
             delivery, "not ingested: the warehouse was in use by another process")) from None
     except Exception as exc:
         if not _no_space(exc):
             raise
-        done = sorted(r.source_name for r in reports)
-        message = (
-            f"no space left while writing {writing}; the previous load is intact (what was "
-            f"being written was rolled back)"
-            + (f". Sources loaded before it in this run hold the new delivery, each complete: "
-               f"{', '.join(done)}" if done else "")
-            + f". Free space where the warehouse is ({warehouse.parent}) and ingest again")
+        state = (
+            "the previous load is intact (the whole run was rolled back)" if restored is not False
+            else "the previous load is kept aside in the warehouse and the next ingest puts it "
+                 "back before it loads anything (sicp build refuses the warehouse until then)")
+        message = (f"no space left while writing {writing}; {state}. Free space where the "
+                   f"warehouse is ({warehouse.parent}) and ingest again")
         raise stopped("no_space", message, unwritten(
             delivery, "not ingested: no space left on the device", reports)) from None
     outcome = "ok" if not problems else "refused" if delivery.refused else "failed"
-    finished(outcome, manifest, fingerprint, n_files)
+    finished(outcome, manifest, fingerprint, n_files, recovered)
     if problems:
         error = problems[0] if len(problems) == 1 else IngestError(
             str(input_dir), f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -354,7 +364,8 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
     contract_order = list(SOURCES)
     reports.sort(key=lambda r: contract_order.index(r.source_name))
     return IngestReport(tuple(reports), fingerprint, n_files, time.perf_counter() - started,
-                        manifest=tuple(manifest), warehouse=warehouse, run_log=log)
+                        manifest=tuple(manifest), warehouse=warehouse, run_log=log,
+                        recovered=recovered)
 
 
 #: Set (to anything) to let an unexpected error in ingest show its traceback.
@@ -365,6 +376,16 @@ def _warehouse_files(warehouse: Path, log: Path) -> list[Path]:
     """The warehouse's own files, skipped if someone keeps the warehouse in the input folder."""
     temp = Path(duckdb_config(warehouse)["temp_directory"])
     return [warehouse, Path(f"{warehouse}.wal"), temp, log]
+
+
+def _roll_back(con: duckdb.DuckDBPyConnection) -> bool:
+    """Undo the run (:mod:`sicp.ingest.journal`); False when even that failed (the disk is
+    still full, say): the journal stays for the next ingest to roll back."""
+    try:
+        journal.rollback(con)
+    except (duckdb.Error, OSError):
+        return False
+    return True
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -643,6 +664,7 @@ def _file_reports(
 
 
 def _write_rows(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
+    journal.keep_source_table(con, source.name)   # the previous load, until the run ends
     con.execute(source_table_ddl(source))
     columns = ", ".join(ident(c) for c in source.column_names)
     con.execute(

@@ -98,7 +98,12 @@ def record_loaded(con: duckdb.DuckDBPyConnection, source: Source,
 
 
 def _row(f: DeliveredFile, status: str, reason: str | None, *, digest: bool = True) -> tuple:
-    sha = sha256_file(f.path) if digest and f.regular else None
+    sha = None
+    if digest and f.regular:
+        try:
+            sha = sha256_file(f.path)
+        except OSError:   # unreadable (permissions, vanished): the reason already says so
+            sha = None
     return (f.rel, f.source, f.size_bytes, sha, None, None, None, status, reason)
 
 
@@ -184,8 +189,8 @@ class IngestRunError(IngestError):
 
 def log_entry(*, outcome: str, input_dir: Path, warehouse: Path, manifest: Iterable[ManifestRow],
               fingerprint: str | None, n_files: int | None, problems: Iterable[str],
-              seconds: float) -> dict[str, object]:
-    """One line of the run log."""
+              seconds: float, recovered: bool = False) -> dict[str, object]:
+    """One line of the run log; ``recovered``: an interrupted run was rolled back first."""
     rows = list(manifest)
     ok = [r for r in rows if r.status == "ok"]
     counts: dict[str, int] = {}
@@ -203,6 +208,7 @@ def log_entry(*, outcome: str, input_dir: Path, warehouse: Path, manifest: Itera
         "rows_quarantined": sum(r.rows_quarantined or 0 for r in ok),
         "files_by_status": counts,
         "seconds": round(seconds, 3),
+        "rolled_back_interrupted_run": recovered,
         "problems": list(problems),
         "files": [{"file": r.file, "source": r.source, "size_bytes": r.size_bytes,
                    "sha256": r.sha256, "rows_read": r.rows_read, "rows_loaded": r.rows_loaded,

@@ -76,6 +76,8 @@ class IngestReport:
     #: Where the warehouse and the run log (one JSON line per ingest) are.
     warehouse: Path | None = None
     run_log: Path | None = None
+    #: An earlier ingest had stopped half-way; its partial load was rolled back first.
+    recovered: bool = False
 
     def source(self, name: str) -> SourceReport:
         for s in self.sources:
@@ -92,6 +94,9 @@ class IngestReport:
                          f"{s.rows_loaded:>10,}  {s.rows_quarantined:>11,}")
         for s in self.sources:
             lines.extend(f"warning: {w}" for w in s.warnings)
+        if self.recovered:
+            lines.append("note: an earlier ingest stopped before it finished; what it had "
+                         "loaded was rolled back before this one began")
         lines.append(f"input fingerprint {self.fingerprint} ({self.n_files} files), "
                      f"{self.seconds:.1f} s")
         if self.warehouse is not None:
