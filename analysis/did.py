@@ -27,6 +27,7 @@ import pandas as pd
 from linearmodels import PanelOLS
 from scipy import stats
 
+from analysis.columns import Column
 from analysis.its import random_walk_cov
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
@@ -101,11 +102,11 @@ def twfe(
     data: pd.DataFrame,
     *,
     outcome: str,
-    unit: str,
-    time: str,
-    treatment: str,
+    unit: Column,
+    time: Column,
+    treatment: Column,
     covariates: Sequence[str] = (),
-    cluster: str | None = None,
+    cluster: Column | None = None,
     small_sample: bool = True,
     se_type: SeType = "cluster",
     level: float = 0.95,
@@ -168,15 +169,15 @@ def event_study(
     data: pd.DataFrame,
     *,
     outcome: str,
-    unit: str,
-    time: str,
-    cohort: str,
+    unit: Column,
+    time: Column,
+    cohort: Column,
     leads: int = 4,
     lags: int = 4,
     bin_endpoints: bool = True,
     reference: int = -1,
     covariates: Sequence[str] = (),
-    cluster: str | None = None,
+    cluster: Column | None = None,
     small_sample: bool = True,
     level: float = 0.95,
 ) -> EstimationResult:
@@ -438,13 +439,13 @@ def callaway_santanna(
     data: pd.DataFrame,
     *,
     outcome: str,
-    unit: str,
-    time: str,
-    cohort: str,
+    unit: Column,
+    time: Column,
+    cohort: Column,
     control_group: ControlGroup = "never",
     base_period: BasePeriod = "varying",
     anticipation: int = 0,
-    cluster: str | None = None,
+    cluster: Column | None = None,
     bootstrap: bool = True,
     n_boot: int = 999,
     boot_weights: BootWeights = "mammen",

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
+from analysis.columns import Column
 from analysis.design import covariate_design
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
@@ -138,10 +139,10 @@ def dose_response_did(
     data: pd.DataFrame,
     *,
     outcome: str,
-    unit: str,
-    time: str,
-    dose: str,
-    cluster: str,
+    unit: Column,
+    time: Column,
+    dose: Column,
+    cluster: Column,
     dose_scale: float = 1.0,
     covariates: Sequence[str] = (),
     n_boot: int = 999,

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.columns import Column
 from analysis.design import covariate_design, indicator
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
@@ -186,11 +187,11 @@ def cost_effectiveness(
     data: pd.DataFrame,
     *,
     outcome: str,
-    cost: str,
-    arm: str,
+    cost: Column,
+    arm: Column,
     offer_level: str | None = None,
-    baseline_utility: str | None = None,
-    baseline_cost: str | None = None,
+    baseline_utility: Column | None = None,
+    baseline_cost: Column | None = None,
     covariates: Sequence[str] = (),
     n_boot: int = 1000,
     seed: int = 20151001,

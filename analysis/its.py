@@ -75,6 +75,7 @@ from statsmodels.stats.diagnostic import acorr_ljungbox
 from statsmodels.stats.stattools import durbin_watson
 from statsmodels.tsa.stattools import acf, pacf
 
+from analysis.columns import Column
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
 Family = Literal["poisson", "quasipoisson", "negbin", "gaussian"]
@@ -470,11 +471,11 @@ def segmented_its(
     data: pd.DataFrame,
     *,
     outcome: str,
-    time: str,
+    time: Column,
     interventions: float | Sequence[float],
     family: Family = "quasipoisson",
-    population: str | None = None,
-    season: str | None = None,
+    population: Column | None = None,
+    season: Column | None = None,
     seasonality: Seasonality = "none",
     harmonics: int = 2,
     period: int = 12,
@@ -525,12 +526,12 @@ def controlled_its(
     data: pd.DataFrame,
     *,
     outcome: str,
-    time: str,
-    group: str,
+    time: Column,
+    group: Column,
     intervention: float,
     family: Family = "quasipoisson",
-    population: str | None = None,
-    season: str | None = None,
+    population: Column | None = None,
+    season: Column | None = None,
     seasonality: Seasonality = "none",
     harmonics: int = 2,
     period: int = 12,

@@ -10,6 +10,7 @@ produced it.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
@@ -20,17 +21,10 @@ from typing import Any
 
 import yaml
 
+from analysis.columns import column_options
 from analysis.methods import METHODS, check_options
+from sicp.dbt_schema import analysis_panels
 
-PANELS = (
-    "practice_month_panel",
-    "person_month_panel",
-    "person_wave_panel",
-    "area_month_panel",
-    "twic_analysis_set",
-    "neighbourhood_wave_assets",
-    "person_wave_costs",
-)
 LEVELS = ("population", "cluster", "individual", "external")
 REQUIRED = ("id", "title", "question", "population", "outcome", "estimand", "data", "method")
 OPTIONAL = ("level", "component", "primary", "covariates", "sensitivity", "truth", "notes",
@@ -233,8 +227,10 @@ def validate(content: Any, path: Path) -> None:
     if path.stem != content["id"]:
         raise _fail(path, f"id {content['id']!r} must equal the file name {path.stem!r}")
     data = content["data"]
-    if not isinstance(data, dict) or data.get("panel") not in PANELS:
-        raise _fail(path, f"data.panel must be one of {', '.join(PANELS)}")
+    panels = analysis_panels()
+    if not isinstance(data, dict) or data.get("panel") not in panels:
+        raise _fail(path, f"data.panel must be one of the dbt project's analysis panels "
+                          f"(marts tagged analysis_panel): {', '.join(panels)}")
     if "level" in content and content["level"] not in LEVELS:
         raise _fail(path, f"level {content['level']!r} must be one of {', '.join(LEVELS)}")
     entries = [("method", content["method"])] + [
@@ -272,6 +268,75 @@ def validate(content: Any, path: Path) -> None:
         problems = check_options(analysis.method.name, analysis.method.options)
         if problems:
             raise _fail(path, f"analysis {analysis.analysis_id!r}: " + "; ".join(problems))
+    _check_columns(content, set(panels[data["panel"]].columns), path)
+
+
+def _check_columns(content: Mapping[str, Any], panel_columns: set[str], path: Path) -> None:
+    """Every column the protocol names exists where it is used: the panel's documented
+    columns (the dbt manifest), then those ``derive`` and ``aggregate`` make; the outcome,
+    covariates, filters and column options (:mod:`analysis.columns`) of every analysis."""
+    panel = content["data"]["panel"]
+    fits = [(a, str(content["outcome"]), _columns_made(content["data"], panel_columns,
+                                                       panel, path, "data"))
+            for a in _analyses(content)]
+    block = content.get("cost_consequence")
+    if block is not None:
+        spec = _cost_spec(content, block)
+        fits.append((spec.analysis, spec.outcome,
+                     _columns_made(spec.data, panel_columns, panel, path, "cost_consequence.data")))
+    for analysis, outcome, columns in fits:
+        named = {"outcome": [outcome], "covariates": list(analysis.covariates),
+                 "filters": list(analysis.filters)}
+        for option in column_options(METHODS[analysis.method.name]):
+            value = analysis.method.options.get(option)
+            if value is not None:
+                named[f"option {option}"] = value if isinstance(value, list) else [value]
+        for where, names in named.items():
+            missing = [n for n in names if n not in columns]
+            if missing:
+                raise _fail(path, f"analysis {analysis.analysis_id!r}: {where} names "
+                                  f"{', '.join(map(repr, missing))}, not a column of {panel} "
+                                  f"(or made by the protocol's data block); columns: "
+                                  f"{', '.join(sorted(columns))}")
+
+
+def _columns_made(data: Mapping[str, Any], columns: set[str], panel: str, path: Path,
+                  where: str) -> set[str]:
+    """The columns after a data block's ``derive`` and ``aggregate`` steps (the same order as
+    analysis.runner.prepare_panel), each step checked for the columns it reads."""
+    available = set(columns)
+
+    def derive(steps: Mapping[str, str] | None, at: str) -> None:
+        for name, expression in (steps or {}).items():
+            missing = sorted(_names_read(expression, path, f"{at}.{name}") - available)
+            if missing:
+                raise _fail(path, f"{at}.{name} reads {', '.join(map(repr, missing))}, not a "
+                                  f"column of {panel} at that step")
+            available.add(name)
+
+    derive(data.get("derive"), f"{where}.derive")
+    aggregate = data.get("aggregate")
+    if aggregate:
+        for key in ("by", "sum"):
+            missing = [c for c in aggregate.get(key, []) if c not in available]
+            if missing:
+                raise _fail(path, f"{where}.aggregate.{key} names "
+                                  f"{', '.join(map(repr, missing))}, not a column of {panel}")
+        available = set(aggregate["by"]) | set(aggregate["sum"])
+        derive(aggregate.get("derive"), f"{where}.aggregate.derive")
+    return available
+
+
+def _names_read(expression: str, path: Path, where: str) -> set[str]:
+    """Column names a pandas ``eval`` expression reads (names that are not called)."""
+    try:
+        tree = ast.parse(str(expression), mode="eval")
+    except SyntaxError as exc:
+        raise _fail(path, f"{where}: not a valid expression ({exc.msg})") from None
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
+              and isinstance(n.func, ast.Name)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called - {
+        "True", "False", "None"}
 
 
 def load_protocol(path: Path) -> Protocol:

@@ -35,6 +35,7 @@ from statsmodels.genmod import families
 from statsmodels.genmod.cov_struct import Exchangeable, Independence
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from analysis.columns import Column
 from analysis.design import covariate_design
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
@@ -500,8 +501,8 @@ def _average_weights(spans: list[tuple[int, int | None]], k: int, top: int) -> n
 
 
 def hussey_hughes_lmm(
-    data: pd.DataFrame, *, outcome: str, treatment: str, cluster: str, period: str,
-    covariates: Sequence[str] = (), subject: str | None = None, reml: bool = True,
+    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
+    covariates: Sequence[str] = (), subject: Column | None = None, reml: bool = True,
     df_method: DfMethod = "clusters-minus-two", level: float = 0.95,
 ) -> EstimationResult:
     """Hussey & Hughes (2007) model: outcome ~ treatment + period FE + covariates, random
@@ -523,8 +524,8 @@ def hussey_hughes_lmm(
 
 
 def stepped_wedge_gee(
-    data: pd.DataFrame, *, outcome: str, treatment: str, cluster: str, period: str,
-    family: GeeFamily = "poisson", exposure: str | None = None, covariates: Sequence[str] = (),
+    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
+    family: GeeFamily = "poisson", exposure: Column | None = None, covariates: Sequence[str] = (),
     nb_alpha: float | None = None, se_type: GeeSE = "mancl-derouen",
     df_method: DfMethod = "clusters-minus-params", level: float = 0.95,
 ) -> EstimationResult:
@@ -548,10 +549,10 @@ def stepped_wedge_gee(
 
 
 def exposure_time_model(
-    data: pd.DataFrame, *, outcome: str, treatment: str, cluster: str, period: str,
+    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
     model: Literal["lmm", "gee"] = "lmm", average_over: int | None = 12,
-    max_exposure: int | None = None, covariates: Sequence[str] = (), subject: str | None = None,
-    reml: bool = True, family: GeeFamily = "poisson", exposure: str | None = None,
+    max_exposure: int | None = None, covariates: Sequence[str] = (), subject: Column | None = None,
+    reml: bool = True, family: GeeFamily = "poisson", exposure: Column | None = None,
     nb_alpha: float | None = None, se_type: GeeSE = "mancl-derouen",
     df_method: DfMethod | None = None, level: float = 0.95,
 ) -> EstimationResult:
@@ -625,10 +626,10 @@ def _cell_residualiser(
 
 
 def permutation_test(
-    data: pd.DataFrame, *, outcome: str, treatment: str, cluster: str, period: str,
+    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
     n_permutations: int = 1000, seed: int = 20240601,
     statistic: Statistic = "cluster_period_ols", covariates: Sequence[str] = (),
-    subject: str | None = None,
+    subject: Column | None = None,
 ) -> EstimationResult:
     """Randomisation inference over the roll-out order.
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize, nnls
 
+from analysis.columns import Column, Columns
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
 
@@ -124,13 +125,13 @@ def synthetic_control(
     data: pd.DataFrame,
     *,
     outcome: str,
-    unit: str,
-    time: str,
+    unit: Column,
+    time: Column,
     treatment_start: float,
     treated_unit: object | None = None,
-    treated: str | None = None,
+    treated: Column | None = None,
     donors: Sequence[object] | None = None,
-    predictors: Sequence[str] = (),
+    predictors: Columns = (),
     special_periods: Sequence[float] = (),
     placebo: bool = True,
 ) -> EstimationResult:

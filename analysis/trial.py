@@ -22,6 +22,7 @@ import pandas as pd
 import statsmodels.api as sm
 from linearmodels.iv import IV2SLS
 
+from analysis.columns import Column
 from analysis.design import covariate_design, indicator
 from analysis.results import EstimationResult, inference_row, tidy_frame
 
@@ -72,8 +73,8 @@ def _ols_contrast(
 
 
 def itt_ancova(
-    data: pd.DataFrame, *, outcome: str, arm: str, baseline: str | None = None,
-    stratum: str | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
+    data: pd.DataFrame, *, outcome: str, arm: Column, baseline: Column | None = None,
+    stratum: Column | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
     cov_type: str = "HC1", level: float = 0.95,
 ) -> EstimationResult:
     """Intention-to-treat effect of the offer by ANCOVA (term ``itt``).
@@ -92,8 +93,8 @@ def itt_ancova(
 
 
 def cace_2sls(
-    data: pd.DataFrame, *, outcome: str, arm: str, accepted: str, baseline: str | None = None,
-    stratum: str | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
+    data: pd.DataFrame, *, outcome: str, arm: Column, accepted: Column, baseline: Column | None = None,
+    stratum: Column | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
     level: float = 0.95,
 ) -> EstimationResult:
     """Complier-average causal effect of accepting, by 2SLS (term ``cace``).
@@ -125,8 +126,8 @@ def cace_2sls(
 
 
 def per_protocol(
-    data: pd.DataFrame, *, outcome: str, arm: str, accepted: str, baseline: str | None = None,
-    stratum: str | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
+    data: pd.DataFrame, *, outcome: str, arm: Column, accepted: Column, baseline: Column | None = None,
+    stratum: Column | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
     cov_type: str = "HC1", level: float = 0.95,
 ) -> EstimationResult:
     """Naive per-protocol contrast: accepters in the offer arm against the control arm
@@ -143,8 +144,8 @@ def per_protocol(
 
 
 def as_treated(
-    data: pd.DataFrame, *, outcome: str, arm: str, accepted: str, baseline: str | None = None,
-    stratum: str | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
+    data: pd.DataFrame, *, outcome: str, arm: Column, accepted: Column, baseline: Column | None = None,
+    stratum: Column | None = None, covariates: Sequence[str] = (), offer_level: object | None = None,
     cov_type: str = "HC1", level: float = 0.95,
 ) -> EstimationResult:
     """Naive as-treated contrast: accepters against everyone else (controls and decliners),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 #: The repository root (this file lives in <root>/sicp/).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The dbt project (models, seeds, tests); its parsed manifest is read by sicp.dbt_schema.
+DBT_DIR = PROJECT_ROOT / "dbt"
 
 
 @dataclass(frozen=True)
@@ -30,5 +32,5 @@ class Paths:
             results_dir=env("SICP_RESULTS_DIR", PROJECT_ROOT / "data" / "results"),
             reports_dir=env("SICP_REPORTS_DIR", PROJECT_ROOT / "reports" / "output"),
             protocols_dir=env("SICP_PROTOCOLS_DIR", PROJECT_ROOT / "protocols"),
-            dbt_dir=PROJECT_ROOT / "dbt",
+            dbt_dir=DBT_DIR,
         )

@@ -25,14 +25,14 @@ GOOD = {
     "title": "Demo",
     "question": "Does it work?",
     "population": "everyone",
-    "outcome": "y",
+    "outcome": "emergency_admissions",
     "estimand": "ATT",
     "data": {"panel": "practice_month_panel"},
     "method": {"name": "sw_gee", "options": {"treatment": "in_mdg_scope", "period": "period",
                                              "cluster": "practice_code"}},
     "sensitivity": [{"id": "lmm", "method": {"name": "sw_lmm"}}],
 }
-COST_BLOCK = {"outcome": "cost", "periods_per_year": 12, "price_year": 2018}
+COST_BLOCK = {"outcome": "cost_gbp", "periods_per_year": 12, "price_year": 2018}
 
 
 def write(tmp_path: Path, content: dict, name: str | None = None) -> Path:
@@ -53,7 +53,40 @@ def test_a_good_protocol_loads_with_its_analyses(tmp_path):
     ("change", "message"),
     [
         ({"method": {"name": "magic"}}, "method.name 'magic' is not a known method"),
-        ({"data": {"panel": "nowhere"}}, "data.panel must be one of"),
+        ({"data": {"panel": "nowhere"}}, "data.panel must be one of the dbt project's analysis "
+                                         "panels (marts tagged analysis_panel): "
+                                         "area_month_panel, "),
+        # A mart that is not an analysis panel, and the two phantom panels once listed.
+        ({"data": {"panel": "study_calendar"}}, "data.panel must be one of"),
+        ({"data": {"panel": "person_wave_costs"}}, "data.panel must be one of"),
+        # Every column a protocol names is checked against the panel's manifest columns.
+        ({"outcome": "emergency_admisions"},
+         "analysis 'primary': outcome names 'emergency_admisions', not a column of "
+         "practice_month_panel"),
+        ({"covariates": ["age"]}, "analysis 'primary': covariates names 'age'"),
+        ({"method": {"name": "sw_gee", "options": {"treatment": "in_mdg_scope",
+                                                   "period": "period", "cluster": "mdg_id"}}},
+         "analysis 'primary': option cluster names 'mdg_id'"),
+        ({"sensitivity": [{"id": "lmm", "method": {"name": "sw_lmm",
+                                                   "options": {"subject": "person_id"}}}]},
+         "analysis 'lmm': option subject names 'person_id'"),
+        ({"sensitivity": [{"id": "recent", "filters": {"year": 2016}}]},
+         "analysis 'recent': filters names 'year'"),
+        ({"data": {"panel": "practice_month_panel",
+                   "derive": {"rate": "emergency_admissions / population"}}},
+         "data.derive.rate reads 'population', not a column of practice_month_panel"),
+        ({"data": {"panel": "practice_month_panel",
+                   "derive": {"rate": "emergency_admissions /"}}},
+         "data.derive.rate: not a valid expression"),
+        ({"data": {"panel": "practice_month_panel",
+                   "aggregate": {"by": ["practice_code", "month"],
+                                 "sum": ["emergency_admissions"]}}},
+         "option treatment names 'in_mdg_scope'"),       # aggregated away
+        ({"data": {"panel": "practice_month_panel",
+                   "aggregate": {"by": ["practice_code", "qtr"], "sum": []}}},
+         "data.aggregate.by names 'qtr'"),
+        ({"cost_consequence": {**COST_BLOCK, "outcome": "cost_pounds", "terms": ["treatment"]}},
+         "analysis 'cost_consequence': outcome names 'cost_pounds'"),
         ({"colour": "blue"}, "unknown field(s): colour"),
         ({"covariates": "age"}, "covariates must be a list"),
         ({"level": "galaxy"}, "level 'galaxy' must be one of"),
@@ -186,18 +219,18 @@ def _trial_panel(n: int = 300, seed: int = 5) -> pd.DataFrame:
     base = rng.gamma(2.0, 500.0, n)
     return pd.DataFrame({
         "person_id": [f"p{i}" for i in range(n)], "offered": offered,
-        "stratum": rng.integers(1, 4, n), "score_baseline": rng.normal(50, 10, n),
-        "score_followup": rng.normal(52, 10, n) + 2 * offered,
+        "stratum": rng.integers(1, 4, n), "selfman_score_baseline": rng.normal(50, 10, n),
+        "selfman_score_followup": rng.normal(52, 10, n) + 2 * offered,
         "cost_baseline_12m": base, "cost_12m": 0.6 * base + 80 * offered + rng.gamma(2, 300, n),
         "price_year": 2018})
 
 
 TRIAL_PROTOCOL = {
     "id": "trial_protocol", "title": "Trial", "question": "Q", "population": "P",
-    "outcome": "score_followup", "estimand": "ITT",
+    "outcome": "selfman_score_followup", "estimand": "ITT",
     "data": {"panel": "twic_analysis_set"},
     "method": {"name": "trial_itt", "options": {"arm": "offered", "offer_level": 1,
-                                                "baseline": "score_baseline",
+                                                "baseline": "selfman_score_baseline",
                                                 "stratum": "stratum"}},
     "reporting": {"term": "itt", "unit": "mean difference"},
     "cost_consequence": {
@@ -232,7 +265,7 @@ def test_a_cost_block_stores_the_hand_fitted_cost_consequence(tmp_path):
     assert stored.loc[0, "ci_high"] == pytest.approx(annual["ci_high"])
     assert stored.loc[0, "scale"] == "GBP per person per year (2017/18 prices)"
     primary = run.rows[run.rows["analysis_id"] == "primary"]
-    assert primary["outcome"].unique().tolist() == ["score_followup"]
+    assert primary["outcome"].unique().tolist() == ["selfman_score_followup"]
     assert (stored[list(LINEAGE[:2])] == primary[list(LINEAGE[:2])].iloc[0]).all().all()
     assert set(run.results) == {"primary", "cost_consequence"}
 
@@ -244,14 +277,14 @@ def test_a_cost_block_without_data_uses_the_primary_steps_and_its_overrides(tmp_
     panel = pd.DataFrame({"practice_code": np.repeat(["A", "B"], 48),
                           "period": np.tile(months, 2),
                           "month": np.tile(pd.date_range("2016-01-01", periods=48, freq="MS"), 2),
-                          "events": rng.poisson(30, 96), "person_months_65plus": 1000})
+                          "emergency_admissions": rng.poisson(30, 96), "person_months_65plus": 1000})
     panel["cost_gbp"] = 90_000 + 5_000 * (panel["period"] >= 25) + rng.normal(0, 2000, 96)
     content = {
         "id": "its_protocol", "title": "ITS", "question": "Q", "population": "P",
-        "outcome": "events", "estimand": "step",
+        "outcome": "emergency_admissions", "estimand": "step",
         "data": {"panel": "practice_month_panel",
                  "aggregate": {"by": ["period", "month"],
-                               "sum": ["events", "person_months_65plus"]}},
+                               "sum": ["emergency_admissions", "person_months_65plus"]}},
         "method": {"name": "its_segmented", "options": {
             "time": "period", "interventions": "2018-01", "family": "quasipoisson",
             "population": "person_months_65plus", "slope_change": False}},
