@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from analysis.calendar import resolve_milestones, uses_milestones
 from analysis.columns import column_options
 from analysis.methods import METHODS, check_options
 from sicp.dbt_schema import analysis_panels
@@ -67,52 +68,105 @@ class CostConsequence:
 
     analysis: Analysis
     outcome: str
-    data: Mapping[str, Any]
+    data: DataSpec
     periods_per_year: float
     price_year: int
     terms: tuple[str, ...]
+    #: What the block states itself: its estimand and the options it changes.
+    estimand: str = ""
+    changed_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A ``data`` block: the panel, then ``derive``, ``aggregate`` and ``filters`` steps."""
+
+    panel: str
+    derive: Mapping[str, str] = field(default_factory=dict)
+    aggregate: Mapping[str, Any] | None = None
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, block: Mapping[str, Any]) -> DataSpec:
+        return cls(str(block["panel"]), dict(block.get("derive", {}) or {}),
+                   block.get("aggregate") or None, dict(block.get("filters", {}) or {}))
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """How a protocol's headline is shown: the term, a transform (``exp``) and the unit."""
+
+    term: str = ""
+    transform: str | None = None
+    unit: str = ""
 
 
 @dataclass(frozen=True)
 class Protocol:
+    """A pre-specified analysis, every field a reader needs named and typed. Built only by
+    :func:`load_protocol` (and :meth:`with_content` for resolved milestones)."""
+
     id: str
     path: Path
+    #: Canonical hash of the file's content: the identity of what was pre-specified.
     hash: str
-    raw: Mapping[str, Any]
+    title: str
+    question: str
+    population: str
+    outcome: str
+    outcome_label: str
+    estimand: str
+    component: str
+    level: str
+    primary: bool
+    notes: str
+    data: DataSpec
+    method: MethodSpec
+    covariates: tuple[str, ...]
+    reporting: Reporting
+    #: How validation finds the true value: ``{analysis_id: {effect:, term:, transform:}}``.
+    truth: Mapping[str, Any]
+    _content: Mapping[str, Any] = field(repr=False, compare=False)
 
-    @property
-    def title(self) -> str:
-        return str(self.raw["title"])
+    @classmethod
+    def of(cls, content: Mapping[str, Any], path: Path, hash_: str) -> Protocol:
+        reporting = content.get("reporting", {}) or {}
+        method = content["method"]
+        return cls(
+            id=str(content["id"]), path=path, hash=hash_, title=str(content["title"]),
+            question=str(content["question"]).strip(), population=str(content["population"]),
+            outcome=str(content["outcome"]),
+            outcome_label=str(content.get("outcome_label", content["outcome"])),
+            estimand=str(content["estimand"]), component=str(content.get("component", "")),
+            level=str(content.get("level", "cluster")), primary=bool(content.get("primary")),
+            notes=str(content.get("notes", "") or ""), data=DataSpec.of(content["data"]),
+            method=MethodSpec(str(method["name"]), dict(method.get("options", {}) or {})),
+            covariates=tuple(content.get("covariates", []) or []),
+            reporting=Reporting(str(reporting.get("term", "") or ""), reporting.get("transform"),
+                                str(reporting.get("unit", "") or "")),
+            truth=content.get("truth", {}) or {}, _content=content,
+        )
 
     @property
     def panel(self) -> str:
-        return str(self.raw["data"]["panel"])
-
-    @property
-    def outcome(self) -> str:
-        return str(self.raw["outcome"])
-
-    @property
-    def level(self) -> str:
-        return str(self.raw.get("level", "cluster"))
-
-    @property
-    def primary(self) -> bool:
-        return bool(self.raw.get("primary", False))
-
-    @property
-    def truth(self) -> Mapping[str, Any]:
-        """How validation finds the true value: ``{effect: <truth.json key>, term: ...}``."""
-        return self.raw.get("truth", {}) or {}
+        return self.data.panel
 
     def analyses(self) -> list[Analysis]:
         """The primary analysis followed by each sensitivity analysis, in file order."""
-        return _analyses(self.raw)
+        return _analyses(self._content)
 
     def cost_consequence(self) -> CostConsequence | None:
         """The cost-consequence analysis the protocol declares, if any."""
-        block = self.raw.get("cost_consequence")
-        return None if block is None else _cost_spec(self.raw, block)
+        block = self._content.get("cost_consequence")
+        return None if block is None else _cost_spec(self._content, block)
+
+    def uses_milestones(self) -> bool:
+        return uses_milestones(self._content)
+
+    def with_milestones(self, months: Mapping[str, Any]) -> Protocol:
+        """The protocol with each milestone replaced by its month (same hash: the same
+        pre-specified protocol, resolved against one delivery)."""
+        return Protocol.of(resolve_milestones(self._content, months), self.path, self.hash)
 
 
 def _analyses(content: Mapping[str, Any]) -> list[Analysis]:
@@ -150,9 +204,10 @@ def _cost_spec(content: Mapping[str, Any], block: Mapping[str, Any]) -> CostCons
     covariates = block.get("covariates", primary.covariates) or ()
     analysis = Analysis(COST_CONSEQUENCE_ID, MethodSpec(primary.method.name, options),
                         dict(data.get("filters", {}) or {}), tuple(covariates))
-    return CostConsequence(analysis, str(block["outcome"]), data,
+    return CostConsequence(analysis, str(block["outcome"]), DataSpec.of(data),
                            float(block["periods_per_year"]), int(block["price_year"]),
-                           tuple(str(t) for t in terms))
+                           tuple(str(t) for t in terms), str(block.get("estimand", "")).strip(),
+                           dict(block.get("options", {}) or {}))
 
 
 def _validate_cost_block(content: Mapping[str, Any], path: Path) -> None:
@@ -276,9 +331,8 @@ def _check_columns(content: Mapping[str, Any], panel_columns: set[str], path: Pa
     columns (the dbt manifest), then those ``derive`` and ``aggregate`` make; the outcome,
     covariates, filters and column options (:mod:`analysis.columns`) of every analysis."""
     panel = content["data"]["panel"]
-    fits = [(a, str(content["outcome"]), _columns_made(content["data"], panel_columns,
-                                                       panel, path, "data"))
-            for a in _analyses(content)]
+    made = _columns_made(DataSpec.of(content["data"]), panel_columns, panel, path, "data")
+    fits = [(a, str(content["outcome"]), made) for a in _analyses(content)]
     block = content.get("cost_consequence")
     if block is not None:
         spec = _cost_spec(content, block)
@@ -300,7 +354,7 @@ def _check_columns(content: Mapping[str, Any], panel_columns: set[str], path: Pa
                                   f"{', '.join(sorted(columns))}")
 
 
-def _columns_made(data: Mapping[str, Any], columns: set[str], panel: str, path: Path,
+def _columns_made(data: DataSpec, columns: set[str], panel: str, path: Path,
                   where: str) -> set[str]:
     """The columns after a data block's ``derive`` and ``aggregate`` steps (the same order as
     analysis.runner.prepare_panel), each step checked for the columns it reads."""
@@ -314,8 +368,8 @@ def _columns_made(data: Mapping[str, Any], columns: set[str], panel: str, path: 
                                   f"column of {panel} at that step")
             available.add(name)
 
-    derive(data.get("derive"), f"{where}.derive")
-    aggregate = data.get("aggregate")
+    derive(data.derive, f"{where}.derive")
+    aggregate = data.aggregate
     if aggregate:
         for key in ("by", "sum"):
             missing = [c for c in aggregate.get(key, []) if c not in available]
@@ -345,7 +399,7 @@ def load_protocol(path: Path) -> Protocol:
     except yaml.YAMLError as exc:
         raise _fail(path, f"not valid YAML: {exc}") from exc
     validate(content, path)
-    return Protocol(id=content["id"], path=path, hash=canonical_hash(content), raw=content)
+    return Protocol.of(content, path, canonical_hash(content))
 
 
 def load_protocols(folder: Path) -> list[Protocol]:

@@ -8,6 +8,8 @@ Each protocol runs in isolation (:func:`attempt_protocol`): an error in one is r
 status (``failed`` with the reason, or ``not_applicable`` when its calendar months lie outside
 the data's) and the others still run. :func:`store_outcome` writes one protocol's tables,
 estimate rows and status together, so tables, estimates and statuses never disagree.
+:func:`rerun_reason` says whether a stored result is still what a run would give (``sicp
+analyse`` keeps those unless ``--force``).
 
 Plain Python with no Dagster imports; the Dagster asset factory and ``sicp analyse`` both call
 :func:`attempt_protocol` and :func:`store_outcome`. Panels are read from the warehouse
@@ -30,12 +32,10 @@ from analysis.calendar import (
     CalendarError,
     check_month_literals,
     month_rule,
-    resolve_milestones,
-    uses_milestones,
 )
 from analysis.economics import cost_consequence
 from analysis.methods import fit
-from analysis.protocol import CostConsequence, Protocol, load_protocols
+from analysis.protocol import CostConsequence, DataSpec, Protocol, load_protocols
 from analysis.results import EstimationResult
 from analysis.store import (
     STATUS_FAILED,
@@ -44,10 +44,13 @@ from analysis.store import (
     STORE_COLUMNS,
     append_run_log,
     code_version,
+    read_protocol_runs,
+    read_results,
     to_store_rows,
     write_protocol_runs,
     write_results,
 )
+from sicp.settings import PROJECT_ROOT
 
 #: The dbt schema that holds the marts (see dbt/dbt_project.yml).
 MARTS_SCHEMA = "marts"
@@ -82,15 +85,15 @@ def apply_filters(df: pd.DataFrame, filters: Mapping[str, Any]) -> pd.DataFrame:
     return df.loc[keep].reset_index(drop=True)
 
 
-def prepare_panel(panel: pd.DataFrame, data_spec: Mapping[str, Any]) -> pd.DataFrame:
+def prepare_panel(panel: pd.DataFrame, data_spec: DataSpec) -> pd.DataFrame:
     """Apply a protocol's ``data`` block: ``derive`` new columns with pandas expressions, then
     ``aggregate`` (``by`` columns, ``sum`` columns), so series such as "Salford against the rest
     of Greater Manchester" are stated in the protocol rather than coded."""
     frame = panel.copy()
-    for name, expression in (data_spec.get("derive", {}) or {}).items():
+    for name, expression in data_spec.derive.items():
         check_month_literals(expression, frame, what=f"derive {name}:")
         frame[name] = frame.eval(expression)
-    aggregate = data_spec.get("aggregate")
+    aggregate = data_spec.aggregate
     if aggregate:
         frame = (frame.groupby(list(aggregate["by"]), as_index=False, sort=True)
                  [list(aggregate["sum"])].sum())
@@ -150,7 +153,7 @@ def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
             panel=protocol.panel, input_fingerprint=fingerprint, code_version=version,
         ))
 
-    prepared = prepare_panel(panel, protocol.raw["data"])
+    prepared = prepare_panel(panel, protocol.data)
     for analysis in protocol.analyses():
         data = apply_filters(prepared, analysis.filters)
         store(analysis.analysis_id, analysis.method.name, protocol.outcome,
@@ -182,11 +185,11 @@ class ProtocolOutcome:
 def with_milestones(protocol: Protocol, panel: Callable[[str], pd.DataFrame]) -> Protocol:
     """The protocol with its milestones replaced by the months the delivery declares (its hash,
     the identity of what was pre-specified, unchanged)."""
-    if not uses_milestones(protocol.raw):
+    if not protocol.uses_milestones():
         return protocol
     table = panel(MILESTONES_MART)
     months = dict(zip(table["milestone"], pd.to_datetime(table["month"]), strict=True))
-    return replace(protocol, raw=resolve_milestones(protocol.raw, months))
+    return protocol.with_milestones(months)
 
 
 def attempt_protocol(protocol: Protocol, panel: Callable[[str], pd.DataFrame], *,
@@ -251,6 +254,69 @@ def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, 
                                   "rows": len(outcome.rows)}])
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """What a result is computed from besides its protocol: the inputs, the build of the marts
+    (which fixes the consent ledger they follow; ``sicp analyse`` refuses marts built before
+    the ledger's last entry) and the code."""
+
+    input_fingerprint: str
+    build_seq: int
+    code_version: str
+
+
+def current_lineage(paths: Any) -> Lineage:
+    """The lineage a run would stamp now (the code's version, wherever the protocols are)."""
+    return Lineage(input_fingerprint(paths.warehouse), built_from(paths.warehouse),
+                   code_version(PROJECT_ROOT))
+
+
+def _same(stored: object, now: object) -> bool:
+    return stored is not None and not pd.isna(stored) and stored == now
+
+
+def rerun_reason(protocol: Protocol, now: Lineage, stored: Mapping[str, Any] | None,
+                 estimates: pd.DataFrame) -> str | None:
+    """Why ``protocol`` must run again, or None when its stored result is what a run would
+    store now. ``stored`` is its ``protocol_runs`` row, ``estimates`` its rows of the estimates
+    store. Kept only if the row has the protocol's hash and ``now``'s input fingerprint, build
+    and code version, and the estimates are the row's: as many, with the same stamps. A failed
+    protocol always runs again, since its error may have been the machine's; not applicable
+    is a settled answer, like ok."""
+    if stored is None:
+        return "no stored result"
+    if stored["status"] == STATUS_FAILED:
+        return "it failed at its last run"
+    checks = (
+        ("protocol_hash", protocol.hash, "the protocol changed"),
+        ("input_fingerprint", now.input_fingerprint, "the inputs changed"),
+        ("build_seq", now.build_seq, f"the marts were rebuilt (build {stored.get('build_seq')} "
+                                     f"-> {now.build_seq})"),
+        ("code_version", now.code_version, f"the code changed ({stored.get('code_version')} "
+                                           f"-> {now.code_version})"),
+    )
+    for key, value, what in checks:
+        if not _same(stored.get(key), value):
+            return what
+    stamps = {"protocol_hash": protocol.hash, "input_fingerprint": now.input_fingerprint,
+              "code_version": now.code_version}
+    if not _same(stored.get("n_estimates"), len(estimates)) or any(
+            estimates[column].astype(str).ne(value).any() for column, value in stamps.items()):
+        return "the estimates store does not hold its last run's rows"
+    return None
+
+
+def rerun_reasons(protocols: Iterable[Protocol], now: Lineage,
+                  results_dir: Path) -> dict[str, str | None]:
+    """:func:`rerun_reason` of each protocol against the results store in ``results_dir``."""
+    runs = {str(r["protocol_id"]): r for r in read_protocol_runs(results_dir).to_dict("records")}
+    stored_estimates = (read_results(results_dir) if (results_dir / "estimates.parquet").exists()
+                        else pd.DataFrame(columns=list(STORE_COLUMNS)))
+    return {p.id: rerun_reason(p, now, runs.get(p.id),
+                               stored_estimates[stored_estimates["protocol_id"] == p.id])
+            for p in protocols}
+
+
 def unknown_protocols(protocols: Iterable[Protocol], wanted: Iterable[str]) -> list[str]:
     known = {p.id for p in protocols}
     return sorted(set(wanted) - known)
@@ -263,9 +329,8 @@ def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> list[Pro
     if wanted is not None and (unknown := unknown_protocols(protocols, wanted)):
         raise ValueError(f"unknown protocol(s): {', '.join(unknown)}; known: "
                          f"{', '.join(p.id for p in protocols)}")
-    fingerprint = input_fingerprint(paths.warehouse)
-    version = code_version(paths.protocols_dir.parent)
-    build_seq = built_from(paths.warehouse)
+    now = current_lineage(paths)
+    fingerprint, version, build_seq = now.input_fingerprint, now.code_version, now.build_seq
     panels: dict[str, pd.DataFrame] = {}
 
     def panel(name: str) -> pd.DataFrame:

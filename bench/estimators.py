@@ -64,7 +64,7 @@ def did_panel(warehouse: Path) -> pd.DataFrame:
     """The practice-quarter panel exactly as the DiD protocol's runner prepares it."""
     protocol = next(p for p in load_protocols(PROJECT_ROOT / "protocols") if p.id == DID_PROTOCOL)
     panel = read_panel(warehouse, protocol.panel)
-    frame = prepare_panel(panel, protocol.raw["data"])
+    frame = prepare_panel(panel, protocol.data)
     return frame[["practice_code", "quarter", "start_quarter",
                   "emergency_admissions_per_1000"]].assign(
         unit_id=lambda d: pd.factorize(d["practice_code"])[0] + 1)

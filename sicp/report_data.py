@@ -157,8 +157,8 @@ def headline_rows(estimates: pd.DataFrame, protocols: dict[str, Protocol],
     for pid, protocol in sorted(protocols.items()):
         if primary_only and not protocol.primary:
             continue
-        reporting = protocol.raw.get("reporting", {}) or {}
-        term = reporting.get("term")
+        reporting = protocol.reporting
+        term = reporting.term
         hit = estimates[(estimates["protocol_id"] == pid) & (estimates["analysis_id"] == "primary")
                         & (estimates["term"] == term)]
         row = hit.iloc[0] if len(hit) else None
@@ -168,14 +168,14 @@ def headline_rows(estimates: pd.DataFrame, protocols: dict[str, Protocol],
                     or f"{NOT_ESTIMATED}: the results store has no primary '{term}' estimate")
             shown = dict.fromkeys(("estimate", "ci_low", "ci_high"), math.nan)
         else:
-            shown = transform(row, reporting.get("transform"))
+            shown = transform(row, reporting.transform)
         rows.append({
             "protocol_id": pid,
-            "label": protocol.raw.get("outcome_label", protocol.outcome),
+            "label": protocol.outcome_label,
             "level": protocol.level,
-            "component": protocol.raw.get("component", ""),
-            "unit": reporting.get("unit", ""),
-            "null_value": 1.0 if reporting.get("transform") == "exp" else 0.0,
+            "component": protocol.component,
+            "unit": reporting.unit,
+            "null_value": 1.0 if reporting.transform == "exp" else 0.0,
             "p_value": math.nan if row is None else row["p_value"],
             "n_obs": pd.NA if row is None else row["n_obs"],
             "n_clusters": pd.NA if row is None else row["n_clusters"],
@@ -285,7 +285,7 @@ def cost_consequence_rows(estimates: pd.DataFrame, protocols: dict[str, Protocol
             continue
         if spec is None:
             row["cost_note"] = ("its incremental cost is in the cost-effectiveness table"
-                                if protocol.raw["method"]["name"] == "cost_effectiveness"
+                                if protocol.method.name == "cost_effectiveness"
                                 else f"no priced utilisation in {protocol.panel}")
             rows.append(row)
             continue
@@ -703,7 +703,7 @@ def exposure_months(protocols: dict[str, Protocol]) -> str:
     """How many months an exposure-time model averages, from its reporting term."""
     found = sorted({int(m[1]) for p in protocols.values()
                     if (m := re.fullmatch(r"average_first_(\d+)",
-                                          str((p.raw.get("reporting") or {}).get("term", ""))))})
+                                          p.reporting.term))})
     return listing([str(n) for n in found]) if found else "first"
 
 

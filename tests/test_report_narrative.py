@@ -226,16 +226,16 @@ def test_a_primary_without_estimates_is_shown_as_not_estimated_with_its_reason(s
     protocols = {p.id: p for p in load_protocols(store.protocols_dir)}
     for pid in (FAILING, NOT_APPLICABLE):
         assert protocols[pid].primary
-        label = protocols[pid].raw["outcome_label"]
+        label = protocols[pid].outcome_label
         note = _plain(f"{label}: not estimated: {runs.at[pid, 'reason']}")
         assert note in summary, pid
         # and the protocol's own section says the same instead of a table
         assert text.count(_plain(f"not estimated: {runs.at[pid, 'reason']}")) >= 2, pid
     for protocol in protocols.values():  # no primary is left out of the summary
         if protocol.primary:
-            assert protocol.raw["outcome_label"] in summary, protocol.id
+            assert protocol.outcome_label in summary, protocol.id
     trial_table = _between(text, "Health coaching: ITT, CACE", "Community assets")
-    failing_row = _between(trial_table, protocols[FAILING].raw["outcome_label"], "Self-management")
+    failing_row = _between(trial_table, protocols[FAILING].outcome_label, "Self-management")
     assert "not estimated: KeyError" in failing_row
     costs = _between(text, "Primary effects and their cost consequences", "Methods and")
     assert costs.count("not estimated:") == 2

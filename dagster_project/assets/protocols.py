@@ -34,8 +34,8 @@ def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
         deps=[dg.AssetKey([MARTS_SCHEMA, protocol.panel])],
         group_name=GROUP,
         pool=WAREHOUSE_POOL,
-        description=f"{protocol.title}\n\n{protocol.raw['question'].strip()}",
-        tags={"level": protocol.level, "method": protocol.raw["method"]["name"]},
+        description=f"{protocol.title}\n\n{protocol.question}",
+        tags={"level": protocol.level, "method": protocol.method.name},
         metadata={"protocol_file": str(protocol.path), "protocol_hash": protocol.hash},
     )
     def _asset(warehouse: Warehouse, results_folder: Folder) -> dg.MaterializeResult:
