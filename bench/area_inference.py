@@ -3,7 +3,7 @@
 Only the Greater Manchester areas are simulated (``sicp.synth.areas.simulate_areas`` with the
 scenario's settings and the same random stream as ``simulate_world``, so replication r is the
 area part of ``sicp validate``'s world r), about 0.2 s a world instead of 5 s. Each world's
-``area_month_panel`` is built by the validation twin (``sicp.validate.build_panels``), prepared
+``area_month_panel`` is built from the compiled dbt project (``sicp.dbt_replay``), prepared
 and fitted through ``analysis.runner.prepare_panel`` / ``analysis.methods.fit`` exactly as the
 protocols state, and once more with the previous inference option for comparison. Truth: the
 world's realised effect (log scale for the ITS rate ratio).
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,12 @@ from analysis.methods import fit
 from analysis.protocol import Analysis, load_protocols
 from analysis.runner import MILESTONES_MART, apply_filters, prepare_panel, with_milestones
 from sicp.contract import SOURCES
-from sicp.settings import PROJECT_ROOT
+from sicp.dbt_replay import CompiledProject, build_marts, compile_project
+from sicp.settings import PROJECT_ROOT, Paths
 from sicp.synth.areas import milestones, simulate_areas, study_area
 from sicp.synth.scenario import load_scenario
 from sicp.synth.write import conform
-from sicp.validate import build_panels, replication_seeds
+from sicp.validate import replication_seeds
 
 PROTOCOLS = ("did_area_emergency_admissions", "its_salford_emergency_admissions")
 #: The inference each protocol used before issue 6, fitted alongside for comparison.
@@ -42,19 +44,18 @@ PREVIOUS = {"did_area_emergency_admissions": "cluster",
             "its_salford_emergency_admissions": "ar1"}
 TRUTH_KEYS = {"emergency_per_1000": "per_1000", "emergency_ratio": "ratio"}
 OUT = PROJECT_ROOT / "docs" / "validation" / "area_inference.md"
-PROTOCOLS_DIR = PROJECT_ROOT / "protocols"
 
 
-def area_panel(scenario: dict[str, Any], world_seed: int
+def area_panel(scenario: dict[str, Any], world_seed: int, project: CompiledProject
                ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """One world's area_month_panel and programme_milestones (validation twin) and its
-    realised area truth."""
+    """One world's area_month_panel and programme_milestones (the warehouse's own models) and
+    its realised area truth."""
     rng = np.random.default_rng(np.random.SeedSequence([world_seed, 3]))
     areas, truth = simulate_areas(scenario, rng)
     frames = {"area_month_indicators": areas, "study_area": study_area(scenario),
               "milestones": milestones(scenario)}
     frames = {k: conform(v, SOURCES[k]) for k, v in frames.items()}
-    return build_panels(frames, ["area_month_panel", MILESTONES_MART]), truth
+    return build_marts(project, frames, ["area_month_panel", MILESTONES_MART]), truth
 
 
 def _truth(truth: dict, effect: str, log_scale: bool) -> float:
@@ -64,18 +65,19 @@ def _truth(truth: dict, effect: str, log_scale: bool) -> float:
     return math.log(value) if log_scale else float(value)
 
 
-def replicate(scenario_name: str, reps: int, seed: int) -> pd.DataFrame:
+def replicate(scenario_name: str, reps: int, seed: int, project: CompiledProject
+              ) -> pd.DataFrame:
     """One row per replication, protocol and inference option."""
     scenario = load_scenario(scenario_name)
-    protocols = {p.id: p for p in load_protocols(PROTOCOLS_DIR) if p.id in PROTOCOLS}
+    protocols = {p.id: p for p in load_protocols(Paths.from_env().protocols_dir) if p.id in PROTOCOLS}
     rows = []
     for rep, world_seed in enumerate(replication_seeds(seed, reps)):
-        panels, truth = area_panel(scenario, world_seed)
+        panels, truth = area_panel(scenario, world_seed, project)
         for pid in PROTOCOLS:
             protocol = with_milestones(protocols[pid], panels.__getitem__)
             spec = protocol.truth["primary"]
             primary = next(a for a in protocol.analyses() if a.analysis_id == "primary")
-            data = apply_filters(prepare_panel(panels[protocol.panel], protocol.raw["data"]),
+            data = apply_filters(prepare_panel(panels[protocol.panel], protocol.data),
                                  primary.filters)
             previous = dataclasses.replace(primary, method=dataclasses.replace(
                 primary.method, options={**primary.method.options, "se_type": PREVIOUS[pid]}))
@@ -144,8 +146,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     started = time.perf_counter()
-    rows = pd.concat([replicate("mc", args.reps, args.seed),
-                      replicate("mc_null", args.reps, args.seed + 1)], ignore_index=True)
+    with tempfile.TemporaryDirectory(prefix="sicp-bench-") as work:
+        project = compile_project(Path(work))
+        rows = pd.concat([replicate("mc", args.reps, args.seed, project),
+                          replicate("mc_null", args.reps, args.seed + 1, project)],
+                         ignore_index=True)
     summary = summarise(rows)
     text = markdown(summary, reps=args.reps, seed=args.seed,
                     seconds=time.perf_counter() - started)

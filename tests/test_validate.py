@@ -1,8 +1,7 @@
-"""Monte Carlo validation (sicp.validate): the in-memory twin of the marts and the study.
+"""Monte Carlo validation (sicp.validate): the study, on marts replayed from the compiled dbt
+project (sicp.dbt_replay, tested against a real build in tests/test_dbt_replay.py).
 
-The twin is proved against the real thing: the small world goes through ingest and
-``dbt build`` and every protocol column of every twin panel must equal the mart exactly,
-dtypes included. The study runs small by default (4 replications of the small world); the full
+The study runs small by default (4 replications of the small world); the full
 200-replication study on the ``mc`` world, whose table is committed in docs/validation/, is
 marked slow.
 """
@@ -17,32 +16,22 @@ import pandas as pd
 import pytest
 
 from analysis.protocol import load_protocols
-from sicp.contract import SOURCES
-from sicp.ingest import ingest_all
+from sicp.dbt_replay import CompiledProject, build_marts
 from sicp.settings import PROJECT_ROOT
-from sicp.synth import generate_world, simulate_world
-from sicp.synth.write import write_frame
+from sicp.synth import simulate_world
 from sicp.validate import (
-    PANEL_COLUMNS,
-    PANEL_KEYS,
-    PROTOCOLS_DIR,
-    WINDOW_SOURCES,
     area_world,
-    build_panels,
     merge_replications,
     read_replications,
     replication_seeds,
     run_monte_carlo,
     run_replication,
-    study_window,
     summarise,
-    trial_waves,
     truth_protocols,
     update_monte_carlo,
     write_replications,
     write_tables,
 )
-from tests.worlds import BuiltWorld, dbt_build, query, world_paths
 
 #: The comparator-area protocols: they read area_month_panel only (the fast path).
 AREA = ("did_area_emergency_admissions", "its_salford_emergency_admissions")
@@ -55,94 +44,19 @@ MAIN = ("sw_emergency_admissions", "sw_survey_eq5d", "twic_eq5d", "twic_selfman"
         "did_practice_emergency_admissions")
 
 
-def _assert_twin_equals_marts(frames: dict[str, pd.DataFrame], warehouse: Path) -> dict:
-    """Every PANEL_COLUMNS column of every twin panel equals the mart's, dtypes included; the
-    twin's study window and trial waves equal the calendar and design the marts derived."""
-    twins = build_panels(frames)
-    for name, columns in PANEL_COLUMNS.items():
-        mart = query(warehouse, f"select * from marts.{name}")[list(columns)]
-        mart = mart.sort_values(list(PANEL_KEYS[name])).reset_index(drop=True)
-        pd.testing.assert_frame_equal(twins[name], mart, check_exact=True, obj=name)
-        assert len(mart) > 0
-    calendar = query(warehouse, "select * from marts.study_calendar")
-    assert set(calendar.loc[calendar["defines_window"] == 1, "source_name"]) == set(WINDOW_SOURCES)
-    window = study_window(frames)
-    assert {(window.start, window.end)} == set(zip(calendar["study_start_month"],
-                                                   calendar["study_end_month"], strict=True))
-    design = query(warehouse, "select baseline_wave, followup_wave from marts.trial_design")
-    withdrawn = frames["recruitment"].loc[frames["recruitment"]["withdrawn_on"].notna(),
-                                          "person_id"]
-    consented = {k: frames[k].loc[~frames[k]["person_id"].isin(withdrawn)]
-                 for k in ("survey_wave", "coaching_randomisation")}
-    assert trial_waves(consented["survey_wave"], consented["coaching_randomisation"]) == tuple(
-        design.iloc[0])
-    return twins
-
-
-def test_twin_panels_equal_the_dbt_marts(small_dbt_world: BuiltWorld) -> None:
-    assert small_dbt_world.build.returncode == 0, small_dbt_world.build.stdout[-3000:]
-    world = simulate_world("small", int(small_dbt_world.truth["seed"]))
-    recruitment = world.frames["recruitment"]
-    # The world exercises what the twin mirrors: consent exclusions of both scopes and moves.
-    assert recruitment["withdrawn_on"].notna().any()
-    assert (recruitment["consent_linkage"] == 0).any()
-    assert len(world.frames["practice_moves"]) > 0
-    twins = _assert_twin_equals_marts(world.frames, small_dbt_world.warehouse)
-    assert twins["practice_month_panel"]["in_mdg_scope"].sum() > 0
-    assert twins["practice_month_panel"]["ae_attendances_not_admitted"].sum() > 0
-    assert twins["twic_analysis_set"]["emergency_admissions_12m"].isna().any()
-    dose = twins["person_wave_panel"]["asset_dose"]
-    assert (dose > 0).any() and (dose == 0).any()
-    # The area indicators have their own, longer calendar: period 1 is their first month.
-    area = twins["area_month_panel"]
-    assert area["month"].min() < twins["practice_month_panel"]["month"].min()
-    assert area["is_study_area"].sum() == area["period"].nunique()
-
-
-def test_twin_follows_the_window_the_extracts_cover(tmp_path: Path) -> None:
-    """The study window is what the extracts cover, not a date in the code: with the GP
-    contacts delivered for 2013-07 to 2019-06 only, the window (and period 1) starts in July,
-    a practice that started before it is treated from period 1, and the twin still equals the
-    marts (a window starting in January would hide a wrong age rule)."""
-    paths = world_paths(tmp_path)
-    generate_world("small", 2, paths.input_dir)
-    frames = dict(simulate_world("small", 2).frames)
-    contacts = frames["gp_contacts"]
-    frames["gp_contacts"] = contacts.loc[contacts["contact_on"].between(
-        pd.Timestamp("2013-07-01"), pd.Timestamp("2019-06-30"))].reset_index(drop=True)
-    source = SOURCES["gp_contacts"]
-    write_frame(frames["gp_contacts"], paths.input_dir / source.folder / f"{source.stem}.parquet",
-                "gp_contacts")
-    ingest_all(paths.input_dir, paths.warehouse)
-    build, _ = dbt_build(paths, tmp_path)
-    assert build.returncode == 0, build.stdout[-3000:]
-    twins = _assert_twin_equals_marts(frames, paths.warehouse)
-    practice = twins["practice_month_panel"]
-    assert practice["month"].min() == pd.Timestamp("2013-07-01")
-    assert practice["month"].max() == pd.Timestamp("2019-06-01")
-    early = frames["practices"]["mdg_start_date"] < pd.Timestamp("2013-07-01")
-    assert early.any()
-    treated_from_start = practice.loc[practice["practice_code"].isin(
-        frames["practices"].loc[early, "practice_code"])]
-    assert (treated_from_start["start_period"] == 1).all()
-    assert (treated_from_start["in_mdg_scope"] == 1).all()
-
-
-def test_the_twin_covers_every_panel_a_protocol_with_a_truth_reads() -> None:
-    panels = {p.panel for p in load_protocols(PROTOCOLS_DIR) if p.truth}
-    assert panels <= set(PANEL_COLUMNS)
-
-
-def test_area_fast_path_gives_the_whole_worlds_area_panel_and_truth() -> None:
+def test_area_fast_path_gives_the_whole_worlds_area_panel_and_truth(
+        compiled_project: CompiledProject) -> None:
     whole = simulate_world("small", 5)
     areas = area_world("small", 5)
     assert set(areas.frames) == {"area_month_indicators", "study_area", "milestones"}
     for name in ("study_area", "milestones"):
         pd.testing.assert_frame_equal(areas.frames[name], whole.frames[name])
-    pd.testing.assert_frame_equal(build_panels(areas.frames, ["area_month_panel"])
-                                  ["area_month_panel"],
-                                  build_panels(whole.frames, ["area_month_panel"])
-                                  ["area_month_panel"], check_exact=True)
+    marts = ["area_month_panel", "programme_milestones"]
+    assert compiled_project.sources(marts) <= set(areas.frames)
+    from_areas = build_marts(compiled_project, areas.frames, marts)
+    from_whole = build_marts(compiled_project, whole.frames, marts)
+    for name in marts:
+        pd.testing.assert_frame_equal(from_areas[name], from_whole[name], check_exact=True)
     comparator = {k: v for k, v in whole.truth["effects"].items()
                   if k.startswith("comparator_")}
     assert comparator and areas.truth["effects"] == comparator
@@ -178,8 +92,10 @@ def test_merge_replaces_only_the_rerun_protocols_rows(tmp_path: Path) -> None:
         merge_replications(read_replications(path), rerun, ["c"])
 
 
-def test_update_reruns_the_named_protocols_on_the_same_seeds(tmp_path: Path) -> None:
-    run_monte_carlo(2, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1)
+def test_update_reruns_the_named_protocols_on_the_same_seeds(
+        tmp_path: Path, compiled_project: CompiledProject) -> None:
+    run_monte_carlo(2, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1,
+                    project=compiled_project)
     fresh = read_replications(tmp_path / "replications.csv")
     # Tamper with every row: the update must restore the rerun protocol's rows (same seeds,
     # same fits) and leave the other protocol's rows as they were.
@@ -187,7 +103,8 @@ def test_update_reruns_the_named_protocols_on_the_same_seeds(tmp_path: Path) -> 
     write_replications(tampered, tmp_path / "replications.csv")
     kept = [line for line in (tmp_path / "replications.csv").read_text().splitlines()
             if f",{AREA[0]}," in line]
-    update_monte_carlo(5, tmp_path, [AREA[1]], scenario="small", workers=1)
+    update_monte_carlo(5, tmp_path, [AREA[1]], scenario="small", workers=1,
+                       project=compiled_project)
     updated = read_replications(tmp_path / "replications.csv")
     rerun = updated["protocol_id"] == AREA[1]
     pd.testing.assert_frame_equal(updated[rerun], fresh[rerun], check_exact=True)
@@ -198,11 +115,14 @@ def test_update_reruns_the_named_protocols_on_the_same_seeds(tmp_path: Path) -> 
     assert summary.loc[AREA[0], "mean_estimate"] == pytest.approx(
         tampered.loc[~rerun, "estimate"].mean())
     with pytest.raises(ValueError, match="master seed 6"):
-        update_monte_carlo(6, tmp_path, [AREA[1]], scenario="small", workers=1)
+        update_monte_carlo(6, tmp_path, [AREA[1]], scenario="small", workers=1,
+                           project=compiled_project)
 
 
-def test_resume_keeps_the_replications_written_and_runs_the_rest(tmp_path: Path) -> None:
-    run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1)
+def test_resume_keeps_the_replications_written_and_runs_the_rest(
+        tmp_path: Path, compiled_project: CompiledProject) -> None:
+    run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1,
+                    project=compiled_project)
     path = tmp_path / "replications.csv"
     fresh = read_replications(path)
     # A run stopped after replication 2, with replication 1's rows marked to see them kept.
@@ -210,14 +130,14 @@ def test_resume_keeps_the_replications_written_and_runs_the_rest(tmp_path: Path)
         estimate=lambda f: f["estimate"].where(f["rep"] > 1, 99.0))
     write_replications(stopped, path)
     run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=list(AREA), workers=1,
-                    resume=True)
+                    resume=True, project=compiled_project)
     resumed = read_replications(path)
     pd.testing.assert_frame_equal(resumed[resumed["rep"] > 1], fresh[fresh["rep"] > 1],
                                   check_exact=True)
     assert (resumed.loc[resumed["rep"] == 1, "estimate"] == 99.0).all()
     with pytest.raises(ValueError, match="cannot resume"):
         run_monte_carlo(3, 5, tmp_path, scenario="small", protocols=[AREA[0]], workers=1,
-                        resume=True)
+                        resume=True, project=compiled_project)
 
 
 def test_replication_seeds_depend_on_the_master_seed_only() -> None:
@@ -245,10 +165,11 @@ def test_summary_statistics_by_hand() -> None:
     assert row["empirical_se"] == pytest.approx(pd.Series([1.5, 0.5, 2.0, 5.0]).std())
 
 
-def test_small_study_structure_and_reproducibility(tmp_path: Path) -> None:
+def test_small_study_structure_and_reproducibility(
+        tmp_path: Path, compiled_project: CompiledProject) -> None:
     summary = run_monte_carlo(4, 11, tmp_path, scenario="small", protocols=list(MAIN),
-                              workers=2)
-    targets = {(p.id, a) for p in load_protocols(PROTOCOLS_DIR) if p.id in MAIN
+                              workers=2, project=compiled_project)
+    targets = {(p.id, a) for p in load_protocols(PROJECT_ROOT / "protocols") if p.id in MAIN
                for a in p.truth}
     assert set(zip(summary["protocol_id"], summary["analysis_id"], strict=True)) == targets
     assert (summary["failed"] == 0).all(), summary[["protocol_id", "failed"]]
@@ -269,7 +190,7 @@ def test_small_study_structure_and_reproducibility(tmp_path: Path) -> None:
     written = pd.read_csv(tmp_path / "replications.csv", keep_default_na=False,
                           na_values=[""])
     again = pd.DataFrame(run_replication(2, replication_seeds(11, 4)[1], "small",
-                                         truth_protocols(MAIN)))
+                                         truth_protocols(MAIN), compiled_project))
     first = written[written["rep"] == 2].reset_index(drop=True)
     pd.testing.assert_frame_equal(first[["protocol_id", "analysis_id", "truth", "estimate",
                                          "std_error"]],
@@ -281,14 +202,15 @@ def test_small_study_structure_and_reproducibility(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_rerun_reproduces_the_committed_replications(tmp_path: Path) -> None:
+def test_rerun_reproduces_the_committed_replications(
+        tmp_path: Path, compiled_project: CompiledProject) -> None:
     """The premise of ``--update``, which keeps the rows of the protocols it does not rerun:
     today's code gives the committed rows. Three replications of every committed protocol
     are rerun and written; their lines must equal the committed lines to the byte."""
     committed = read_replications(COMMITTED / "replications.csv")
     protocols = truth_protocols(sorted(set(committed["protocol_id"])))
     rows = [row for rep, seed in enumerate(replication_seeds(20260101, 3), start=1)
-            for row in run_replication(rep, seed, "mc", protocols)]
+            for row in run_replication(rep, seed, "mc", protocols, compiled_project)]
     write_replications(pd.DataFrame(rows), tmp_path / "rerun.csv")
     rerun = (tmp_path / "rerun.csv").read_text().splitlines()
     lines = (COMMITTED / "replications.csv").read_text().splitlines()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,22 @@ def _path(out: Path, name: str) -> Path:
     return folder / f"{src.stem}.{src.formats[0]}"
 
 
+def write_frames(frames: Mapping[str, pd.DataFrame], out: Path) -> dict[str, int]:
+    """Write each source's frame under ``out`` as a delivery holds it (its first contract
+    format, one file per survey wave); returns rows written per relative path."""
+    files: dict[str, int] = {}
+    for name, df in frames.items():
+        if name == "survey_wave":
+            for wave, part in df.groupby("wave"):
+                path = out / SOURCES[name].folder / survey_wave_filename(int(wave))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                files[str(path.relative_to(out))] = write_frame(part, path, name)
+            continue
+        path = _path(out, name)
+        files[str(path.relative_to(out))] = write_frame(df, path, name)
+    return files
+
+
 def generate_world(scenario: str | Path, seed: int, out: Path) -> dict[str, Any]:
     """Write every contract file and truth.json under ``out``; return a summary."""
     began = time.perf_counter()
@@ -166,14 +182,7 @@ def generate_world(scenario: str | Path, seed: int, out: Path) -> dict[str, Any]
     for name, stream in streams.items():
         stream.close()
         files[str(_path(out, name).relative_to(out))] = stream.rows
-    for name, df in frames.items():
-        if name == "survey_wave":
-            for wave, part in df.groupby("wave"):
-                path = out / SOURCES[name].folder / survey_wave_filename(int(wave))
-                files[str(path.relative_to(out))] = write_frame(part, path, name)
-            continue
-        path = _path(out, name)
-        files[str(path.relative_to(out))] = write_frame(df, path, name)
+    files |= write_frames(frames, out)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
     return {"scenario": truth["scenario"], "seed": seed, "out": str(out),
             "files": dict(sorted(files.items())), "simulated_person_months": simulated,
