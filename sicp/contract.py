@@ -552,6 +552,28 @@ class RawLayout:
 
 RAW = RawLayout()
 
+#: The ingest bookkeeping tables dbt reads (declared with the sources in dbt's _sources.yml,
+#: which sicp.contract_docs.dbt_sources_yaml generates), with what each holds.
+DBT_BOOKKEEPING_SOURCES: dict[str, str] = {
+    RAW.value_labels: "Value labels of labelled columns (SPSS/Stata labels and contract labels): "
+                      "source_name, column_name, value, label.",
+    RAW.variable_labels: "Variable labels of every column: source_name, column_name, label.",
+    RAW.vocabulary: "The data contract's controlled vocabularies (sicp/contract.py), written by "
+                    "ingest: source_name, column_name, value and whether a delivery must "
+                    "contain it. The warehouse reads reasons and priced items from here instead "
+                    "of restating them.",
+    RAW.quarantine: "Rows rejected by ingest, one row per offending value: source_name, "
+                    "source_file, source_row, column_name, offending_value, reason.",
+    RAW.ingest_log: "One row per file ingested, with row counts.",
+    RAW.consent_exclusions: "People to exclude: scope 'all' (withdrew all consent; exclude "
+                            "everywhere) or 'records' (no record-linkage consent; exclude from "
+                            "record sources).",
+    RAW.input_fingerprint: "Fingerprint of the whole input folder at the last ingest "
+                           "(fingerprint, n_files).",
+    RAW.missing_reasons: "Which SPSS user-missing code (-9 not answered, -8 not applicable, -7 "
+                         "unreadable) each survey value carried before ingest set it to NULL.",
+}
+
 
 def source(name: str) -> Source:
     """Look a source up by name, with a clear error listing the known ones."""

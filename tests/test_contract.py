@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sicp import contract
-from sicp.contract_docs import contract_markdown
+from sicp.contract_docs import DBT_SOURCES_YML, contract_markdown, dbt_sources_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_committed_contract_docs_match_the_code():
     committed = (ROOT / "docs" / "data-contract.md").read_text(encoding="utf-8")
     assert committed == contract_markdown(), "run `sicp contract --out docs/data-contract.md`"
+
+
+def test_dbt_sources_are_generated_from_the_contract():
+    committed = (ROOT / "dbt" / DBT_SOURCES_YML).read_text(encoding="utf-8")
+    assert committed == dbt_sources_yaml(), (
+        "run `sicp contract --dbt-sources --out dbt/models/staging/_sources.yml`")
+    for name in contract.SOURCES:
+        assert f"      - name: {name}\n" in committed
 
 
 def test_every_file_of_the_written_contract_is_declared():
