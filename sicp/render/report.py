@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from sicp.render.assemble import assemble_markdown, check_references
 from sicp.render.execute import execute_report
 from sicp.render.qmd import RenderError, parse_qmd
-from sicp.render.writers import write_html, write_pdf
+from sicp.render.writers import MARKDOWN_READER, SAFE_LINKS_FILTER, write_html, write_pdf
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +87,57 @@ def _render_offline(
 def _render_with_quarto(
     quarto: str, qmd: Path, out_dir: Path, params: dict[str, Any], formats: list[str]
 ) -> list[Path]:
-    """Delegate to Quarto (one call per format); parameters are passed as YAML via ``-P``."""
+    """Delegate to Quarto (one call per format); parameters are passed as YAML via ``-P``.
+
+    Quarto renders a copy of the report whose front matter reads markdown without raw HTML or
+    TeX and runs the safe-links filter (:func:`safe_front_matter`), as the offline renderer
+    does, so a printed text is never markup whichever engine renders it."""
     written = []
-    for fmt in formats:
-        command = [
-            quarto,
-            "render",
-            str(qmd),
-            "--to",
-            _QUARTO_TO[fmt],
-            "--output-dir",
-            str(out_dir),
-        ]
-        if fmt == "html":
-            command += ["-M", "embed-resources:true"]
-        for name, value in params.items():
-            command += ["-P", f"{name}:{json.dumps(value, default=str)}"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        output = out_dir / f"{qmd.stem}.{fmt}"
-        if result.returncode != 0 or not output.is_file():
-            raise RenderError(f"quarto render failed for {qmd} ({fmt}):\n{result.stderr.strip()}")
-        written.append(output)
+    safe = qmd.with_name(f".{qmd.stem}.safe.qmd")
+    safe.write_text(safe_front_matter(qmd.read_text(encoding="utf-8")), encoding="utf-8")
+    try:
+        for fmt in formats:
+            written.append(_quarto_format(quarto, safe, qmd.stem, out_dir, params, fmt))
+    finally:
+        safe.unlink(missing_ok=True)
     return written
+
+
+def safe_front_matter(source: str) -> str:
+    """``source`` (a .qmd) with ``from:`` set to the markdown reader the offline renderer uses
+    and the safe-links filter added to ``filters:`` (Quarto document options)."""
+    lines = source.splitlines(keepends=True)
+    meta: dict[str, Any] = {}
+    body = source
+    if lines and lines[0].strip() == "---":
+        end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "---")
+        meta = yaml.safe_load("".join(lines[1:end])) or {}
+        body = "".join(lines[end + 1:])
+    meta["from"] = MARKDOWN_READER
+    meta["filters"] = [*(meta.get("filters") or []), str(SAFE_LINKS_FILTER)]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _quarto_format(quarto: str, qmd: Path, stem: str, out_dir: Path, params: dict[str, Any],
+                   fmt: str) -> Path:
+    """One ``quarto render`` of ``qmd`` to ``out_dir/<stem>.<fmt>``."""
+    command = [
+        quarto,
+        "render",
+        str(qmd),
+        "--to",
+        _QUARTO_TO[fmt],
+        "--output",
+        f"{stem}.{fmt}",
+        "--output-dir",
+        str(out_dir),
+    ]
+    if fmt == "html":
+        command += ["-M", "embed-resources:true"]
+    for name, value in params.items():
+        command += ["-P", f"{name}:{json.dumps(value, default=str)}"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    output = out_dir / f"{stem}.{fmt}"
+    if result.returncode != 0 or not output.is_file():
+        raise RenderError(f"quarto render failed for {qmd} ({fmt}):\n{result.stderr.strip()}")
+    return output

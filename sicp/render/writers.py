@@ -113,28 +113,16 @@ MARKDOWN_READER = "markdown-raw_html-raw_tex"
 
 #: A pandoc filter that keeps only links and images to web pages, mail, anchors and local files:
 #: markdown link syntax in a printed text (``[x](javascript:...)``) becomes its plain text.
-_SAFE_LINKS_LUA = """
-local function safe(target)
-  local scheme = target:match("^([%a][%w+.-]*):")
-  return scheme == nil or scheme == "http" or scheme == "https" or scheme == "mailto"
-end
-function Link(el)
-  if not safe(el.target) then return el.content end
-end
-function Image(el)
-  if not safe(el.src) then return el.caption end
-end
-"""
+#: Both renderers use it (Quarto through the front matter sicp.render.report adds).
+SAFE_LINKS_FILTER = Path(__file__).with_name("safe_links.lua")
 
 
 def _pandoc(source: Path, output: Path, args: list[str]) -> None:
-    lua = source.parent / "safe_links.lua"
-    lua.write_text(_SAFE_LINKS_LUA, encoding="utf-8")
     command = [
         pypandoc.get_pandoc_path(),
         source.name,
         f"--from={MARKDOWN_READER}",
-        f"--lua-filter={lua.name}",
+        f"--lua-filter={SAFE_LINKS_FILTER}",
         *args,
         f"--output={output}",
     ]
