@@ -50,10 +50,9 @@ from analysis.store import (
     write_protocol_runs,
     write_results,
 )
+from sicp.dbt_schema import MARTS_LAYER as MARTS_SCHEMA
 from sicp.settings import PROJECT_ROOT
 
-#: The dbt schema that holds the marts (see dbt/dbt_project.yml).
-MARTS_SCHEMA = "marts"
 #: The mart of the delivery's programme milestones, which ``{milestone: name}`` resolves to.
 MILESTONES_MART = "programme_milestones"
 

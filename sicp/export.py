@@ -20,26 +20,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sicp.dbt_schema import MANIFEST, MARTS_LAYER, analysis_panels
 from sicp.labels_export import MartDocs, dbt_docs, mart_value_labels, named_value_labels
-from sicp.settings import PROJECT_ROOT
 from sicp.warehouse import BUILD_LOG, inputs_state, table_exists
 
-#: The marts the lead's protocols and outside researchers use (schema ``marts``).
-MARTS: tuple[str, ...] = (
-    "practice_month_panel",
-    "person_month_panel",
-    "person_wave_panel",
-    "area_month_panel",
-    "twic_analysis_set",
-    "contact_centre_calls_monthly",
-)
-MARTS_SCHEMA = "marts"
 FORMATS: tuple[str, ...] = ("parquet", "dta")
 #: ``auto`` zips a ``.dta`` above :data:`ZIP_DTA_ABOVE_BYTES` (Stata opens it after
 #: ``unzipfile``; R's haven::read_dta and pandas.read_stata read the zip directly).
 DTA_COMPRESSION: tuple[str, ...] = ("auto", "zip", "none")
 ZIP_DTA_ABOVE_BYTES = 100_000_000
-DBT_MANIFEST = PROJECT_ROOT / "dbt" / "target" / "manifest.json"
 #: Stata limits variable names to 32 characters, variable and dataset labels to 80 and str#
 #: to 2045 bytes (longer strings need strL).
 _STATA_NAME_MAX = 32
@@ -246,10 +235,11 @@ class ExportError(ValueError):
 
 
 def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMATS,
-                 marts: Iterable[str] = MARTS,
+                 marts: Iterable[str] | None = None,
                  reports_dir: Path | None = None, *, dta_compression: str = "auto",
-                 manifest: Path = DBT_MANIFEST) -> dict[str, list[Path]]:
-    """Write each mart as ``out_dir/<mart>.parquet`` and ``<mart>.dta`` (``.dta.zip`` when
+                 manifest: Path = MANIFEST) -> dict[str, list[Path]]:
+    """Write each mart (default: every analysis panel of the dbt project,
+    :func:`sicp.dbt_schema.analysis_panels`) as ``out_dir/<mart>.parquet`` and ``<mart>.dta`` (``.dta.zip`` when
     zipped, see :data:`DTA_COMPRESSION`), with the row-level notice beside them; return the
     files written per mart. A folder inside ``reports_dir`` is refused: row-level data are kept
     out of anything called a report. ``manifest`` is the dbt manifest the descriptions and 0/1
@@ -267,7 +257,7 @@ def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMAT
     if dta_compression not in DTA_COMPRESSION:
         raise ValueError(f"unknown .dta compression {dta_compression!r}; known: "
                          f"{list(DTA_COMPRESSION)}")
-    marts = tuple(marts)
+    marts = tuple(marts) if marts is not None else tuple(analysis_panels())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ROW_LEVEL_NOTICE).write_text(_NOTICE, encoding="utf-8")
     docs = dbt_docs(manifest, marts)
@@ -276,7 +266,7 @@ def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMAT
         provenance = _provenance(con)
         named = named_value_labels(con)
         for mart in marts:
-            relation = f"{MARTS_SCHEMA}.{mart}"
+            relation = f"{MARTS_LAYER}.{mart}"
             mart_docs = docs.get(mart, MartDocs())
             columns = _columns(con, relation)
             profile = _profile(con, relation, columns)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sicp.export import MARTS, export_marts
+from sicp.dbt_schema import analysis_panels
+from sicp.export import export_marts
 from tests.worlds import BuiltWorld, build_dbt_world, query
 
 DBT = Path(sys.executable).with_name("dbt")
@@ -151,7 +152,7 @@ def test_export_marts_to_parquet_and_stata(small_dbt_world: BuiltWorld, tmp_path
     import pyreadstat
 
     written = export_marts(small_dbt_world.warehouse, tmp_path)
-    assert set(written) == set(MARTS)
+    assert set(written) == set(analysis_panels())
     for mart in ("practice_month_panel", "person_wave_panel", "twic_analysis_set"):
         n = len(query(small_dbt_world.warehouse, f"select * from marts.{mart}"))
         assert len(pd.read_parquet(tmp_path / f"{mart}.parquet")) == n
