@@ -381,6 +381,23 @@ def _columns_made(data: DataSpec, columns: set[str], panel: str, path: Path,
     return available
 
 
+def panel_columns_of(data: DataSpec, column: str) -> set[str]:
+    """The panel columns ``column`` is made from by a data block's steps (itself when the
+    panel holds it): the link between a protocol's outcome and the measures it reports."""
+    steps = [dict(data.derive), dict((data.aggregate or {}).get("derive", {}) or {})]
+    wanted, found = {column}, set()
+    while wanted:
+        name = wanted.pop()
+        expression = next((s[name] for s in reversed(steps) if name in s), None)
+        if expression is None:
+            found.add(name)
+            continue
+        for step in steps:              # a name is read from the step before the one making it
+            step.pop(name, None)
+        wanted |= _names_read(expression, Path(), name)
+    return found
+
+
 def _names_read(expression: str, path: Path, where: str) -> set[str]:
     """Column names a pandas ``eval`` expression reads (names that are not called)."""
     try:

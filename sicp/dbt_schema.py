@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sicp.settings import DBT_DIR
 
@@ -79,8 +80,20 @@ def parse_project(manifest: Path = MANIFEST) -> None:
 
 
 @functools.cache
+def _load(manifest: Path, mtime: float) -> dict[str, Any]:
+    return json.loads(manifest.read_text(encoding="utf-8"))
+
+
+def load_manifest(manifest: Path = MANIFEST) -> dict[str, Any]:
+    """The parsed manifest of the project as it is now (parsed again if stale)."""
+    if manifest_stale(manifest):
+        parse_project(manifest)
+    return _load(manifest, manifest.stat().st_mtime)
+
+
+@functools.cache
 def _marts(manifest: Path, mtime: float) -> dict[str, Mart]:
-    nodes = json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values()
+    nodes = _load(manifest, mtime)["nodes"].values()
     marts = (n for n in nodes if n["resource_type"] == "model" and len(n["fqn"]) > 2
              and n["fqn"][1] == MARTS_LAYER)
     return {n["name"]: Mart(n["name"], n.get("description", ""),
@@ -91,8 +104,7 @@ def _marts(manifest: Path, mtime: float) -> dict[str, Mart]:
 
 def marts(manifest: Path = MANIFEST) -> dict[str, Mart]:
     """Every mart by name, from a manifest that matches the project (parsed if needed)."""
-    if manifest_stale(manifest):
-        parse_project(manifest)
+    load_manifest(manifest)
     return _marts(manifest, manifest.stat().st_mtime)
 
 

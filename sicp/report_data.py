@@ -29,7 +29,9 @@ from analysis.store import (
     read_protocol_runs,
     read_results,
 )
+from sicp.dbt_schema import load_manifest
 from sicp.disclosure import primary_mask, suppress_value
+from sicp.warehouse import build_node_results
 
 #: Status of a protocol the results store has no record of (never run on this warehouse).
 STATUS_NOT_RUN = "not_run"
@@ -47,15 +49,13 @@ class ReportInputs:
     results_dir: Path
     warehouse: Path
     protocols_dir: Path
-    dbt_target: Path
     input_dir: Path | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ReportInputs:
         input_dir = params.get("input_dir")
         return cls(Path(params["results_dir"]), Path(params["warehouse"]),
-                   Path(params["protocols_dir"]), Path(params["dbt_target"]),
-                   Path(input_dir) if input_dir else None)
+                   Path(params["protocols_dir"]), Path(input_dir) if input_dir else None)
 
     def estimates(self) -> pd.DataFrame:
         """Every stored estimate; an empty frame with the store's columns before any run."""
@@ -89,11 +89,13 @@ class ReportInputs:
             return con.execute(sql).df()
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.dbt_target / "manifest.json").read_text(encoding="utf-8"))
+        """The dbt project's manifest (models, tests, lineage) as the code stands."""
+        return load_manifest()
 
-    def run_results(self) -> dict[str, Any] | None:
-        path = self.dbt_target / "run_results.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    def node_results(self) -> dict[str, dict[str, Any]]:
+        """Each node of the build that made the warehouse's marts, with its status, read from
+        the warehouse (sicp.warehouse.build_node_results); raises when none is recorded."""
+        return build_node_results(self.warehouse)[1]
 
 
 def details(row: pd.Series) -> dict[str, Any]:

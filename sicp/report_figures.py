@@ -218,3 +218,39 @@ def series_by_group(frame: pd.DataFrame, x: str, y: str, group: str, title: str 
     ax.legend(fontsize=6.5, frameon=False, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def lineage_figure(nodes: dict[str, tuple[str, int]], edges: list[tuple[str, str]]) -> Figure:
+    """The lineage graph drawn left to right (raw files, then the models by depth, the panels
+    and the protocols), one column per depth; within a column, raw files in name order and
+    every other node near the mean height of the nodes it reads (fewer crossings)."""
+    columns: dict[int, list[str]] = {}
+    for uid, (_, col) in sorted(nodes.items(), key=lambda kv: kv[1][0]):
+        columns.setdefault(col, []).append(uid)
+    parents: dict[str, list[str]] = {}
+    for parent, child in edges:
+        parents.setdefault(child, []).append(parent)
+    where: dict[str, tuple[int, float]] = {}
+    for col in sorted(columns):   # each node near the mean height of what it reads
+        ids = columns[col]
+        if col > min(columns):
+            ids.sort(key=lambda u: -np.mean([where[p][1] for p in parents.get(u, [])
+                                              if p in where] or [0.5]))
+        where |= {uid: (col, 1 - (i + 0.5) / len(ids)) for i, uid in enumerate(ids)}
+    tallest = max(len(v) for v in columns.values())
+    fig, ax = plt.subplots(figsize=(11, max(4.0, 0.16 * tallest + 1)), dpi=110)
+    for parent, child in edges:
+        (x0, y0), (x1, y1) = where[parent], where[child]
+        ax.plot([x0, x1], [y0, y1], color="#bbbbbb", linewidth=0.4, zorder=1)
+    for uid, (x, y) in where.items():
+        kind = uid.split(".", 1)[0]
+        colour = {"source": "#fde0c5", "seed": "#e5e5e5", "protocol": "#d4e6f1"}.get(
+            kind, "#e8f5e9" if nodes[uid][0].startswith(("stg_", "int_")) else "#c8e6c9")
+        ax.text(x, y, nodes[uid][0], fontsize=4.5, ha="center", va="center", zorder=2,
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": colour, "edgecolor": GREY,
+                      "linewidth": 0.3})
+    ax.set_xlim(-0.6, max(columns) + 0.6)
+    ax.set_ylim(0, 1)
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig

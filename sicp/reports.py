@@ -20,7 +20,6 @@ def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = 
         "results_dir": str(paths.results_dir),
         "warehouse": str(paths.warehouse),
         "protocols_dir": str(paths.protocols_dir),
-        "dbt_target": str(paths.dbt_dir / "target"),
         "suppress_below": threshold,
     }
 

@@ -61,6 +61,16 @@ class WarehouseInUse(RuntimeError):
 _LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
 
 
+def warehouse_in_use(warehouse: Path, exc: BaseException) -> WarehouseInUse | None:
+    """What a DuckDB error opening ``warehouse`` means when another process holds its lock
+    (with that process's pid where DuckDB names it); None for any other error."""
+    message = str(exc)
+    if "lock" not in message.lower():
+        return None
+    holder = _LOCK_HOLDER.search(message)
+    return WarehouseInUse(warehouse, int(holder.group(1)) if holder else None)
+
+
 @contextmanager
 def connect_writer(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writing connection to ``warehouse`` with :func:`duckdb_config`, closed on exit.
@@ -72,11 +82,10 @@ def connect_writer(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         con = duckdb.connect(str(warehouse), config=duckdb_config(warehouse))
     except duckdb.IOException as exc:
-        message = str(exc)
-        if "lock" not in message.lower():
+        in_use = warehouse_in_use(warehouse, exc)
+        if in_use is None:
             raise
-        holder = _LOCK_HOLDER.search(message)
-        raise WarehouseInUse(warehouse, int(holder.group(1)) if holder else None) from None
+        raise in_use from None
     try:
         yield con
     finally:
@@ -101,13 +110,16 @@ def dbt_args(paths: Paths, command: str, *extra: str) -> list[str]:
 
 def dbt_build(paths: Paths, select: str | None = None) -> int:
     """``dbt build`` (seeds, models, snapshots, tests), recorded in ``meta.dbt_builds`` and
-    reported with the failed nodes by name; returns 0 on success, 1 on failure."""
+    reported with the failed nodes by name; returns 0 on success, 1 on failure. dbt's colour
+    codes only reach a terminal, never a pipe or a log file."""
     import json
+    import sys
 
     from dbt.cli.main import dbtRunner
 
     os.environ["SICP_WAREHOUSE"] = str(paths.warehouse)
-    extra = ["--select", select] if select else []
+    extra = ([] if sys.stdout.isatty() else ["--no-use-colors"]) + (
+        ["--select", select] if select else [])
     target = Path(os.environ.get("DBT_TARGET_PATH", paths.dbt_dir / "target"))
     run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)
@@ -204,7 +216,43 @@ def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[st
                    "input_fingerprint": fingerprint, "consent_seq": consent}
         con.execute(f"INSERT INTO {BUILD_LOG} ({', '.join(summary)}) VALUES "
                     f"({', '.join('?' for _ in summary)})", list(summary.values()))
+        body = ", ".join(f"{c} {t}" for c, t in _NODE_COLUMNS.items())
+        con.execute(f"CREATE TABLE IF NOT EXISTS {NODE_RESULTS} ({body})")
+        rows = [(seq, r["unique_id"], str(r.get("status", "")), r.get("failures"),
+                 (str(r.get("message") or "").strip().splitlines() or [""])[0])
+                for r in run_results.get("results", [])]
+        if rows:
+            con.executemany(f"INSERT INTO {NODE_RESULTS} VALUES (?, ?, ?, ?, ?)", rows)
     return summary
+
+
+#: Every node of every recorded build with its status (pass, fail, success, error, skipped,
+#: warn) and failing-row count: the audit shows the tests of the build that made the marts,
+#: whether the CLI or Dagster (with its per-run target folders) ran it.
+NODE_RESULTS = "meta.dbt_node_results"
+_NODE_COLUMNS = {"build_seq": "BIGINT", "unique_id": "VARCHAR", "status": "VARCHAR",
+                 "failures": "BIGINT", "message": "VARCHAR"}
+
+
+def build_node_results(warehouse: Path) -> tuple[dict[str, object], dict[str, dict]]:
+    """The last build and each of its nodes (unique_id -> status, failures, message).
+
+    Raises :class:`BuildError` when the warehouse records no build or no node results (a
+    build recorded by an older version): a report must not show results it cannot find."""
+    import duckdb
+
+    build = last_build(warehouse)
+    if build is None:
+        raise BuildError(f"{warehouse} has no recorded dbt build; run `sicp build` first")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = [] if not table_exists(con, "meta", "dbt_node_results") else con.execute(
+            f"SELECT unique_id, status, failures, message FROM {NODE_RESULTS} "
+            f"WHERE build_seq = ?", [build["build_seq"]]).fetchall()
+    if not rows:
+        raise BuildError(f"{warehouse}: build {build['build_seq']} has no node results "
+                         f"recorded; run `sicp build` again")
+    return build, {uid: {"status": status, "failures": failures, "message": message}
+                   for uid, status, failures, message in rows}
 
 
 def last_build(warehouse: Path) -> dict[str, object] | None:

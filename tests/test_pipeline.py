@@ -123,6 +123,11 @@ def test_outcome_audit_covers_every_measure(default_world, rendered):
     for measure in measures:
         assert measure in html, measure
     assert "Reconciliation" in html and ">NO</td>" not in html
+    # The tests of the build that made the marts (a Dagster run here, whose run_results.json
+    # is in a per-run folder), read from the warehouse: every one named, every one passed.
+    tallies = re.findall(r"in the build that made the marts: (\d+) of (\d+) passed", html)
+    assert len(tallies) >= len(measures) - 1 and all(a == b for a, b in tallies), tallies
+    assert "not in the last build" not in html and "not_null_" in html
     assert html_has_network_urls(html) == []
 
 

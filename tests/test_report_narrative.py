@@ -84,9 +84,8 @@ def _query(warehouse: Path, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
-def _render(paths: Paths, dbt_target: Path, out: Path, formats: dict[str, tuple[str, ...]]
-            ) -> dict[str, Path]:
-    params = {**report_params(paths, 5), "dbt_target": str(dbt_target)}
+def _render(paths: Paths, out: Path, formats: dict[str, tuple[str, ...]]) -> dict[str, Path]:
+    params = report_params(paths, 5)
     written: dict[str, Path] = {}
     for name in REPORTS:
         for path in render_report(PROJECT_ROOT / "reports" / f"{name}.qmd", out, params=params,
@@ -135,8 +134,7 @@ def runs(store: Paths) -> pd.DataFrame:
 def rendered(store: Paths, small_dbt_world: BuiltWorld) -> dict[str, Path]:
     """Both reports on the store above (a synthetic world: truth.json is in its input)."""
     started = time.perf_counter()
-    files = _render(store, small_dbt_world.warehouse.parent / "target", store.reports_dir,
-                    {"evaluation_report": ("html", "pdf")})
+    files = _render(store, store.reports_dir, {"evaluation_report": ("html", "pdf")})
     print(f"reports on the small world's store rendered in {time.perf_counter() - started:.1f}s")
     return files
 
@@ -151,7 +149,7 @@ def rendered_empty(store: Paths, small_dbt_world: BuiltWorld,
                   results_dir=root / "results", reports_dir=root / "reports",
                   protocols_dir=store.protocols_dir, dbt_dir=store.dbt_dir)
     started = time.perf_counter()
-    files = _render(paths, small_dbt_world.warehouse.parent / "target", paths.reports_dir, {})
+    files = _render(paths, paths.reports_dir, {})
     print(f"reports on an empty store rendered in {time.perf_counter() - started:.1f}s")
     return files
 

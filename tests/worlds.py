@@ -22,7 +22,7 @@ from sicp.ingest import ingest_all
 from sicp.pipeline import run_pipeline
 from sicp.settings import PROJECT_ROOT, Paths
 from sicp.synth import generate_world
-from sicp.warehouse import dbt_args
+from sicp.warehouse import dbt_args, record_build
 
 DBT = Path(sys.executable).with_name("dbt")
 
@@ -78,6 +78,7 @@ def build_dbt_world(root: Path, scenario: str, seed: int = 1) -> BuiltWorld:
     ingest_all(paths.input_dir, paths.warehouse)
     proc, seconds = dbt_build(paths, root)
     results = json.loads((root / "target" / "run_results.json").read_text())
+    record_build(paths.warehouse, results, invoked_by="dbt build (tests)")   # as sicp build does
     truth = json.loads((paths.input_dir / "truth.json").read_text())
     return BuiltWorld(paths.warehouse, truth, proc, seconds, results)
 
