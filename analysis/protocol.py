@@ -29,7 +29,7 @@ from sicp.dbt_schema import analysis_panels
 LEVELS = ("population", "cluster", "individual", "external")
 REQUIRED = ("id", "title", "question", "population", "outcome", "estimand", "data", "method")
 OPTIONAL = ("level", "component", "primary", "covariates", "sensitivity", "truth", "notes",
-            "outcome_label", "reporting", "cost_consequence")
+            "outcome_label", "reporting", "cost_consequence", "multiplicity_family")
 #: The analysis id of a protocol's cost-consequence rows in the results store.
 COST_CONSEQUENCE_ID = "cost_consequence"
 COST_REQUIRED = ("outcome", "periods_per_year", "price_year")
@@ -126,6 +126,8 @@ class Protocol:
     reporting: Reporting
     #: How validation finds the true value: ``{analysis_id: {effect:, term:, transform:}}``.
     truth: Mapping[str, Any]
+    #: The family of primary hypotheses whose p-values are adjusted together (Holm), if any.
+    multiplicity_family: str
     _content: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -144,7 +146,9 @@ class Protocol:
             covariates=tuple(content.get("covariates", []) or []),
             reporting=Reporting(str(reporting.get("term", "") or ""), reporting.get("transform"),
                                 str(reporting.get("unit", "") or "")),
-            truth=content.get("truth", {}) or {}, _content=content,
+            truth=content.get("truth", {}) or {},
+            multiplicity_family=str(content.get("multiplicity_family", "") or ""),
+            _content=content,
         )
 
     @property
@@ -312,6 +316,12 @@ def validate(content: Any, path: Path) -> None:
                           "unit that holds a comma)")
     if reporting.get("transform") not in (None, "exp"):
         raise _fail(path, "reporting.transform must be 'exp' or absent")
+    family = content.get("multiplicity_family")
+    if family is not None and not (isinstance(family, str) and family.replace("_", "").isalnum()
+                                   and content.get("primary") and reporting.get("term")):
+        raise _fail(path, "multiplicity_family must be a name (letters, digits, underscores) "
+                          "on a primary protocol with a reporting.term: its primary analysis's "
+                          "p-value on that term is adjusted with the family's others")
     cov = content.get("covariates", []) or []
     if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
         raise _fail(path, "covariates must be a list of column names")

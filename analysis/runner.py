@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from analysis.calendar import (
 )
 from analysis.economics import cost_consequence
 from analysis.methods import fit
+from analysis.multiplicity import adjusted_p_values
 from analysis.protocol import CostConsequence, DataSpec, Protocol, load_protocols
 from analysis.results import EstimationResult
 from analysis.store import (
@@ -47,6 +48,7 @@ from analysis.store import (
     read_protocol_runs,
     read_results,
     to_store_rows,
+    write_multiplicity,
     write_protocol_runs,
     write_results,
 )
@@ -138,8 +140,10 @@ def fit_cost_consequence(spec: CostConsequence, panel: pd.DataFrame) -> Estimati
 
 
 def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
-                 version: str) -> ProtocolRun:
-    """Fit the primary, every sensitivity analysis and the cost consequence of one protocol."""
+                 version: str, analyses: Collection[str] | None = None) -> ProtocolRun:
+    """Fit the primary, every sensitivity analysis and the cost consequence of one protocol
+    (or, with ``analyses``, only the analyses of those ids: the Monte Carlo study fits the
+    ones with a truth)."""
     started = time.perf_counter()
     results: dict[str, EstimationResult] = {}
     frames = []
@@ -154,12 +158,14 @@ def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
 
     prepared = prepare_panel(panel, protocol.data)
     for analysis in protocol.analyses():
+        if analyses is not None and analysis.analysis_id not in analyses:
+            continue
         data = apply_filters(prepared, analysis.filters)
         store(analysis.analysis_id, analysis.method.name, protocol.outcome,
               fit(analysis.method, data, outcome=protocol.outcome,
                   covariates=list(analysis.covariates)))
     cost = protocol.cost_consequence()
-    if cost is not None:
+    if cost is not None and (analyses is None or cost.analysis.analysis_id in analyses):
         store(cost.analysis.analysis_id, cost.analysis.method.name, cost.outcome,
               fit_cost_consequence(cost, panel))
     return ProtocolRun(protocol, results, pd.concat(frames, ignore_index=True),
@@ -192,13 +198,16 @@ def with_milestones(protocol: Protocol, panel: Callable[[str], pd.DataFrame]) ->
 
 
 def attempt_protocol(protocol: Protocol, panel: Callable[[str], pd.DataFrame], *,
-                     fingerprint: str, version: str) -> ProtocolOutcome:
-    """Run one protocol, turning any error into its status; ``panel`` reads a mart by name."""
+                     fingerprint: str, version: str,
+                     analyses: Collection[str] | None = None) -> ProtocolOutcome:
+    """Run one protocol, turning any error into its status; ``panel`` reads a mart by name.
+    The one path of every run: ``sicp analyse``, the Dagster protocol assets and the Monte
+    Carlo study (which passes ``analyses``, see :func:`run_protocol`)."""
     started = time.perf_counter()
     try:
         resolved = with_milestones(protocol, panel)
         run = run_protocol(resolved, panel(protocol.panel), fingerprint=fingerprint,
-                           version=version)
+                           version=version, analyses=analyses)
         run = replace(run, protocol=protocol)
     except CalendarError as exc:
         return ProtocolOutcome(protocol, STATUS_NOT_APPLICABLE, str(exc), None,
@@ -251,6 +260,11 @@ def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, 
     append_run_log(results_dir, [{"protocol_id": protocol.id, "status": outcome.status,
                                   "seconds": round(outcome.seconds, 3),
                                   "rows": len(outcome.rows)}])
+    if protocol.multiplicity_family:   # the family's adjusted p-values follow its new row
+        family = {p.id: p for p in load_protocols(protocol.path.parent)
+                  if p.multiplicity_family == protocol.multiplicity_family}
+        write_multiplicity(adjusted_p_values(read_results(results_dir), family), warehouse,
+                           results_dir)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,37 @@ def write_protocol_runs(statuses: pd.DataFrame, warehouse: Path,
                          "protocol_runs", warehouse, results_dir)
 
 
+def _canonical_multiplicity(rows: pd.DataFrame) -> pd.DataFrame:
+    from analysis.multiplicity import COLUMNS
+
+    out = rows[list(COLUMNS)].sort_values(["multiplicity_family", "protocol_id"],
+                                          kind="mergesort").reset_index(drop=True)
+    for col in ("p_value", "p_adjusted"):
+        out[col] = pd.to_numeric(out[col]).astype("float64")
+    for col in ("n_declared", "n_adjusted"):
+        out[col] = pd.to_numeric(out[col]).astype("Int64")
+    for col in set(COLUMNS) - {"p_value", "p_adjusted", "n_declared", "n_adjusted"}:
+        out[col] = out[col].astype("string")
+    return out
+
+
+def write_multiplicity(rows: pd.DataFrame, warehouse: Path, results_dir: Path) -> pd.DataFrame:
+    """Replace the adjusted p-values of the families' members in ``rows``
+    (``multiplicity.parquet``, ``results.multiplicity``); return the whole table."""
+    return _replace_rows(rows, list(rows["protocol_id"]), _canonical_multiplicity,
+                         "multiplicity", warehouse, results_dir)
+
+
+def read_multiplicity(results_dir: Path) -> pd.DataFrame:
+    """The adjusted p-values of every family; empty (with the columns) before any run."""
+    from analysis.multiplicity import COLUMNS
+
+    path = results_dir / "multiplicity.parquet"
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in COLUMNS})
+    return pq.read_table(path).to_pandas()
+
+
 def read_results(results_dir: Path) -> pd.DataFrame:
     return pq.read_table(results_dir / "estimates.parquet").to_pandas()
 

@@ -35,9 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.methods import fit
 from analysis.protocol import Protocol, load_protocols
-from analysis.runner import MILESTONES_MART, apply_filters, prepare_panel, with_milestones
+from analysis.runner import MILESTONES_MART, attempt_protocol
 from sicp.contract import SOURCES
 from sicp.dbt_replay import CompiledProject, build_marts, compile_project
 from sicp.settings import Paths
@@ -114,23 +113,23 @@ def _simulate(scenario: str, world_seed: int, sources: set[str]) -> World:
 
 def run_replication(rep: int, world_seed: int, scenario: str, protocols: Sequence[Protocol],
                     project: CompiledProject) -> list[dict[str, Any]]:
-    """Simulate one world, build its marts (:func:`sicp.dbt_replay.build_marts`) and fit every
-    truth-bearing analysis; one row per target.
-
-    Mirrors analysis.runner.attempt_protocol (milestones resolved, prepare, filter, fit) but
-    fits only the analyses named in ``truth:``, skipping sensitivity analyses such as
-    permutation tests that have no truth to be checked against."""
+    """Simulate one world, build its marts (:func:`sicp.dbt_replay.build_marts`) and run each
+    protocol's truth-bearing analyses through :func:`analysis.runner.attempt_protocol`, the
+    path of every run (milestones resolved, prepare, filter, fit); one row per target.
+    Sensitivity analyses such as permutation tests have no truth to be checked against and
+    are not fitted."""
     names = sorted({p.panel for p in protocols} | {MILESTONES_MART})
     world = _simulate(scenario, world_seed, project.sources(names))
     panels = build_marts(project, world.frames, names)
     effects = world.truth["effects"]
     rows = []
     for protocol in protocols:
-        resolved = with_milestones(protocol, panels.__getitem__)
-        prepared = prepare_panel(panels[protocol.panel], resolved.data)
-        analyses = {a.analysis_id: a for a in resolved.analyses()}
-        for target in _targets([protocol]):
-            analysis = analyses[target.analysis_id]
+        targets = _targets([protocol])
+        outcome = attempt_protocol(protocol, panels.__getitem__,
+                                   fingerprint=f"simulated {scenario} world {world_seed}",
+                                   version="monte carlo",
+                                   analyses={t.analysis_id for t in targets})
+        for target in targets:
             truth = float(effects[target.effect]["value"])
             row: dict[str, Any] = {
                 "rep": rep, "world_seed": world_seed, "protocol_id": protocol.id,
@@ -138,16 +137,15 @@ def run_replication(rep: int, world_seed: int, scenario: str, protocols: Sequenc
                 "truth_key": target.effect,
                 "truth": math.log(truth) if target.log_scale else truth,
                 "estimate": math.nan, "std_error": math.nan, "ci_low": math.nan,
-                "ci_high": math.nan, "p_value": math.nan, "error": "",
+                "ci_high": math.nan, "p_value": math.nan, "error": outcome.reason,
             }
-            try:
-                result = fit(analysis.method, apply_filters(prepared, analysis.filters),
-                             outcome=protocol.outcome, covariates=list(analysis.covariates))
-                tidy = result.tidy.set_index("term").loc[target.term]
-                row.update({k: float(tidy[k]) for k in
-                            ("estimate", "std_error", "ci_low", "ci_high", "p_value")})
-            except Exception as exc:  # noqa: BLE001 - a failed fit is a result to count
-                row["error"] = f"{type(exc).__name__}: {exc}"
+            if outcome.run is not None:
+                tidy = outcome.run.results[target.analysis_id].tidy.set_index("term")
+                if target.term in tidy.index:
+                    row.update({k: float(tidy.at[target.term, k]) for k in
+                                ("estimate", "std_error", "ci_low", "ci_high", "p_value")})
+                else:
+                    row["error"] = f"KeyError: {target.term!r}"
             rows.append(row)
     return rows
 
