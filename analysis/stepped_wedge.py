@@ -16,7 +16,18 @@ Conventions of the tidy table:
   rows the estimate and CI stay on the link scale and ``exp_estimate``, ``exp_ci_low``,
   ``exp_ci_high`` hold the rate or odds ratio and its CI.
 * ``dof`` holds the t reference degrees of freedom (NaN: normal reference).
-* Nuisance coefficients (intercept, period effects, covariates) are in ``tables["nuisance"]``.
+* ``exposure_time_heterogeneity`` (on request): the Wald test that every exposure-time effect
+  is equal; ``estimate`` is the statistic (``scale`` ``F`` or ``chi2``), ``df_numerator`` and
+  ``dof`` its degrees of freedom, ``p_value`` its p-value.
+* Nuisance coefficients (intercept, period effects, unit fixed effects, covariates) are in
+  ``tables["nuisance"]``.
+
+Design-based options, for a roll-out whose start dates were set for groups of clusters (MDGs
+of practices): ``inference_cluster`` clusters the GEE sandwich, its small-sample correction and
+the t reference at the coarser unit while the working correlation stays within ``cluster``;
+``unit_effects="fixed"`` adds cluster fixed effects so the effect rests on within-cluster
+contrasts only; ``assignment_unit`` makes the permutation test permute start times across the
+units that were assigned them.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import optimize
+from scipy import optimize, stats
 from statsmodels.genmod import families
 from statsmodels.genmod.cov_struct import Exchangeable, Independence
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -43,6 +54,12 @@ GeeFamily = Literal["binomial", "poisson", "negbin"]
 GeeSE = Literal["mancl-derouen", "kauermann-carroll", "robust"]
 DfMethod = Literal["clusters-minus-params", "clusters-minus-two", "normal"]
 Statistic = Literal["cluster_period_ols", "lmm"]
+UnitEffects = Literal["none", "fixed"]
+
+#: A cluster leverage eigenvalue this close to 1 belongs to a parameter only that cluster
+#: informs (its own fixed effect): the residual has no component there, so the small-sample
+#: corrections use the Moore-Penrose inverse of I - H_i instead of dividing by ~0.
+_LEVERAGE_ONE = 1.0 - 1e-9
 
 _SE_LABELS: dict[str, str] = {
     "mancl-derouen": "GEE sandwich, Mancl-DeRouen bias-corrected",
@@ -63,6 +80,8 @@ class _Fit:
     se_type: str
     scale: str
     diagnostics: dict[str, float | int | str]
+    #: ``cov`` is a sandwich estimated from the clusters' scores (GEE), not model-based.
+    sandwich: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,9 +128,11 @@ def cluster_start_ranks(
 
 
 def _design(
-    frame: pd.DataFrame, effects: pd.DataFrame, *, period: str, covariates: Sequence[str]
+    frame: pd.DataFrame, effects: pd.DataFrame, *, period: str, covariates: Sequence[str],
+    unit: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Effect columns, then intercept, period dummies (first period omitted), covariates."""
+    """Effect columns, then intercept, period dummies (first period omitted), the dummies of
+    column ``unit`` when it is given (first unit omitted: unit fixed effects), covariates."""
     ranks = _period_rank(frame[period])
     levels = np.sort(frame[period].unique())
     period_dummies = pd.DataFrame(
@@ -119,7 +140,12 @@ def _design(
         index=frame.index,
     )
     parts = [effects.astype(float), pd.DataFrame({"Intercept": 1.0}, index=frame.index),
-             period_dummies, covariate_design(frame, covariates)]
+             period_dummies]
+    if unit is not None:
+        units = np.sort(frame[unit].unique())
+        parts.append(pd.DataFrame({f"{unit}={u}": (frame[unit] == u).astype(float)
+                                   for u in units[1:]}, index=frame.index))
+    parts.append(covariate_design(frame, covariates))
     exog = pd.concat(parts, axis=1)
     rank = np.linalg.matrix_rank(exog.to_numpy())
     if rank < exog.shape[1]:
@@ -252,13 +278,26 @@ class _NestedIntercepts:
 def _fit_lmm(
     frame: pd.DataFrame, exog: pd.DataFrame, effect_terms: list[str], *, outcome: str,
     cluster: str, subject: str | None, reml: bool, df_method: DfMethod,
+    unit_fixed: bool = False,
 ) -> _Fit:
     """Linear mixed model: cluster random intercept, optional subject intercept within cluster.
 
     SEs are (X' V^-1 X)^-1 at the estimated variance components, as lme4, nlme and SAS report.
+    With ``unit_fixed`` the cluster dummies are in ``exog``: a cluster intercept is then not
+    identified (the REML criterion is flat in it), so the subject-in-cluster intercept is the
+    only random effect (``lmer(y ~ ... + factor(cluster) + (1 | cluster:subject))``).
     """
-    model = _NestedIntercepts(exog.to_numpy(), frame[outcome].to_numpy(dtype=float),
-                              frame[cluster].to_numpy(),
+    x, y = exog.to_numpy(), frame[outcome].to_numpy(dtype=float)
+    if unit_fixed:
+        if subject is None:
+            raise ValueError("cluster fixed effects leave the mixed model without a random "
+                             "effect; give `subject` (a cohort panel) or use the GEE")
+        pairs = frame.groupby([cluster, subject], sort=True).ngroup().to_numpy()
+        est, converged = _NestedIntercepts(x, y, pairs, None).fit(reml)
+        return _lmm_fixed_units(exog, effect_terms, est, converged, reml=reml,
+                                cluster=cluster, n_clusters=int(frame[cluster].nunique()),
+                                n_subjects=int(pairs.max() + 1), df_method=df_method)
+    model = _NestedIntercepts(x, y, frame[cluster].to_numpy(),
                               frame[subject].to_numpy() if subject is not None else None)
     est, converged = model.fit(reml)
     s2 = float(est["s2"])
@@ -283,6 +322,27 @@ def _fit_lmm(
     )
 
 
+def _lmm_fixed_units(
+    exog: pd.DataFrame, effect_terms: list[str], est: dict[str, object], converged: bool, *,
+    reml: bool, cluster: str, n_clusters: int, n_subjects: int, df_method: DfMethod,
+) -> _Fit:
+    """The fit of :func:`_fit_lmm` with cluster fixed effects, whose only random intercept (the
+    'cluster' level of :class:`_NestedIntercepts`) is the subject's."""
+    s2 = float(est["s2"])
+    label = "REML" if reml else "ML"
+    return _Fit(
+        params=pd.Series(est["beta"], index=exog.columns),
+        cov=pd.DataFrame(s2 * np.linalg.inv(est["xhx"]), index=exog.columns,
+                         columns=exog.columns),
+        effect_terms=effect_terms, df=_reference_df(df_method, n_clusters, 2),
+        se_type=f"model-based ({label}), cluster fixed effects", scale="identity",
+        diagnostics={"converged": int(converged), "subject_variance": float(est["g_c"]) * s2,
+                     "residual_variance": s2, "log_likelihood": -0.5 * float(est["deviance"]),
+                     "estimation": label, "n_subjects": n_subjects,
+                     "unit_effects": f"fixed ({cluster})"},
+    )
+
+
 def _gee_family(family: GeeFamily, nb_alpha: float | None) -> families.Family:
     if family == "binomial":
         return families.Binomial()
@@ -294,13 +354,13 @@ def _gee_family(family: GeeFamily, nb_alpha: float | None) -> families.Family:
 
 
 def _negbin_alpha(y: np.ndarray, exog: pd.DataFrame, offset: np.ndarray | None,
-                  groups: np.ndarray) -> float:
+                  groups: np.ndarray, cov_struct: Exchangeable | Independence) -> float:
     """NB2 dispersion by the Cameron–Trivedi auxiliary regression at a Poisson GEE fit.
 
     sum((y - mu)^2 - y) / sum(mu^2): a moment estimator that, unlike ML, stays defined when
     the counts are not overdispersed (then it is floored at a tiny positive value).
     """
-    res = sm.GEE(y, exog, groups=groups, family=families.Poisson(), cov_struct=Exchangeable(),
+    res = sm.GEE(y, exog, groups=groups, family=families.Poisson(), cov_struct=cov_struct,
                  offset=offset).fit(maxiter=200, ddof_scale=0)
     mu = np.asarray(res.fittedvalues)
     return max(float(np.sum((y - mu) ** 2 - y) / np.sum(mu**2)), 1e-8)
@@ -309,6 +369,7 @@ def _negbin_alpha(y: np.ndarray, exog: pd.DataFrame, offset: np.ndarray | None,
 def small_sample_sandwich(
     exog: np.ndarray, y: np.ndarray, mu: np.ndarray, dmu_deta: np.ndarray,
     variance: np.ndarray, groups: np.ndarray, alpha: float,
+    inference_groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """GEE sandwich covariances with exchangeable working correlation ``alpha``.
 
@@ -318,6 +379,12 @@ def small_sample_sandwich(
     = G_i G_i' is symmetric, so the matrix powers come from a rank-p SVD per cluster instead of a
     dense n_i x n_i eigendecomposition (person-level clusters can hold thousands of rows).
     The dispersion cancels in the sandwich and is omitted.
+
+    ``inference_groups`` (one label per row, constant within each of ``groups``) sums the meat
+    and takes the leverage over those coarser units, V_i block-diagonal over the working
+    clusters inside one: the sandwich of a design whose units of assignment hold several
+    working clusters. A leverage eigenvalue of 1 (a parameter only one unit informs, such as
+    its fixed effect) gets the Moore-Penrose inverse, as in Pustejovsky & Tipton (2018).
     """
     order = np.argsort(groups, kind="mergesort")
     _, starts = np.unique(groups[order], return_index=True)
@@ -337,6 +404,16 @@ def small_sample_sandwich(
         d_t = whiten(exog[idx] * (dmu_deta[idx] * scale)[:, None])
         r_t = whiten(((y[idx] - mu[idx]) * scale)[:, None])[:, 0]
         whitened.append((d_t, r_t))
+    if inference_groups is not None:
+        members: dict[object, list[int]] = {}
+        for b, idx in enumerate(blocks):
+            units = pd.unique(inference_groups[idx])
+            if len(units) != 1:
+                raise ValueError(f"working cluster {groups[idx[0]]!r} lies in inference "
+                                 f"clusters {list(units)}: they must nest the working clusters")
+            members.setdefault(units[0], []).append(b)
+        whitened = [(np.vstack([whitened[b][0] for b in bs]),
+                     np.concatenate([whitened[b][1] for b in bs])) for bs in members.values()]
     bread = sum(d.T @ d for d, _ in whitened)
     bread_inv = np.linalg.inv(bread)
     chol = np.linalg.cholesky(bread_inv)
@@ -346,8 +423,11 @@ def small_sample_sandwich(
         # one SVD per cluster serves both corrections
         u, s, _ = np.linalg.svd(d_t @ chol, full_matrices=False)
         u_r = u.T @ r_t
+        inner = s**2 < _LEVERAGE_ONE
         for name, power in powers.items():
-            resid = r_t + u @ (((1.0 - s**2) ** -power - 1.0) * u_r) if power else r_t
+            factor = np.zeros_like(s)
+            factor[inner] = (1.0 - s[inner] ** 2) ** -power
+            resid = r_t + u @ ((factor - 1.0) * u_r) if power else r_t
             score = d_t.T @ resid
             meats[name] += np.outer(score, score)
     return {name: bread_inv @ meat @ bread_inv for name, meat in meats.items()}
@@ -384,9 +464,17 @@ def _check_finite_estimates(exog: pd.DataFrame, y: np.ndarray, family: GeeFamily
 def _fit_gee(
     frame: pd.DataFrame, exog: pd.DataFrame, effect_terms: list[str], *, outcome: str,
     cluster: str, family: GeeFamily, exposure: str | None, nb_alpha: float | None,
-    se_type: GeeSE, df_method: DfMethod,
+    se_type: GeeSE, df_method: DfMethod, inference_cluster: str | None = None,
+    unit_fixed: bool = False,
 ) -> _Fit:
-    """Marginal model by GEE, exchangeable within cluster, small-sample sandwich SEs."""
+    """Marginal model by GEE, exchangeable within cluster, small-sample sandwich SEs; with
+    ``inference_cluster`` the sandwich and the t reference count those coarser units.
+
+    With ``unit_fixed`` (cluster dummies in ``exog``) the working correlation is independence:
+    a cluster's fixed effect absorbs the level its rows share, so the exchangeable moment
+    estimate falls to the boundary -1/(n_i - 1) and the iterations divide by zero. The fit is
+    then the fixed-effects Poisson (binomial) likelihood's, the sandwich carrying any
+    correlation left (as fixest::fepois with clustered SEs)."""
     y = frame[outcome].to_numpy(dtype=float)
     offset = None
     if exposure is not None:
@@ -397,12 +485,19 @@ def _fit_gee(
             raise ValueError(f"{exposure!r} must be positive (log offset)")
         offset = np.log(denom)
     groups = frame[cluster].to_numpy()
-    n_clusters = int(frame[cluster].nunique())
+    inference = frame[inference_cluster].to_numpy() if inference_cluster is not None else None
+    n_clusters = int(frame[inference_cluster or cluster].nunique())
     df = _reference_df(df_method, n_clusters, exog.shape[1])
     _check_finite_estimates(exog, y, family)
     diagnostics: dict[str, float | int | str] = {}
+    label = _SE_LABELS[se_type]
+    if inference_cluster is not None:
+        diagnostics.update(inference_cluster=inference_cluster, n_inference_clusters=n_clusters,
+                           n_working_clusters=int(frame[cluster].nunique()))
+        label += f", clustered by {inference_cluster}"
     if family == "negbin" and nb_alpha is None:
-        nb_alpha = _negbin_alpha(y, exog, offset, groups)
+        nb_alpha = _negbin_alpha(y, exog, offset, groups,
+                                 Independence() if unit_fixed else Exchangeable())
         diagnostics["nb_alpha_estimated"] = 1
     if family == "negbin":
         diagnostics["nb_alpha"] = float(nb_alpha)
@@ -417,11 +512,15 @@ def _fit_gee(
             res = model.fit(maxiter=200, ctol=1e-8, scale="X2", ddof_scale=0)
         return res, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
-    res, converged = fit(Exchangeable())
-    alpha = float(res.model.cov_struct.dep_params)
+    if unit_fixed:
+        res, converged = fit(Independence())
+        alpha, structure = 0.0, "independence (cluster fixed effects)"
+    else:
+        res, converged = fit(Exchangeable())
+        alpha = float(res.model.cov_struct.dep_params)
+        structure = "exchangeable"
     largest = int(pd.Series(groups).value_counts().max())
-    structure = "exchangeable"
-    if largest > 1 and alpha <= -1.0 / (largest - 1):
+    if not unit_fixed and largest > 1 and alpha <= -1.0 / (largest - 1):
         # A negative exchangeable correlation this large is not a valid correlation matrix for
         # the biggest cluster; fall back to independence (still valid with the sandwich).
         structure = f"independence (exchangeable estimate {alpha:.4g} invalid)"
@@ -431,7 +530,7 @@ def _fit_gee(
     eta = x @ res.params.to_numpy() + (offset if offset is not None else 0.0)
     mu = fam.link.inverse(eta)
     covs = small_sample_sandwich(x, y, mu, fam.link.inverse_deriv(eta), fam.variance(mu),
-                                 groups, alpha)
+                                 groups, alpha, inference)
     diagnostics.update({
         "converged": int(converged),
         "working_correlation": alpha,
@@ -442,7 +541,7 @@ def _fit_gee(
     cov = pd.DataFrame(covs[se_type], index=exog.columns, columns=exog.columns)
     return _Fit(
         params=res.params, cov=cov, effect_terms=effect_terms, df=df,
-        se_type=_SE_LABELS[se_type], scale=_LINK_SCALE[family], diagnostics=diagnostics,
+        se_type=label, scale=_LINK_SCALE[family], diagnostics=diagnostics, sandwich=True,
     )
 
 
@@ -463,14 +562,17 @@ def _row(term: str, estimate: float, se: float, fit: _Fit, level: float) -> dict
 def _result(
     method: str, fit: _Fit, frame: pd.DataFrame, *, cluster: str, level: float,
     extra_rows: Sequence[tuple[str, np.ndarray]] = (),
+    test_rows: Sequence[dict[str, object]] = (),
 ) -> EstimationResult:
-    """Tidy rows for the effect terms and any linear combinations (name, weights over them)."""
+    """Tidy rows for the effect terms, any linear combinations (name, weights over them) and
+    any test rows; ``cluster`` is the unit the inference counts (``n_clusters``)."""
     beta = fit.params[fit.effect_terms].to_numpy()
     vcov = fit.cov.loc[fit.effect_terms, fit.effect_terms].to_numpy()
     rows = [_row(t, float(beta[i]), float(math.sqrt(vcov[i, i])), fit, level)
             for i, t in enumerate(fit.effect_terms)]
     for name, w in extra_rows:
         rows.append(_row(name, float(w @ beta), float(math.sqrt(w @ vcov @ w)), fit, level))
+    rows.extend(test_rows)
     tidy = tidy_frame(rows, n_obs=len(frame), n_clusters=int(frame[cluster].nunique()),
                       method=method, se_type=fit.se_type, scale=fit.scale)
     nuisance = [t for t in fit.params.index if t not in fit.effect_terms]
@@ -481,6 +583,99 @@ def _result(
     })
     return EstimationResult(method=method, tidy=tidy, tables={"nuisance": table},
                             diagnostics=fit.diagnostics)
+
+
+def _heterogeneity_test(fit: _Fit) -> tuple[dict[str, object], dict[str, float | int | str]]:
+    """Wald test that every exposure-time effect is equal (H0: b_1 = ... = b_K).
+
+    W = (R b)' (R V R')^-1 (R b), R the q = K - 1 differences from the first effect (W does not
+    depend on which basis of the contrasts is used). Reference distribution:
+
+    * model-based V with a t reference of nu df: W / q against F(q, nu);
+    * a sandwich V with a t reference of nu df: the Hotelling T^2 form
+      W (nu - q + 1) / (nu q) against F(q, nu - q + 1) (Pan & Wall 2002). A sandwich from G
+      clusters is a sum of G outer products, so W / q against F(q, nu) treats a noisy
+      q x q covariance as known: on 200 null worlds with 40 clusters and q = 14 it rejected
+      32% at the 5% level, the Hotelling form 9% (test_stepped_wedge_design);
+    * normal reference: W against chi2(q).
+
+    Not computable (NaN row, the reason in diagnostics) when R V R' is singular (fewer
+    inference clusters than contrasts) or, for a sandwich, when nu < q.
+    """
+    k = len(fit.effect_terms)
+    if k < 2:
+        raise ValueError("one exposure-time effect: there is no heterogeneity to test")
+    b = fit.params[fit.effect_terms].to_numpy()
+    v = fit.cov.loc[fit.effect_terms, fit.effect_terms].to_numpy()
+    q = k - 1
+    r = np.hstack([-np.ones((q, 1)), np.eye(q)])
+    rb, rvr = r @ b, r @ v @ r.T
+    rank = int(np.linalg.matrix_rank(rvr))
+    nu = fit.df
+    if nu is None:
+        reference, scale, den = f"chi2({q})", "chi2", float("nan")
+    elif fit.sandwich:
+        den = nu - q + 1
+        reference, scale = f"Hotelling F({q}, {den:g}) with nu = {nu:g}", "F"
+    else:
+        den = nu
+        reference, scale = f"F({q}, {nu:g})", "F"
+    problem = ""
+    if rank < q:
+        problem = (f"the covariance of the {q} contrasts has rank {rank}: fewer inference "
+                   f"clusters than contrasts")
+    elif nu is not None and fit.sandwich and den < 1:
+        problem = f"the t reference's {nu:g} df are fewer than the {q} contrasts"
+    statistic = p_value = float("nan")
+    if not problem:
+        wald = float(rb @ np.linalg.solve(rvr, rb))
+        if nu is None:
+            statistic, p_value = wald, float(stats.chi2.sf(wald, q))
+        else:
+            statistic = wald * den / (nu * q) if fit.sandwich else wald / q
+            p_value = float(stats.f.sf(statistic, q, den))
+    row: dict[str, object] = {
+        "term": "exposure_time_heterogeneity", "estimate": statistic,
+        "std_error": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+        "p_value": p_value, "dof": den, "df_numerator": q, "scale": scale,
+        "se_type": f"Wald test of equal exposure-time effects, {reference}; {fit.se_type}",
+    }
+    diagnostics: dict[str, float | int | str] = {
+        "heterogeneity_reference": reference, "heterogeneity_statistic": statistic,
+        "heterogeneity_p": p_value, "heterogeneity_contrast_rank": rank}
+    if problem:
+        diagnostics["heterogeneity_not_computable"] = (
+            f"{problem} (bin the tail with a smaller max_exposure)")
+    return row, diagnostics
+
+
+def _fixed_unit_frame(
+    frame: pd.DataFrame, *, outcome: str, cluster: str, family: GeeFamily
+) -> tuple[pd.DataFrame, dict[str, float | int | str]]:
+    """The rows that inform a model with cluster fixed effects, and what was dropped.
+
+    Under a log (logit) link a cluster whose counts are all 0 (outcomes all 0 or all 1) has an
+    infinite fixed effect and no within-cluster contrast: its rows add nothing to the other
+    estimating equations in the limit, so they are dropped, as fixest and Stata's ppmlhdfe do.
+    """
+    y = frame[outcome].astype(float).groupby(frame[cluster])
+    flat = (y.min() == y.max()) if family == "binomial" else (y.sum() == 0)
+    dropped = list(flat.index[flat])
+    diagnostics: dict[str, float | int | str] = {"unit_effects": f"fixed ({cluster})",
+                                                 "n_clusters_dropped": len(dropped)}
+    if dropped:
+        diagnostics["clusters_dropped"] = ", ".join(map(str, dropped))
+    kept = frame[~frame[cluster].isin(dropped)].reset_index(drop=True)
+    if kept[cluster].nunique() < 2:
+        raise ValueError("cluster fixed effects need two or more clusters with events")
+    return kept, diagnostics
+
+
+def _fixed_units(unit_effects: UnitEffects) -> bool:
+    """Whether ``unit_effects`` asks for cluster fixed effects (a typo must not mean "none")."""
+    if unit_effects not in ("none", "fixed"):
+        raise ValueError(f"unit_effects must be 'none' or 'fixed', not {unit_effects!r}")
+    return unit_effects == "fixed"
 
 
 def _average_weights(spans: list[tuple[int, int | None]], k: int, top: int) -> np.ndarray:
@@ -503,7 +698,8 @@ def _average_weights(spans: list[tuple[int, int | None]], k: int, top: int) -> n
 def hussey_hughes_lmm(
     data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
     covariates: Sequence[str] = (), subject: Column | None = None, reml: bool = True,
-    df_method: DfMethod = "clusters-minus-two", level: float = 0.95,
+    df_method: DfMethod = "clusters-minus-two", unit_effects: UnitEffects = "none",
+    level: float = 0.95,
 ) -> EstimationResult:
     """Hussey & Hughes (2007) model: outcome ~ treatment + period FE + covariates, random
     cluster intercept (plus a subject intercept nested in cluster for a person-wave panel).
@@ -512,14 +708,19 @@ def hussey_hughes_lmm(
     reference by default, as Wald z intervals are anti-conservative with few clusters.
     Fitted by the profiled REML/ML of :class:`_NestedIntercepts` (lme4's criterion), which
     matches ``lme4::lmer`` and stays fast on a cohort panel with thousands of people.
+    ``unit_effects="fixed"`` puts cluster fixed effects in place of the cluster random
+    intercept (needs ``subject``), so the effect rests on within-cluster contrasts only: the
+    random intercept also uses between-cluster contrasts, which a non-randomised roll-out
+    may confound.
     """
     cols = [cluster, period, outcome, treatment, *covariates] + ([subject] if subject else [])
     frame = _select(data, cols, order=(cluster, period))
     cluster_start_ranks(frame, treatment=treatment, cluster=cluster, period=period)
+    fixed = _fixed_units(unit_effects)
     exog, terms = _design(frame, frame[[treatment]].rename(columns={treatment: "treatment"}),
-                          period=period, covariates=covariates)
+                          period=period, covariates=covariates, unit=cluster if fixed else None)
     fit = _fit_lmm(frame, exog, terms, outcome=outcome, cluster=cluster, subject=subject,
-                   reml=reml, df_method=df_method)
+                   reml=reml, df_method=df_method, unit_fixed=fixed)
     return _result("stepped_wedge_hussey_hughes_lmm", fit, frame, cluster=cluster, level=level)
 
 
@@ -527,7 +728,8 @@ def stepped_wedge_gee(
     data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
     family: GeeFamily = "poisson", exposure: Column | None = None, covariates: Sequence[str] = (),
     nb_alpha: float | None = None, se_type: GeeSE = "mancl-derouen",
-    df_method: DfMethod = "clusters-minus-params", level: float = 0.95,
+    df_method: DfMethod = "clusters-minus-params", unit_effects: UnitEffects = "none",
+    inference_cluster: Column | None = None, level: float = 0.95,
 ) -> EstimationResult:
     """Marginal stepped-wedge model for counts or binary outcomes by GEE.
 
@@ -537,15 +739,33 @@ def stepped_wedge_gee(
     within cluster, period fixed effects. Term ``treatment`` on the log / logit scale with the
     ratio in ``exp_*``. Bias-corrected sandwich (Mancl–DeRouen by default) and a
     t(n_clusters - p) reference, since the plain sandwich is too small with few clusters.
+
+    ``unit_effects="fixed"`` adds cluster fixed effects (the within-cluster contrast, with an
+    independence working correlation; clusters without events are dropped, see
+    :func:`_fixed_unit_frame` and :func:`_fit_gee`). ``inference_cluster`` names
+    the unit of assignment when it holds several clusters (practices in an MDG): the sandwich,
+    its small-sample correction and the df count those units, G of them (``n_clusters`` = G;
+    ``clusters-minus-two`` gives t(G - 2)), while the working correlation stays within
+    ``cluster``.
     """
     cols = [cluster, period, outcome, treatment, *covariates] + ([exposure] if exposure else [])
-    frame = _select(data, cols, order=(cluster, period))
+    frame = _select(data, cols + ([inference_cluster] if inference_cluster else []),
+                    order=(cluster, period))
     cluster_start_ranks(frame, treatment=treatment, cluster=cluster, period=period)
+    fixed = _fixed_units(unit_effects)
+    unit_diagnostics: dict[str, float | int | str] = {}
+    if fixed:
+        frame, unit_diagnostics = _fixed_unit_frame(frame, outcome=outcome, cluster=cluster,
+                                                    family=family)
     exog, terms = _design(frame, frame[[treatment]].rename(columns={treatment: "treatment"}),
-                          period=period, covariates=covariates)
+                          period=period, covariates=covariates, unit=cluster if fixed else None)
     fit = _fit_gee(frame, exog, terms, outcome=outcome, cluster=cluster, family=family,
-                   exposure=exposure, nb_alpha=nb_alpha, se_type=se_type, df_method=df_method)
-    return _result(f"stepped_wedge_gee_{family}", fit, frame, cluster=cluster, level=level)
+                   exposure=exposure, nb_alpha=nb_alpha, se_type=se_type, df_method=df_method,
+                   inference_cluster=inference_cluster, unit_fixed=fixed)
+    result = _result(f"stepped_wedge_gee_{family}", fit, frame,
+                     cluster=inference_cluster or cluster, level=level)
+    result.diagnostics.update(unit_diagnostics)
+    return result
 
 
 def exposure_time_model(
@@ -554,39 +774,63 @@ def exposure_time_model(
     max_exposure: int | None = None, covariates: Sequence[str] = (), subject: Column | None = None,
     reml: bool = True, family: GeeFamily = "poisson", exposure: Column | None = None,
     nb_alpha: float | None = None, se_type: GeeSE = "mancl-derouen",
-    df_method: DfMethod | None = None, level: float = 0.95,
+    df_method: DfMethod | None = None, unit_effects: UnitEffects = "none",
+    inference_cluster: Column | None = None, heterogeneity_test: bool = False,
+    level: float = 0.95,
 ) -> EstimationResult:
     """Stepped-wedge model with a separate effect per exposure time (Kenny et al. 2022).
 
     An immediate-treatment model is biased when the effect builds up over time, as an MDG's
     is expected to. Terms ``exposure_time=1``, ..., ``exposure_time>=B`` (tail binned at
-    ``max_exposure`` B) and ``average_first_K`` for ``average_over`` = K (None: no average).
-    ``model`` picks the LMM (``reml``, ``subject``) or GEE (``family``, ``exposure``,
-    ``nb_alpha``, ``se_type``) flavour; ``df_method`` defaults to that flavour's default.
+    ``max_exposure`` B: the long-run effect) and ``average_first_K`` for ``average_over`` = K
+    (None: no average; on the log scale its ``exp_estimate`` is the geometric mean of the K
+    rate ratios). ``model`` picks the LMM (``reml``, ``subject``) or GEE (``family``,
+    ``exposure``, ``nb_alpha``, ``se_type``, ``inference_cluster``) flavour; ``df_method``
+    defaults to that flavour's default; ``unit_effects`` as in :func:`stepped_wedge_gee` and
+    :func:`hussey_hughes_lmm`. ``heterogeneity_test`` adds the row
+    ``exposure_time_heterogeneity``: the Wald test that the effect does not change with
+    exposure time (:func:`_heterogeneity_test`), i.e. that the immediate-effect model holds.
     """
+    if model == "lmm" and inference_cluster is not None:
+        raise ValueError("inference_cluster clusters the GEE sandwich; the mixed model's SEs "
+                         "are model-based (use model: gee)")
     cols = [cluster, period, outcome, treatment, *covariates]
     cols += [subject] if (model == "lmm" and subject) else []
     cols += [exposure] if (model == "gee" and exposure) else []
+    cols += [inference_cluster] if inference_cluster else []
     frame = _select(data, cols, order=(cluster, period))
+    fixed = _fixed_units(unit_effects)
+    unit_diagnostics: dict[str, float | int | str] = {}
+    if fixed and model == "gee":
+        frame, unit_diagnostics = _fixed_unit_frame(frame, outcome=outcome, cluster=cluster,
+                                                    family=family)
     effects, spans, top = _exposure_effects(frame, treatment=treatment, cluster=cluster,
                                        period=period, max_exposure=max_exposure)
-    exog, terms = _design(frame, effects, period=period, covariates=covariates)
+    exog, terms = _design(frame, effects, period=period, covariates=covariates,
+                          unit=cluster if fixed else None)
     if model == "lmm":
         fit = _fit_lmm(frame, exog, terms, outcome=outcome, cluster=cluster, subject=subject,
-                       reml=reml, df_method=df_method or "clusters-minus-two")
+                       reml=reml, df_method=df_method or "clusters-minus-two", unit_fixed=fixed)
         method = "stepped_wedge_exposure_time_lmm"
     elif model == "gee":
         fit = _fit_gee(frame, exog, terms, outcome=outcome, cluster=cluster, family=family,
                        exposure=exposure, nb_alpha=nb_alpha, se_type=se_type,
-                       df_method=df_method or "clusters-minus-params")
+                       df_method=df_method or "clusters-minus-params",
+                       inference_cluster=inference_cluster, unit_fixed=fixed)
         method = f"stepped_wedge_exposure_time_gee_{family}"
     else:
         raise ValueError(f"unknown model {model!r}")
     extra = []
     if average_over is not None:
         extra.append((f"average_first_{average_over}", _average_weights(spans, average_over, top)))
-    result = _result(method, fit, frame, cluster=cluster, level=level, extra_rows=extra)
+    tests, test_diagnostics = [], {}
+    if heterogeneity_test:
+        row, test_diagnostics = _heterogeneity_test(fit)
+        tests.append(row)
+    result = _result(method, fit, frame, cluster=inference_cluster or cluster, level=level,
+                     extra_rows=extra, test_rows=tests)
     result.diagnostics["max_exposure_observed"] = top
+    result.diagnostics.update({**unit_diagnostics, **test_diagnostics})
     return result
 
 
@@ -625,11 +869,58 @@ def _cell_residualiser(
     return cells, residuals
 
 
+def _distinct_permutations(values: np.ndarray) -> np.ndarray:
+    """Every distinct ordering of the multiset ``values``, one per row, in lexicographic order
+    (Narayana Pandita's next-permutation step skips repeated orderings of tied values)."""
+    a = np.sort(values)
+    out = [a.copy()]
+    while True:
+        i = len(a) - 2
+        while i >= 0 and a[i] >= a[i + 1]:
+            i -= 1
+        if i < 0:
+            return np.array(out)
+        j = len(a) - 1
+        while a[j] <= a[i]:
+            j -= 1
+        a[i], a[j] = a[j], a[i]
+        a[i + 1:] = a[i + 1:][::-1]
+        out.append(a.copy())
+
+
+def _n_distinct(values: Sequence[object]) -> int:
+    """Number of distinct orderings of a multiset: n! / prod(count!)."""
+    counts = pd.Series(list(values)).value_counts(dropna=False)
+    return math.factorial(len(values)) // math.prod(math.factorial(int(c)) for c in counts)
+
+
+def _assigned_units(
+    frame: pd.DataFrame, start: pd.Series, *, cluster: str, unit: str
+) -> tuple[np.ndarray, pd.Series]:
+    """Per cluster (``start``'s order) the position of its assigned unit, -1 if never treated;
+    and each assigned unit's start rank. Raises unless every treated cluster of a unit starts
+    when the unit does (else the unit was not what the start dates were assigned to)."""
+    units = frame.groupby(cluster, sort=True)[unit].unique()
+    split = units[units.map(len) > 1]
+    if len(split):
+        raise ValueError(f"clusters {list(split.index)} lie in more than one {unit!r}: the "
+                         "assignment unit must nest the clusters")
+    unit_of = units.map(lambda v: v[0]).reindex(start.index)
+    treated = start.notna()
+    spans = start[treated].groupby(unit_of[treated], sort=True).agg(["min", "max"])
+    mixed = spans[spans["min"] != spans["max"]]
+    if len(mixed):
+        raise ValueError(f"the treated clusters of {unit} {list(mixed.index)} start in "
+                         f"different periods, so start times were not assigned per {unit}")
+    position = pd.Index(spans.index).get_indexer(unit_of.where(treated))
+    return np.where(treated, position, -1), spans["min"]
+
+
 def permutation_test(
     data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
     n_permutations: int = 1000, seed: int = 20240601,
     statistic: Statistic = "cluster_period_ols", covariates: Sequence[str] = (),
-    subject: Column | None = None,
+    subject: Column | None = None, assignment_unit: Column | None = None,
 ) -> EstimationResult:
     """Randomisation inference over the roll-out order.
 
@@ -641,9 +932,19 @@ def permutation_test(
     p = (1 + #{|draw| >= |observed|}) / (1 + n_permutations), which counts the observed
     assignment as one draw so the test is exact; the plain share is in diagnostics. Draws are
     in ``tables["permutation"]``.
+
+    ``assignment_unit`` names what the start times were assigned to (the MDG of a practice):
+    the start times of the treated units are permuted across those units only, every treated
+    cluster taking its unit's start, and never-treated clusters stay controls and are never
+    given a start. When the distinct assignments number no more than ``n_permutations``
+    every one is evaluated (the observed among them) and p = #{|draw| >= |observed|} / N,
+    exact with smallest value 1/N; else ``n_permutations`` random ones as above. The table
+    then holds each draw's start period per unit (``<unit>=<value>`` columns). The smallest
+    attainable p and the number of distinct assignments are in diagnostics either way.
     """
     frame = _select(data, [cluster, period, outcome, treatment, *covariates]
-                    + ([subject] if subject else []), order=(cluster, period))
+                    + ([subject] if subject else [])
+                    + ([assignment_unit] if assignment_unit else []), order=(cluster, period))
     start = cluster_start_ranks(frame, treatment=treatment, cluster=cluster, period=period)
 
     if statistic == "cluster_period_ols":
@@ -675,19 +976,54 @@ def permutation_test(
     starts = start.to_numpy(dtype=float)  # NaN (never treated) compares False: stays control
     observed = stat(starts)
     rng = np.random.default_rng(seed)
-    draws = np.array([stat(rng.permutation(starts)) for _ in range(n_permutations)])
+    if assignment_unit is None:
+        draws = np.array([stat(rng.permutation(starts)) for _ in range(n_permutations)])
+        table = pd.DataFrame({"draw": np.arange(1, n_permutations + 1), "estimate": draws})
+        n_distinct = _n_distinct(starts.tolist())
+        scheme = (f"Monte Carlo: {n_permutations} random permutations of the start times "
+                  f"(never treated included) across the {len(starts)} clusters")
+        exact = False
+    else:
+        unit_index, unit_starts = _assigned_units(frame, start, cluster=cluster,
+                                                  unit=assignment_unit)
+        pool = unit_starts.to_numpy(dtype=float)
+        treated = unit_index >= 0
+        n_distinct = _n_distinct(pool.tolist())
+        exact = n_distinct <= n_permutations
+        orders = (_distinct_permutations(pool) if exact
+                  else np.array([rng.permutation(pool) for _ in range(n_permutations)]))
+
+        def expand(order: np.ndarray) -> np.ndarray:
+            assigned = np.full(len(starts), np.nan)
+            assigned[treated] = order[unit_index[treated]]
+            return assigned
+
+        draws = np.array([stat(expand(order)) for order in orders])
+        levels = np.sort(frame[period].unique())
+        table = pd.DataFrame({"draw": np.arange(1, len(orders) + 1), "estimate": draws})
+        for i, name in enumerate(unit_starts.index):
+            table[f"{assignment_unit}={name}"] = levels[orders[:, i].astype(int) - 1]
+        if exact:
+            table["observed"] = (orders == pool).all(axis=1)
+        how = "exact: all" if exact else f"Monte Carlo: {n_permutations} random draws of the"
+        scheme = (f"{how} {n_distinct} distinct assignments of the {len(pool)} start times to "
+                  f"the {len(pool)} treated {assignment_unit} units; "
+                  f"{int((~treated).sum())} never-treated clusters kept as controls")
     extreme = int(np.sum(np.abs(draws) >= np.abs(observed) - 1e-12))
-    p_value = (1 + extreme) / (1 + n_permutations)
+    n_draws = len(draws)
+    p_value = extreme / n_draws if exact else (1 + extreme) / (1 + n_draws)
     row = {"term": "treatment", "estimate": observed, "std_error": float("nan"),
            "ci_low": float("nan"), "ci_high": float("nan"), "p_value": p_value}
-    tidy = tidy_frame([row], n_obs=len(frame), n_clusters=len(starts),
+    n_units = len(starts) if assignment_unit is None else len(unit_starts)
+    tidy = tidy_frame([row], n_obs=len(frame), n_clusters=n_units,
                       method=f"stepped_wedge_permutation_{statistic}", se_type=se_label,
                       scale="identity")
-    return EstimationResult(
-        method=f"stepped_wedge_permutation_{statistic}", tidy=tidy,
-        tables={"permutation": pd.DataFrame({"draw": np.arange(1, n_permutations + 1),
-                                             "estimate": draws})},
-        diagnostics={"n_permutations": n_permutations, "seed": seed,
-                     "share_as_extreme": extreme / n_permutations,
-                     "permutation_sd": float(draws.std(ddof=1)) if n_permutations > 1 else 0.0},
-    )
+    diagnostics: dict[str, float | int | str] = {
+        "n_permutations": n_draws, "seed": seed, "share_as_extreme": extreme / n_draws,
+        "permutation_sd": float(draws.std(ddof=1)) if n_draws > 1 else 0.0,
+        "permutation_scheme": scheme, "n_distinct_assignments": n_distinct,
+        "smallest_attainable_p": 1 / n_draws if exact else 1 / (1 + n_draws)}
+    if assignment_unit is not None:
+        diagnostics.update(assignment_unit=assignment_unit, n_assigned_units=len(unit_starts))
+    return EstimationResult(method=f"stepped_wedge_permutation_{statistic}", tidy=tidy,
+                            tables={"permutation": table}, diagnostics=diagnostics)
