@@ -120,7 +120,7 @@ def build_marts(project: CompiledProject, frames: Mapping[str, pd.DataFrame],
 
     with tempfile.TemporaryDirectory(prefix="sicp-replay-", dir=workdir) as tmp:
         raw, warehouse = Path(tmp) / "raw", Path(tmp) / WAREHOUSE_FILE
-        needed = project.sources(marts)
+        needed = loaded_sources(project.sources(marts))
         for source in ingest_order():       # what the needed sources' keys are checked against
             if source.name in needed:
                 needed |= referenced_sources(source)
@@ -133,6 +133,30 @@ def build_marts(project: CompiledProject, frames: Mapping[str, pd.DataFrame],
             _replay(con, project, project.upstream(marts))
             return {m: con.execute(f'SELECT * FROM {MARTS_LAYER}."{m}" ORDER BY ALL').df()
                     for m in marts}
+
+
+def loaded_sources(tables: set[str]) -> set[str]:
+    """The contract sources to ingest so that the raw ``tables`` hold what a full ingest
+    would: a source table itself, and for an ingest bookkeeping table the sources whose load
+    writes it (the consent tables come from recruitment; labels from the files that carry
+    them, the .sav sources; missing-code reasons from the sources with user-missing codes).
+    Without this a mart reading ``raw.consent_exclusions`` but not ``raw.recruitment`` would
+    be built with nobody excluded."""
+    from sicp.contract import RAW, SOURCES
+    from sicp.ingest.load import CONSENT_SOURCE
+
+    writers = {
+        RAW.consent_exclusions: {CONSENT_SOURCE},
+        RAW.consent_ledger: {CONSENT_SOURCE},
+        RAW.value_labels: {n for n, s in SOURCES.items() if "sav" in s.formats},
+        RAW.variable_labels: {n for n, s in SOURCES.items() if "sav" in s.formats},
+        RAW.missing_reasons: {n for n, s in SOURCES.items()
+                              if any(c.missing_codes for c in s.columns)},
+    }
+    found = {t for t in tables if t in SOURCES}
+    for table in tables - found:
+        found |= writers.get(table, set())
+    return found
 
 
 def _replay(con: duckdb.DuckDBPyConnection, project: CompiledProject,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sicp.dbt_replay import CompiledProject, build_marts
+from sicp.dbt_replay import CompiledProject, build_marts, loaded_sources
 from sicp.dbt_schema import marts
 from sicp.synth import simulate_world
 from tests.worlds import BuiltWorld, query
@@ -28,6 +28,14 @@ def test_replayed_marts_equal_the_built_marts(small_dbt_world: BuiltWorld,
         built = query(small_dbt_world.warehouse, f"select * from marts.{name} order by all")
         assert len(built) > 0, name
         pd.testing.assert_frame_equal(replayed[name], built, check_exact=True, obj=name)
+    # One mart on its own ingests only the sources it reads, and the sources whose load writes
+    # the bookkeeping tables it reads: the consent exclusions come from recruitment, which
+    # practice_month_panel does not read itself.
+    assert "recruitment" not in compiled_project.sources(["practice_month_panel"])
+    assert "consent_exclusions" in compiled_project.sources(["practice_month_panel"])
+    alone = build_marts(compiled_project, world.frames, ["practice_month_panel"])
+    pd.testing.assert_frame_equal(alone["practice_month_panel"], replayed["practice_month_panel"],
+                                  check_exact=True)
 
 
 def test_a_world_whose_extracts_start_later_moves_the_window(
@@ -49,6 +57,14 @@ def test_a_world_whose_extracts_start_later_moves_the_window(
         frames["practices"].loc[early, "practice_code"])]
     assert (treated_from_start["start_period"] == 1).all()
     assert (treated_from_start["in_mdg_scope"] == 1).all()
+
+
+def test_a_bookkeeping_table_brings_the_sources_whose_load_writes_it() -> None:
+    assert loaded_sources({"consent_exclusions", "hospital_spells"}) == {"recruitment",
+                                                                      "hospital_spells"}
+    assert loaded_sources({"survey_missing_reasons"}) == {"survey_wave"}
+    assert {"survey_wave", "recruitment"} <= loaded_sources({"value_labels"})
+    assert loaded_sources({"contract_vocabulary"}) == set()   # written by every ingest
 
 
 def test_only_what_the_marts_read_is_replayed(compiled_project: CompiledProject) -> None:
