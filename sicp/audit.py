@@ -34,10 +34,11 @@ def measure_definitions(inputs: ReportInputs) -> pd.DataFrame:
                         f"order by case kind {order} end, measure")
 
 
-def panel_columns(measure: pd.Series) -> set[tuple[str, str]]:
-    """The (panel, column) pairs that carry a measure (the seed's ``panel_columns``)."""
-    return {tuple(item.strip().split(".", 1)) for item in str(measure["panel_columns"]).split(";")
-            if item.strip()}
+def panel_columns(measure: pd.Series) -> list[tuple[str, str]]:
+    """The (panel, column) pairs that carry a measure, in the seed's order (its
+    ``panel_columns``, the measure's own column first)."""
+    return [tuple(item.strip().split(".", 1)) for item in str(measure["panel_columns"]).split(";")
+            if item.strip()]
 
 
 def protocol_columns(protocol: Protocol) -> dict[tuple[str, str], str]:
