@@ -296,19 +296,30 @@ def _wide(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str,
             pd.factorize(cl.loc[wide.index])[0])
 
 
+def _start_period(periods: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The period in which treatment starts: ``g`` itself when it is one of the periods, else
+    the period holding it (a cohort between two periods is partly treated in the earlier one).
+
+    Never-treated (0) and cohorts before the first period are returned unchanged.
+    """
+    idx = np.searchsorted(periods, g, side="right") - 1
+    return np.where((g > 0) & (idx >= 0), periods[np.maximum(idx, 0)], g)
+
+
 def _cell_plan(periods: np.ndarray, cohorts: np.ndarray, base_period: BasePeriod,
                anticipation: int) -> list[tuple[float, float, float]]:
-    """(g, t, base) for every estimable cell, as in R did's compute.att_gt."""
+    """(g, t, base) for every estimable cell, as in R did's compute.att_gt; base periods lie
+    before the period holding the start, so a partly treated period is never a base."""
     plan = []
-    for g in cohorts:
-        pre = periods[periods + anticipation < g]
+    for g, start in zip(cohorts, _start_period(periods, cohorts), strict=True):
+        pre = periods[periods + anticipation < start]
         if pre.size == 0:
             continue
         last_pre = pre.max()
         if base_period == "varying":
             for j in range(1, len(periods)):
                 t = periods[j]
-                base = last_pre if t + anticipation >= g else periods[j - 1]
+                base = last_pre if t + anticipation >= start else periods[j - 1]
                 plan.append((g, t, base))
         else:
             plan.extend((g, t, last_pre) for t in periods)
@@ -333,7 +344,8 @@ def _group_time_cells(y: np.ndarray, periods: np.ndarray, g_unit: np.ndarray,
         ctrl = np.repeat((g_unit == 0)[:, None], len(gs), axis=1)
     elif control_group == "notyet":
         horizon = np.maximum(ts, bs) + anticipation
-        ctrl = (g_unit[:, None] == 0) | ((g_unit[:, None] > horizon[None, :])
+        start = _start_period(periods, g_unit)[:, None]
+        ctrl = (g_unit[:, None] == 0) | ((start > horizon[None, :])
                                          & (g_unit[:, None] != gs[None, :]))
     else:
         raise ValueError(f"unknown control_group {control_group!r}")
@@ -445,6 +457,7 @@ def callaway_santanna(
     control_group: ControlGroup = "never",
     base_period: BasePeriod = "varying",
     anticipation: int = 0,
+    min_cohort_units: int = 2,
     cluster: Column | None = None,
     bootstrap: bool = True,
     n_boot: int = 999,
@@ -460,16 +473,35 @@ def callaway_santanna(
     have no pre-period and are excluded from the cohorts; cohorts first treated after the last
     period count as never treated. Rows of the tidy table (column ``aggregation``):
     ``att_gt``, ``simple`` (cohort-size-weighted post cells), ``dynamic`` (by event time, plus
-    ``dynamic_overall`` = mean over e >= 0), ``group`` (plus ``group_overall``), ``calendar``
-    (plus ``calendar_overall``) and the ``pretest`` Wald test of all pre-treatment cells.
+    ``dynamic_overall`` = mean over e >= 0), ``group`` (plus ``group_overall``, CS 2021's
+    recommended summary), ``calendar`` (plus ``calendar_overall``) and two ``pretest`` rows:
+    ``pretest_wald``, R did's Wald test of all pooled pre-treatment cells, and
+    ``pretest_cohort_means``, one restriction per pooled cohort (its mean pre-treatment cell),
+    which keeps near its level where cohorts of a few units make the first over-reject
+    (tests/test_did_aggregation.py).
     ``std_error`` is analytic (influence function, clustered by ``cluster`` or the unit);
     ``boot_se`` and the ``uniform_ci_*`` sup-t bands (for att_gt and dynamic rows) come from the
     multiplier bootstrap.
+
+    A ``cohort`` between two periods (13.667 = two thirds into period 13, for a practice that
+    starts in the third month of a quarter) is partly treated in the period holding its start:
+    that cell is the ``att_gt_partial`` row and enters neither a base period, the pre-test nor
+    an aggregation, and event time counts from the first fully treated period.
+
+    The pre-test pools only cohorts of at least ``min_cohort_units`` units (clusters, when
+    ``cluster`` is given): a cohort of one has no treated-side variance in its influence
+    function, so its pre-period cells look precise and can dominate the Wald statistic. The
+    diagnostics name the pooled and the excluded cohorts with their sizes; an excluded cohort's
+    own cells stay in the ``att_gt`` rows. When the pre-period cells outnumber what the clusters
+    can identify (a singular covariance), no Wald test is reported, as in R did.
     """
+    if min_cohort_units < 1:
+        raise ValueError("min_cohort_units must be at least 1")
     y, periods, g_unit, cluster_id = _wide(data, outcome, unit, time, cohort, cluster)
     last = periods.max()
     g_unit = np.where(g_unit > last, 0.0, g_unit)
-    keep_units = ~((g_unit > 0) & (g_unit - anticipation <= periods.min()))
+    keep_units = ~((g_unit > 0)
+                   & (_start_period(periods, g_unit) - anticipation <= periods.min()))
     y, g_unit, cluster_id = y[keep_units], g_unit[keep_units], pd.factorize(
         cluster_id[keep_units])[0]
     cells = _group_time_cells(y, periods, g_unit, control_group, base_period, anticipation)
@@ -481,23 +513,29 @@ def callaway_santanna(
     def add(term: str, est: float, inf: np.ndarray, agg: str, **loc: float) -> None:
         specs.append({"term": term, "est": est, "inf": inf, "aggregation": agg, **loc})
 
+    # As R did: aggregations use t >= g; anticipation only moves base periods and controls.
+    post = cells.time >= cells.group
+    partial = (cells.time >= _start_period(periods, cells.group)) & ~post
+    e_all = cells.time - periods[np.searchsorted(periods, cells.group)]
     for k in range(cells.att.size):
         if cells.base[k] == cells.time[k]:
             continue
-        add(f"att_gt[g={cells.group[k]:g},t={cells.time[k]:g}]", float(cells.att[k]),
-            cells.inf[:, k], "att_gt", group=cells.group[k], time=cells.time[k],
-            event_time=cells.time[k] - cells.group[k])
-    # As R did: aggregations use t >= g; anticipation only moves base periods and controls.
-    post = cells.time >= cells.group
+        term = f"att_gt[g={cells.group[k]:g},t={cells.time[k]:g}]"
+        if partial[k]:
+            add(term, float(cells.att[k]), cells.inf[:, k], "att_gt_partial",
+                group=cells.group[k], time=cells.time[k])
+        else:
+            add(term, float(cells.att[k]), cells.inf[:, k], "att_gt", group=cells.group[k],
+                time=cells.time[k], event_time=e_all[k])
+
     def cells_mean(keep: np.ndarray, weighted: bool) -> tuple[float, np.ndarray]:
         return _weighted_mean(cells.att[keep], cells.inf[:, keep],
                               cells.group[keep] if weighted else None, g_unit)
 
     add("simple", *cells_mean(np.flatnonzero(post), True), "simple")
-    e_all = cells.time - cells.group
     dyn = []
     for e in np.unique(e_all):
-        keep = np.flatnonzero((e_all == e) & (cells.base != cells.time))
+        keep = np.flatnonzero((e_all == e) & (cells.base != cells.time) & ~partial)
         if keep.size:
             est, inf = cells_mean(keep, True)
             add(f"event[e={e:g}]", est, inf, "dynamic", event_time=e)
@@ -545,21 +583,48 @@ def callaway_santanna(
         "n_dropped_treated_in_first_period": int(np.sum(~keep_units))}
     if base_period == "universal":
         diagnostics["reference_period"] = -1 - anticipation
-    pre = np.flatnonzero((~post) & (cells.base != cells.time))
-    if pre.size:
-        v = _cluster_inf(cells.inf[:, pre], cluster_id)
+    is_pre = ~post & ~partial & (cells.base != cells.time)
+    size = {g: int(np.unique(cluster_id[g_unit == g]).size) for g in np.unique(cells.group)}
+    small = np.array([size[g] < min_cohort_units for g in cells.group], dtype=bool)
+    noun = "unit" if cluster is None else "cluster"
+
+    def listed(keep: np.ndarray) -> str:
+        return ", ".join(f"g={g:g} ({size[g]} {noun}{'' if size[g] == 1 else 's'})"
+                         for g in np.unique(cells.group[keep])) or "none"
+
+    diagnostics.update(pretest_min_cohort_units=min_cohort_units,
+                       pretest_cohorts=listed(is_pre & ~small),
+                       pretest_excluded_cohorts=listed(is_pre & small))
+    tests: list[dict[str, object]] = []
+
+    def wald_test(term: str, key: str, b: np.ndarray, inf: np.ndarray, what: str) -> None:
+        """The chi2 Wald test that ``b`` is zero as a tidy row and ``key_*`` diagnostics, or a
+        note when its covariance is singular (more restrictions than the clusters identify)."""
+        v = _cluster_inf(inf, cluster_id)
         vcov = v.T @ v / n**2
-        b = cells.att[pre]
+        rank = int(np.linalg.matrix_rank(vcov))
+        if rank < b.size:
+            diagnostics[f"{key}_note"] = (f"no Wald test: the covariance of the {b.size} {what} "
+                                          f"has rank {rank} (from {n_cl} clusters)")
+            return
         wald = float(b @ np.linalg.pinv(vcov) @ b)
-        p = float(stats.chi2.sf(wald, pre.size))
-        diagnostics.update(pretest_wald=wald, pretest_df=int(pre.size), pretest_p=p)
-        row = inference_row("pretest_wald", wald, float("nan"), aggregation="pretest")
-        row["p_value"] = p
-        tidy = tidy_frame([*tidy.to_dict("records"), {**row, "n_obs": int(n * len(periods)),
-                                                      "n_clusters": n_cl,
-                                                      "method": "did_callaway_santanna",
-                                                      "se_type": "Wald chi2, analytic vcov",
-                                                      "scale": "chi2"}])
+        p = float(stats.chi2.sf(wald, b.size))
+        diagnostics.update({f"{key}_wald": wald, f"{key}_df": int(b.size), f"{key}_p": p})
+        row = inference_row(term, wald, float("nan"), aggregation="pretest")
+        tests.append({**row, "p_value": p, "n_obs": int(n * len(periods)), "n_clusters": n_cl,
+                      "method": "did_callaway_santanna", "se_type": "Wald chi2, analytic vcov",
+                      "scale": "chi2"})
+
+    pre = np.flatnonzero(is_pre & ~small)
+    if pre.size:
+        wald_test("pretest_wald", "pretest", cells.att[pre], cells.inf[:, pre],
+                  "pooled pre-treatment cells")
+        means = [cells_mean(np.flatnonzero(is_pre & (cells.group == g)), False)
+                 for g in np.unique(cells.group[pre])]
+        wald_test("pretest_cohort_means", "pretest_means", np.array([m[0] for m in means]),
+                  np.column_stack([m[1] for m in means]), "pooled cohorts' pre-period means")
+    if tests:
+        tidy = tidy_frame([*tidy.to_dict("records"), *tests])
     if bootstrap:
         draws = _multiplier_bootstrap(inf_all, cluster_id, n_boot, boot_weights, seed)
         pointwise = _boot_summary(draws, est, level, uniform=False)
