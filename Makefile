@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 SCENARIO ?= default
 SEED ?= 42
 PYTEST_ARGS ?=
+UI_PORT ?= 3000
 
-.PHONY: install demo test test-all test-spark bench lint lock clean
+.PHONY: install demo ui test test-all test-spark bench lint lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +21,19 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-## Generate the synthetic Salford world and run the whole pipeline on it.
+## Generate the synthetic Salford world and run the whole pipeline on it: one line per stage,
+## the Dagster and dbt logs in data/logs/ (VERBOSE=1 shows them live). The run is recorded in
+## the Dagster instance data/dagster_home, which `make ui` serves.
 demo: $(STAMP)
-	$(BIN)/sicp demo --scenario $(SCENARIO) --seed $(SEED)
+	$(BIN)/sicp demo --scenario $(SCENARIO) --seed $(SEED) $(if $(VERBOSE),--verbose)
+
+## The Dagster UI (webserver and daemon) on http://127.0.0.1:$(UI_PORT), over the instance the
+## demo writes ($DAGSTER_HOME, else dagster_home/ beside the warehouse: data/dagster_home).
+## Sensors start switched off.
+ui: $(STAMP)
+	home="$$($(BIN)/python -m dagster_project.instance)" && \
+	  DAGSTER_HOME="$$home" $(BIN)/dagster dev -m dagster_project.definitions \
+	  -h 127.0.0.1 -p $(UI_PORT)
 
 ## The default test suite (Monte Carlo studies at full size are marked slow). Test files run
 ## on two workers, one file per worker, so each end-to-end world is built once.

@@ -335,8 +335,11 @@ def unknown_protocols(protocols: Iterable[Protocol], wanted: Iterable[str]) -> l
     return sorted(set(wanted) - known)
 
 
-def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> list[ProtocolOutcome]:
-    """Run protocols (all, or the ids in ``only``), each in isolation, into the results store."""
+def run_all_protocols(paths: Any, only: Iterable[str] | None = None,
+                      on_done: Callable[[ProtocolOutcome], None] | None = None,
+                      ) -> list[ProtocolOutcome]:
+    """Run protocols (all, or the ids in ``only``), each in isolation, into the results store;
+    ``on_done`` hears of each as it is stored (the CLI's progress lines)."""
     protocols = load_protocols(paths.protocols_dir)
     wanted = set(only) if only else None
     if wanted is not None and (unknown := unknown_protocols(protocols, wanted)):
@@ -359,4 +362,6 @@ def run_all_protocols(paths: Any, only: Iterable[str] | None = None) -> list[Pro
         store_outcome(outcome, paths.warehouse, paths.results_dir, fingerprint=fingerprint,
                       version=version, build_seq=build_seq)
         outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
     return outcomes

@@ -46,7 +46,7 @@ def generate(paths: Paths, scenario: str, seed: int, protocol: str | None) -> in
     """Rows here are the person-months simulated, the generator's unit of work: every person
     is simulated month by month whatever records result, and the gm world's younger people
     have far fewer records each (the rows written are ingest's rows)."""
-    from sicp.pipeline import fresh_synthetic_folder
+    from dagster_project.pipeline import fresh_synthetic_folder
     from sicp.synth import generate_world
 
     fresh_synthetic_folder(paths.input_dir)
@@ -88,7 +88,7 @@ def reports(paths: Paths, scenario: str, seed: int, protocol: str | None) -> Non
 def end_to_end(paths: Paths, scenario: str, seed: int, protocol: str | None) -> None:
     """What ``make demo`` runs after install (``sicp demo``): generate, one Dagster run of
     ingest, dbt build and every protocol, the exports and both reports in HTML and PDF."""
-    from sicp.pipeline import run_demo
+    from dagster_project.pipeline import run_demo
 
     run_demo(paths, scenario=scenario, seed=seed)
 

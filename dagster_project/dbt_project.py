@@ -16,11 +16,8 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from sicp.settings import PROJECT_ROOT
-
-DBT_DIR = PROJECT_ROOT / "dbt"
-_SOURCES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml", "models",
-            "macros", "seeds", "snapshots", "tests", "analyses")
+from sicp.dbt_schema import manifest_stale
+from sicp.settings import DBT_DIR
 
 
 @functools.cache
@@ -29,7 +26,7 @@ def get_dbt_project() -> DbtProject:
     _put_dbt_on_path()
     project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
     project.prepare_if_dev()
-    if _stale(project):
+    if manifest_stale(Path(project.manifest_path), Path(project.project_dir)):
         project.preparer.prepare(project)
     return project
 
@@ -39,22 +36,3 @@ def _put_dbt_on_path() -> None:
     activated (``.venv/bin/python -m ...``), its ``bin`` is not on PATH, so add it."""
     if shutil.which("dbt") is None:
         os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def _stale(project: DbtProject) -> bool:
-    manifest = project.manifest_path
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in _project_files(project.project_dir))
-
-
-def _project_files(root: Path) -> list[Path]:
-    files: list[Path] = []
-    for name in _SOURCES:
-        path = root / name
-        if path.is_file():
-            files.append(path)
-        elif path.is_dir():
-            files.extend(p for p in path.rglob("*") if p.is_file())
-    return files

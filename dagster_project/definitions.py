@@ -31,7 +31,9 @@ everything_job = dg.define_asset_job(
 )
 
 
-def build_definitions(paths: Paths) -> dg.Definitions:
+def build_definitions(paths: Paths, dbt_colours: bool = False) -> dg.Definitions:
+    """The code location for ``paths``. dbt writes colour codes only with ``dbt_colours`` (its
+    output reaches a terminal); in the UI's compute logs and in log files they are noise."""
     return dg.Definitions(
         assets=[*INGEST_ASSETS, sicp_dbt_assets, *build_protocol_assets(paths.protocols_dir)],
         jobs=[ingest_job, everything_job],
@@ -40,7 +42,8 @@ def build_definitions(paths: Paths) -> dg.Definitions:
             "input_folder": Folder(path=str(paths.input_dir)),
             "warehouse": Warehouse(path=str(paths.warehouse)),
             "results_folder": Folder(path=str(paths.results_dir)),
-            "dbt": DbtCliResource(project_dir=get_dbt_project(), target=dbt_target()),
+            "dbt": DbtCliResource(project_dir=get_dbt_project(), target=dbt_target(),
+                                  global_config_flags=[] if dbt_colours else ["--no-use-colors"]),
         },
         executor=dg.in_process_executor,
     )

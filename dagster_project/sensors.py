@@ -17,9 +17,10 @@ SURVEY = SOURCES["survey_wave"]
     name="new_survey_wave",
     target=dg.AssetSelection.assets(raw_key(SURVEY.name)).downstream(),
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Watches the input folder for cohort/survey_wave_NN.sav files; when one "
-                "appears, changes or goes, re-ingests the survey and rebuilds what depends on it.",
+                "appears, changes or goes, re-ingests the survey and rebuilds what depends on it. "
+                "Off until switched on in the UI: it rewrites the warehouse and the results.",
 )
 def new_survey_wave(context: SensorEvaluationContext, input_folder: Folder):
     """The cursor holds the (file, sha256) set last acted on; the run key is its fingerprint,

@@ -89,7 +89,7 @@ def test_only_a_logged_reinstatement_brings_a_person_back(tiny, tmp_path: Path) 
     refused = _sicp(tmp_path, "consent", "reinstate", person)
     assert refused.returncode == 2 and "--by and --why" in refused.stderr
     nobody = _sicp(tmp_path, "consent", "reinstate", "NOT-EXCLUDED", "--by", "x", "--why", "y")
-    assert nobody.returncode == 1 and "not excluded" in nobody.stderr
+    assert nobody.returncode == 2 and "not excluded" in nobody.stderr
     done = _sicp(tmp_path, "consent", "reinstate", person, "--by", "Dr A (data manager)",
                  "--why", "form CF-17: withdrawal entered against the wrong person")
     assert done.returncode == 0, done.stderr

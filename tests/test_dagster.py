@@ -1,9 +1,14 @@
-"""The Dagster code location: definitions load, ingest assets materialise with metadata and
-checks, failures name the file, the survey sensor fires on new waves, and warehouse writers
-never collide under the multiprocess executor."""
+"""The Dagster code location: definitions load, dbt models sit in their layer's group with
+every dbt test as an asset check, ingest assets materialise with metadata and checks, failures
+name the file, progress lines follow a run's events, the survey sensor fires on new waves (once
+switched on), the instance lives beside the warehouse, and warehouse writers never collide
+under the multiprocess executor."""
 
 from __future__ import annotations
 
+import io
+import re
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -11,18 +16,19 @@ import duckdb
 import pytest
 import yaml
 
-from dagster_project.assets.dbt import sicp_dbt_assets
+from dagster_project.assets.dbt import attach_singular_tests, sicp_dbt_assets
 from dagster_project.assets.ingest import INGEST_ASSETS, LOSS_CHECK, RECONCILE_CHECK, raw_key
 from dagster_project.assets.protocols import GROUP as RESULTS_GROUP
 from dagster_project.definitions import build_definitions, defs
+from dagster_project.instance import INSTANCE_YAML, dagster_home, prepare_home, project_instance
+from dagster_project.progress import RunProgress, pipeline_stages
 from dagster_project.resources import WAREHOUSE_POOL, Folder, Warehouse
 from dagster_project.sensors import new_survey_wave
 from sicp.contract import RAW, SOURCES
-from sicp.settings import Paths
+from sicp.settings import DBT_DIR, Paths
 from sicp.warehouse import DBT_TARGET_ENV, dbt_args
 from tests.ingest_helpers import tw
-
-INSTANCE_YAML = Path(__file__).parents[1] / "dagster_project" / "dagster.yaml"
+from tests.worlds import world_paths
 
 
 def resources(raw: Path, warehouse: Path) -> dict[str, object]:
@@ -47,6 +53,48 @@ def test_definitions_load_with_every_source_and_dbt_wired_to_raw():
     for assets_def in [*INGEST_ASSETS, sicp_dbt_assets]:
         assert assets_def.op.pool == WAREHOUSE_POOL, assets_def.op.name
     assert yaml.safe_load(INSTANCE_YAML.read_text())["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_dbt_models_are_grouped_by_layer_and_every_singular_test_is_an_asset_check():
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, set[dg.AssetKey]] = {}
+    for key in sicp_dbt_assets.keys:
+        groups.setdefault(graph.get(key).group_name, set()).add(key)
+    assert set(groups) == {"staging", "intermediate", "marts", "data_quality", "seeds"}
+    for layer in ("staging", "intermediate", "marts", "data_quality"):
+        assert {k.path[0] for k in groups[layer]} == {layer}   # the model's schema is its layer
+    assert {k.path[0] for k in groups["seeds"]} == {"reference"}
+    checks = {spec.name: spec for spec in sicp_dbt_assets.check_specs}
+    singular = {path.stem for path in (DBT_DIR / "tests").glob("*.sql")}
+    assert len(singular) >= 10 and singular <= set(checks)
+    consent = checks["assert_no_withdrawn_person_in_marts"]
+    assert consent.asset_key.path[0] == "marts" and consent.blocking
+    others = {d.asset_key for d in consent.additional_deps}
+    assert raw_key(RAW.consent_exclusions) in others and len(others) >= 6
+    assert checks["assert_no_critical_data_quality_findings"].blocking is False   # severity warn
+
+
+def test_a_singular_test_of_several_models_is_attached_to_the_most_derived_one():
+    def node(kind: str, name: str, *deps: str, ref: str | None = None) -> dict:
+        meta = {"dagster": {"ref": {"name": ref}}} if ref else {}
+        return {"resource_type": kind, "name": name, "package_name": "p",
+                "config": {"meta": meta}, "depends_on": {"nodes": list(deps)}}
+
+    manifest = {
+        "nodes": {"model.p.a": node("model", "a"), "model.p.b": node("model", "b", "model.p.a"),
+                  "model.p.c": node("model", "c"),
+                  "test.p.t": node("test", "t", "model.p.a", "model.p.b", "source.p.raw.x"),
+                  "test.p.tie": node("test", "tie", "model.p.c", "model.p.a"),
+                  "test.p.own": node("test", "own", "model.p.a", "model.p.b", ref="a"),
+                  "test.p.one": node("test", "one", "model.p.b")},
+        "parent_map": {"model.p.a": [], "model.p.b": ["model.p.a"], "model.p.c": []},
+    }
+    attached = attach_singular_tests(manifest)["nodes"]
+    assert attached["test.p.t"]["config"]["meta"]["dagster"]["ref"] == {"name": "b", "package": "p"}
+    assert attached["test.p.tie"]["config"]["meta"]["dagster"]["ref"]["name"] == "c"
+    for kept in ("test.p.own", "test.p.one", "model.p.b"):   # own ref, one model, not a test
+        assert attached[kept] is manifest["nodes"][kept]
+    assert manifest["nodes"]["test.p.t"]["config"]["meta"] == {}   # the input is not changed
 
 
 def test_dbt_target_follows_the_environment_in_dagster_and_the_cli(tmp_path, monkeypatch):
@@ -111,7 +159,74 @@ def test_quarantined_rows_show_in_metadata_and_a_broken_file_fails_its_asset(tmp
     assert checks[(raw_key("hospital_spells"), LOSS_CHECK)].passed
 
 
+def test_progress_is_one_line_per_stage_counting_sources_rows_checks_and_failures(tmp_path):
+    """Two listeners on one run: plain lines, and live ones rewritten in place that end as the
+    same lines. The broken file fails its step; the other sources load, and a protocol that
+    needs the broken source is not run, which its stage says."""
+    raw, wh = tmp_path / "raw", tmp_path / "wh.duckdb"
+    deaths = tw.frames()["deaths"]
+    deaths.loc[2, "place_of_death"] = "garden"
+    frames = tw.build(raw, edit={"deaths": deaths})
+    tw.path_for(raw, "unit_costs").write_bytes(b"")
+
+    @dg.asset(key=[RESULTS_GROUP, "priced"], deps=[raw_key("unit_costs")], group_name=RESULTS_GROUP)
+    def priced() -> None:
+        raise AssertionError("never runs: its input failed")
+
+    ingest = dg.Definitions(assets=[*INGEST_ASSETS, priced], resources=resources(raw, wh))
+    plain, live = io.StringIO(), io.StringIO()
+    listeners = [RunProgress(pipeline_stages(ingest), plain),
+                 RunProgress(pipeline_stages(ingest), live, live=True)]
+    run_id = str(uuid.uuid4())
+    with dg.instance_for_test() as instance:
+        for listener in listeners:
+            instance.add_event_listener(run_id, listener)
+        ingest.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, run_id=run_id, raise_on_error=False)
+    for listener in listeners:
+        listener.finish()
+    rows = sum(len(f) for name, f in frames.items() if name != "unit_costs") - 1
+    n = len(SOURCES)
+    assert re.fullmatch(
+        rf"ingest     {n - 1}/{n} sources; {rows:,} rows loaded, 1 quarantined; "
+        rf"checks 1 failed, {2 * (n - 1) - 1} passed; 1 step failed \(\d+\.\d s\)\n"
+        r"protocols  0/1 protocols; not run\n", plain.getvalue()), plain.getvalue()
+    assert "\r" in live.getvalue()
+    shown = [line.rsplit("\r", 1)[-1].rstrip() for line in live.getvalue().split("\n")]
+    assert shown == plain.getvalue().split("\n")
+
+
+def test_a_step_waiting_for_the_warehouse_pool_says_why(tmp_path):
+    """A run killed mid-step keeps its slot of the pool: the next run waits for it, and the
+    progress says so (here the slot is freed once the message is out, and the run goes on)."""
+    raw, wh = tmp_path / "raw", tmp_path / "wh.duckdb"
+    tw.build(raw)
+    [practices] = [a for a in INGEST_ASSETS if a.op.name == "raw_practices"]
+    single = dg.Definitions(assets=[practices], resources=resources(raw, wh))
+    out = io.StringIO()
+    run_id = str(uuid.uuid4())
+    with dg.instance_for_test(overrides=yaml.safe_load(INSTANCE_YAML.read_text())) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
+        assert storage.claim_concurrency_slot(WAREHOUSE_POOL, "killed-run", "its-step").is_claimed
+
+        def free_once_said(_entry: dg.EventLogEntry) -> None:
+            if "waiting" in out.getvalue():
+                storage.free_concurrency_slots_for_run("killed-run")
+
+        instance.add_event_listener(run_id, RunProgress(pipeline_stages(single), out))
+        instance.add_event_listener(run_id, free_once_said)
+        result = single.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, run_id=run_id)
+    assert result.success
+    waiting, done = out.getvalue().splitlines()
+    assert waiting.startswith(f"ingest     waiting: another run holds the pool {WAREHOUSE_POOL}")
+    assert "Deployment > Concurrency" in waiting
+    assert done.startswith("ingest     1/1 sources;")
+
+
 def test_sensor_requests_a_survey_refresh_when_a_new_wave_arrives(tmp_path):
+    assert new_survey_wave.default_status == dg.DefaultSensorStatus.STOPPED   # until switched on
     raw = tmp_path / "raw"
     frames = tw.build(raw)
     context = dg.build_sensor_context(resources={"input_folder": Folder(path=str(raw))})
@@ -129,6 +244,24 @@ def test_sensor_requests_a_survey_refresh_when_a_new_wave_arrives(tmp_path):
     assert raw_key("survey_wave") in target
     assert any(k.path[0] == "staging" for k in target)   # and what depends on it
     assert raw_key("recruitment") not in target
+
+
+def test_the_instance_lives_beside_the_warehouse_with_the_project_settings(tmp_path,
+                                                                          monkeypatch):
+    """Not in the source tree: beside the warehouse, or $DAGSTER_HOME; created with the pool
+    limit of dagster.yaml, and a dagster.yaml already there is the site's own and kept."""
+    paths = world_paths(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert dagster_home(paths) == tmp_path / "dagster_home"
+    with project_instance(paths) as instance:
+        assert instance.event_log_storage.get_pool_config().default_pool_limit == 1
+    assert (tmp_path / "dagster_home" / "dagster.yaml").read_text() == INSTANCE_YAML.read_text()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "site"))
+    assert dagster_home(paths) == tmp_path / "site"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    assert prepare_home(dagster_home(paths)) == tmp_path / "site"
+    assert (tmp_path / "site" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
 
 
 # --- single writer under the multiprocess executor ---------------------------------------

@@ -45,7 +45,8 @@ def test_dta_carries_value_and_variable_labels(small_dbt_world: BuiltWorld,
     assert "eq_vas" not in labels and "gp_visits_6m" not in labels
     assert wave.column_names_to_labels["sex"] == "Sex."
     assert wave.column_names_to_labels["eq5d_index"].startswith("EQ-5D-5L index")
-    assert wave.file_label.startswith("person_wave_panel, inputs ")
+    assert wave.file_label.startswith("person_wave_panel, build 1 of ")   # the fixture's build
+    assert ", inputs " in wave.file_label
 
     _, practice = pyreadstat.read_dta(str(tmp_path / "practice_month_panel.dta"),
                                       metadataonly=True)

@@ -18,8 +18,8 @@ import pandas as pd
 
 from analysis.protocol import load_protocols
 from analysis.store import read_results
+from dagster_project.pipeline import run_pipeline
 from sicp.ingest import ingest_all
-from sicp.pipeline import run_pipeline
 from sicp.settings import PROJECT_ROOT, Paths
 from sicp.synth import generate_world
 from sicp.warehouse import dbt_args, record_build
