@@ -1,13 +1,18 @@
-"""Render the two reports (evaluation report, outcome-measure audit) from the results store."""
+"""Render the two reports (evaluation report, outcome-measure audit) and the results explorer
+from the results store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sicp.explorer import EXPLORER_FILE, write_explorer
 from sicp.render import render_report
+from sicp.report_data import ReportInputs
 from sicp.settings import PROJECT_ROOT, Paths
 
 REPORTS = ("evaluation_report", "outcome_audit")
+#: The name under which :func:`render_all` writes the results explorer (HTML only).
+EXPLORER = "explorer"
 
 
 def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = ()
@@ -25,12 +30,19 @@ def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = 
 
 
 def render_all(paths: Paths, formats: tuple[str, ...] = ("html", "pdf"), threshold: int = 5,
-               names: tuple[str, ...] = REPORTS, protocol_ids: tuple[str, ...] = ()
-               ) -> list[Path]:
-    """Render each report to ``paths.reports_dir``; returns the files written."""
+               names: tuple[str, ...] = (*REPORTS, EXPLORER),
+               protocol_ids: tuple[str, ...] = ()) -> list[Path]:
+    """Render each report to ``paths.reports_dir``, and the results explorer beside them when
+    HTML is among the formats; returns the files written."""
+    params = report_params(paths, threshold, protocol_ids)
     written: list[Path] = []
     for name in names:
+        if name == EXPLORER:
+            if "html" in formats:
+                written.append(write_explorer(ReportInputs.from_params(params),
+                                              paths.reports_dir / EXPLORER_FILE, threshold,
+                                              subset=",".join(protocol_ids)))
+            continue
         written += render_report(PROJECT_ROOT / "reports" / f"{name}.qmd", paths.reports_dir,
-                                 params=report_params(paths, threshold, protocol_ids),
-                                 formats=formats)
+                                 params=params, formats=formats)
     return written
