@@ -289,7 +289,12 @@ def test_quarto_on_path_is_called_with_params_and_output_dir(
     paths = render_report(SAMPLE, out_dir, {"site": "Bolton", "n_months": 3})
     assert paths == [out_dir.resolve() / "sample.html", out_dir.resolve() / "sample.pdf"]
     html_call, pdf_call = calls.read_text().splitlines()
-    assert f"render {SAMPLE.resolve()} --to html --output-dir {out_dir.resolve()}" in html_call
+    # Quarto renders a copy beside the source whose front matter reads no raw HTML or TeX
+    # (tests/test_render_escaping.py), named after the source, and the copy is removed.
+    safe = SAMPLE.resolve().with_name(f".{SAMPLE.stem}.safe.qmd")
+    assert (f"render {safe} --to html --output sample.html --output-dir {out_dir.resolve()}"
+            in html_call)
+    assert not safe.exists()
     assert "-M embed-resources:true" in html_call
     assert '-P site:"Bolton" -P n_months:3' in html_call
     assert "--to typst" in pdf_call
