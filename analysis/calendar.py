@@ -34,8 +34,11 @@ MILESTONE_CALL = re.compile(r"milestone\(\s*'([a-z][a-z0-9_]*)'\s*\)")
 def is_milestone(value: object) -> bool:
     """A time point written as ``{milestone: <name>}``: the month the delivery declares for it
     (``programme/milestones.csv``), so one protocol asks its question at each site's date."""
-    return (isinstance(value, Mapping) and set(value) == {"milestone"}
-            and isinstance(value["milestone"], str))
+    return (
+        isinstance(value, Mapping)
+        and set(value) == {"milestone"}
+        and isinstance(value["milestone"], str)
+    )
 
 
 def uses_milestones(content: object) -> bool:
@@ -52,11 +55,14 @@ def resolve_milestones(content: Any, milestones: Mapping[str, pd.Timestamp]) -> 
     """``content`` (a parsed protocol) with every milestone replaced by its month: a
     ``{milestone: name}`` by ``YYYY-MM``, ``milestone('name')`` in an expression by the quoted
     first day of the month. A milestone the delivery does not declare is a CalendarError."""
+
     def month_of(name: str) -> pd.Timestamp:
         if name not in milestones:
             declared = ", ".join(sorted(milestones)) or "none"
-            raise CalendarError(f"milestone {name!r} is not declared in the delivery's "
-                                f"programme/milestones.csv (declared: {declared})")
+            raise CalendarError(
+                f"milestone {name!r} is not declared in the delivery's "
+                f"programme/milestones.csv (declared: {declared})"
+            )
         return pd.Timestamp(milestones[name])
 
     if is_milestone(content):
@@ -67,7 +73,8 @@ def resolve_milestones(content: Any, milestones: Mapping[str, pd.Timestamp]) -> 
         return [resolve_milestones(v, milestones) for v in content]
     if isinstance(content, str):
         return MILESTONE_CALL.sub(
-            lambda m: f"'{month_of(m.group(1)).strftime('%Y-%m-%d')}'", content)
+            lambda m: f"'{month_of(m.group(1)).strftime('%Y-%m-%d')}'", content
+        )
     return content
 
 
@@ -92,16 +99,22 @@ def check_inside(data: pd.DataFrame, month: object, *, what: str) -> pd.Timestam
     """``month`` as a Timestamp, if the data have months on both sides of it (a time point at
     the edge of the calendar leaves nothing before or after it); else a CalendarError."""
     if MONTH_COLUMN not in data.columns:
-        raise ValueError(f"{what} is a calendar month, so the data need a {MONTH_COLUMN!r} "
-                         f"column (keep it in data.aggregate.by)")
+        raise ValueError(
+            f"{what} is a calendar month, so the data need a {MONTH_COLUMN!r} "
+            f"column (keep it in data.aggregate.by)"
+        )
     target = to_month(month)
     months = pd.to_datetime(data[MONTH_COLUMN])
     first, last = months.min(), months.max()
     if not first < target <= last:
-        edge = "is the calendar's first month, with no month before it" if target == first \
+        edge = (
+            "is the calendar's first month, with no month before it"
+            if target == first
             else "lies outside the data's calendar"
-        raise CalendarError(f"{what} {month_label(target)} {edge} "
-                            f"({month_label(first)} to {month_label(last)})")
+        )
+        raise CalendarError(
+            f"{what} {month_label(target)} {edge} ({month_label(first)} to {month_label(last)})"
+        )
     return target
 
 
@@ -110,13 +123,16 @@ def resolve_month(data: pd.DataFrame, month: object, time: str, *, what: str) ->
     target = check_inside(data, month, what=what)
     values = data.loc[pd.to_datetime(data[MONTH_COLUMN]) == target, time].unique()
     if len(values) != 1:
-        raise CalendarError(f"{what} {month_label(target)} has no single {time!r} value in the "
-                            f"data (found {len(values)})")
+        raise CalendarError(
+            f"{what} {month_label(target)} has no single {time!r} value in the "
+            f"data (found {len(values)})"
+        )
     return float(values[0])
 
 
-def resolve_options(options: Mapping[str, Any], time_points: Mapping[str, str],
-                    data: pd.DataFrame) -> dict[str, Any]:
+def resolve_options(
+    options: Mapping[str, Any], time_points: Mapping[str, str], data: pd.DataFrame
+) -> dict[str, Any]:
     """``options`` with each time-point option's month(s) replaced by the time column's value.
 
     ``time_points`` maps an option to the option that names its time column (for

@@ -15,8 +15,11 @@ def covariate_design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataF
         if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
             parts.append(col.astype(float).to_frame(cov))
         else:
-            parts.append(pd.get_dummies(col.astype(str), prefix=cov, prefix_sep="=",
-                                        drop_first=True, dtype=float))
+            parts.append(
+                pd.get_dummies(
+                    col.astype(str), prefix=cov, prefix_sep="=", drop_first=True, dtype=float
+                )
+            )
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
 
 

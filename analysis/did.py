@@ -41,6 +41,7 @@ SeType = Literal["cluster", "random_walk"]
 # Two-way fixed effects
 # --------------------------------------------------------------------------------------------
 
+
 def _panel(data: pd.DataFrame, unit: str, time: str, columns: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in [unit, time, *columns] if c not in data.columns]
     if missing:
@@ -51,8 +52,13 @@ def _panel(data: pd.DataFrame, unit: str, time: str, columns: Sequence[str]) -> 
     return frame.set_index([unit, time]).sort_index()
 
 
-def _fit_panel_ols(panel: pd.DataFrame, outcome: str, regressors: Sequence[str],
-                   cluster: str | None, small_sample: bool):
+def _fit_panel_ols(
+    panel: pd.DataFrame,
+    outcome: str,
+    regressors: Sequence[str],
+    cluster: str | None,
+    small_sample: bool,
+):
     """PanelOLS with entity+time effects and clustered SEs; returns (fit, se label, n_clusters).
 
     The effects nested in the clusters are not counted in the degrees of freedom (as R plm,
@@ -60,8 +66,13 @@ def _fit_panel_ols(panel: pd.DataFrame, outcome: str, regressors: Sequence[str],
     G/(G-1) * n/(n-k) (k = slope coefficients); False gives the plain (HC0-type) clustered
     sandwich.
     """
-    model = PanelOLS(panel[outcome], panel[list(regressors)], entity_effects=True,
-                     time_effects=True, drop_absorbed=False)
+    model = PanelOLS(
+        panel[outcome],
+        panel[list(regressors)],
+        entity_effects=True,
+        time_effects=True,
+        drop_absorbed=False,
+    )
     if cluster is None:
         clusters = {"cluster_entity": True}
         cluster_ids = panel.index.get_level_values(0)
@@ -70,15 +81,22 @@ def _fit_panel_ols(panel: pd.DataFrame, outcome: str, regressors: Sequence[str],
         clusters = {"clusters": panel[[cluster]]}
         cluster_ids = panel[cluster]
         cname = cluster
-    fit = model.fit(cov_type="clustered", auto_df=False, count_effects=False,
-                    debiased=small_sample, group_debias=small_sample, **clusters)
+    fit = model.fit(
+        cov_type="clustered",
+        auto_df=False,
+        count_effects=False,
+        debiased=small_sample,
+        group_debias=small_sample,
+        **clusters,
+    )
     factor = "G/(G-1) * n/(n-k)" if small_sample else "no small-sample factor"
     label = f"cluster-robust by {cname} ({factor})"
     return fit, label, int(pd.Series(cluster_ids).nunique())
 
 
-def _single_treated_contrast(panel: pd.DataFrame, outcome: str, treatment: str
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def _single_treated_contrast(
+    panel: pd.DataFrame, outcome: str, treatment: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(treated minus mean-of-controls outcome, treated unit's treatment) per time period.
 
     With one treated unit in a balanced panel the TWFE coefficient is the regression of this
@@ -91,8 +109,9 @@ def _single_treated_contrast(panel: pd.DataFrame, outcome: str, treatment: str
         raise ValueError("se_type='random_walk' needs a balanced panel")
     treated = wide_d.index[(wide_d != 0).any(axis=1)]
     if len(treated) != 1:
-        raise ValueError(f"se_type='random_walk' needs exactly one treated unit, got "
-                         f"{len(treated)}")
+        raise ValueError(
+            f"se_type='random_walk' needs exactly one treated unit, got {len(treated)}"
+        )
     controls = wide_y.drop(index=treated)
     gap = wide_y.loc[treated[0]] - controls.mean(axis=0)
     return gap.to_numpy(dtype=float), wide_d.loc[treated[0]].to_numpy(dtype=float)
@@ -127,36 +146,53 @@ def twfe(
     taken as equally spaced. Coverage on the Greater Manchester area world:
     docs/validation/area_inference.md.
     """
-    panel = _panel(data, unit, time, [outcome, treatment, *covariates,
-                                      *([cluster] if cluster else [])])
-    fit, label, n_cl = _fit_panel_ols(panel, outcome, [treatment, *covariates], cluster,
-                                      small_sample)
+    panel = _panel(
+        data, unit, time, [outcome, treatment, *covariates, *([cluster] if cluster else [])]
+    )
+    fit, label, n_cl = _fit_panel_ols(
+        panel, outcome, [treatment, *covariates], cluster, small_sample
+    )
     df = n_cl - 1 if small_sample else None
-    rows = [inference_row(name, float(fit.params[name]), float(fit.std_errors[name]), df=df,
-                          level=level) for name in [treatment, *covariates]]
+    rows = [
+        inference_row(
+            name, float(fit.params[name]), float(fit.std_errors[name]), df=df, level=level
+        )
+        for name in [treatment, *covariates]
+    ]
     diagnostics: dict[str, float | int | str] = {
-        "n_obs": int(fit.nobs), "n_clusters": n_cl, "n_units": int(panel.index.levels[0].size),
+        "n_obs": int(fit.nobs),
+        "n_clusters": n_cl,
+        "n_units": int(panel.index.levels[0].size),
         "n_periods": int(panel.index.get_level_values(1).nunique()),
-        "r2_within": float(fit.rsquared_within)}
+        "r2_within": float(fit.rsquared_within),
+    }
     if se_type == "random_walk":
         if covariates or cluster:
             raise ValueError("se_type='random_walk' takes no covariates and no cluster")
         gap, path = _single_treated_contrast(panel, outcome, treatment)
         exog = np.column_stack([np.ones(len(gap)), path])
         estimate = float(fit.params[treatment])
-        if not np.isclose(estimate, float(np.linalg.lstsq(exog, gap, rcond=None)[0][1]),
-                          rtol=1e-8, atol=1e-10):
+        if not np.isclose(
+            estimate, float(np.linalg.lstsq(exog, gap, rcond=None)[0][1]), rtol=1e-8, atol=1e-10
+        ):
             raise RuntimeError("TWFE estimate differs from the single-treated-unit contrast")
         rw = random_walk_cov(exog, gap, np.ones(len(gap)), np.arange(len(gap)))
-        rows = [inference_row(treatment, estimate, math.sqrt(rw.cov[1, 1]), df=rw.df,
-                              level=level)]
-        label = ("treated-minus-controls series as random walk plus noise, variance ratio at "
-                 f"its reference-posterior median; t reference, df = T - 2 = {rw.df}")
+        rows = [inference_row(treatment, estimate, math.sqrt(rw.cov[1, 1]), df=rw.df, level=level)]
+        label = (
+            "treated-minus-controls series as random walk plus noise, variance ratio at "
+            f"its reference-posterior median; t reference, df = T - 2 = {rw.df}"
+        )
         diagnostics.update(rw_ratio=rw.ratio, rw_ratio_mode=rw.ratio_mode)
     elif se_type != "cluster":
         raise ValueError(f"unknown se_type {se_type!r}")
-    tidy = tidy_frame(rows, n_obs=int(fit.nobs), n_clusters=n_cl, method="did_twfe",
-                      se_type=label, scale="difference")
+    tidy = tidy_frame(
+        rows,
+        n_obs=int(fit.nobs),
+        n_clusters=n_cl,
+        method="did_twfe",
+        se_type=label,
+        scale="difference",
+    )
     return EstimationResult("did_twfe", tidy, diagnostics=diagnostics)
 
 
@@ -207,21 +243,44 @@ def event_study(
         name = f"event_{k}"
         frame[name] = (e == k).astype(float)
         names[name] = k
-    panel = _panel(frame, unit, time, [outcome, *names, *covariates,
-                                       *([cluster] if cluster else [])])
+    panel = _panel(
+        frame, unit, time, [outcome, *names, *covariates, *([cluster] if cluster else [])]
+    )
     panel = panel[[c for c in panel.columns if panel[c].ne(0).any() or c not in names]]
     kept = [n for n in names if n in panel.columns]
-    fit, label, n_cl = _fit_panel_ols(panel, outcome, [*kept, *covariates], cluster,
-                                      small_sample)
+    fit, label, n_cl = _fit_panel_ols(panel, outcome, [*kept, *covariates], cluster, small_sample)
     df = n_cl - 1 if small_sample else None
-    rows = [inference_row(n, float(fit.params[n]), float(fit.std_errors[n]), df=df, level=level,
-                          aggregation="event_study", event_time=names[n]) for n in kept]
-    rows += [inference_row(c, float(fit.params[c]), float(fit.std_errors[c]), df=df,
-                           level=level, aggregation="covariate") for c in covariates]
+    rows = [
+        inference_row(
+            n,
+            float(fit.params[n]),
+            float(fit.std_errors[n]),
+            df=df,
+            level=level,
+            aggregation="event_study",
+            event_time=names[n],
+        )
+        for n in kept
+    ]
+    rows += [
+        inference_row(
+            c,
+            float(fit.params[c]),
+            float(fit.std_errors[c]),
+            df=df,
+            level=level,
+            aggregation="covariate",
+        )
+        for c in covariates
+    ]
     pre = [n for n in kept if names[n] < 0]
     diagnostics: dict[str, float | int | str] = {
-        "reference_period": reference, "leads": leads, "lags": lags,
-        "bin_endpoints": str(bin_endpoints), "n_clusters": n_cl}
+        "reference_period": reference,
+        "leads": leads,
+        "lags": lags,
+        "bin_endpoints": str(bin_endpoints),
+        "n_clusters": n_cl,
+    }
     if pre:
         b = fit.params[pre].to_numpy()
         v = fit.cov.loc[pre, pre].to_numpy()
@@ -231,8 +290,14 @@ def event_study(
         row = inference_row("pretrend_wald", wald, float("nan"), aggregation="pretrend_test")
         row["p_value"] = p
         rows.append(row)
-    tidy = tidy_frame(rows, n_obs=int(fit.nobs), n_clusters=n_cl, method="did_event_study",
-                      se_type=label, scale="difference")
+    tidy = tidy_frame(
+        rows,
+        n_obs=int(fit.nobs),
+        n_clusters=n_cl,
+        method="did_event_study",
+        se_type=label,
+        scale="difference",
+    )
     return EstimationResult("did_event_study", tidy, diagnostics=diagnostics)
 
 
@@ -243,10 +308,12 @@ def event_path(result: EstimationResult) -> pd.DataFrame:
     aggregation of :func:`callaway_santanna` (whose -1 cell is estimated, not normalised).
     """
     agg = "event_study" if result.method == "did_event_study" else "dynamic"
-    path = result.tidy[(result.tidy["aggregation"] == agg)
-                       & result.tidy["event_time"].notna()].copy()
+    path = result.tidy[
+        (result.tidy["aggregation"] == agg) & result.tidy["event_time"].notna()
+    ].copy()
     cols = ["event_time", "estimate", "std_error", "ci_low", "ci_high"] + [
-        c for c in ("uniform_ci_low", "uniform_ci_high") if c in path.columns]
+        c for c in ("uniform_ci_low", "uniform_ci_high") if c in path.columns
+    ]
     path = path[cols]
     if "reference_period" in result.diagnostics:
         ref = {"event_time": result.diagnostics["reference_period"], "estimate": 0.0}
@@ -259,6 +326,7 @@ def event_path(result: EstimationResult) -> pd.DataFrame:
 # Callaway & Sant'Anna (2021)
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Cells:
     """Group-time cells: identifiers, estimates and the n x K influence-function matrix."""
@@ -270,8 +338,9 @@ class _Cells:
     inf: np.ndarray  # n_units x K, ATT_hat - ATT ~ mean of rows
 
 
-def _wide(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str,
-          cluster: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _wide(
+    data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str, cluster: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Balanced wide panel: (Y n x T, periods, cohort per unit, cluster id per unit)."""
     cols = [outcome, unit, time, cohort] + ([cluster] if cluster else [])
     missing = [c for c in cols if c not in data.columns]
@@ -288,12 +357,15 @@ def _wide(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str,
     g = per_unit[cohort].first()
     if (per_unit[cohort].nunique() > 1).any():
         raise ValueError("cohort must be constant within unit")
-    cl = (per_unit[cluster].first() if cluster else pd.Series(wide.index, index=wide.index))
+    cl = per_unit[cluster].first() if cluster else pd.Series(wide.index, index=wide.index)
     if cluster and (per_unit[cluster].nunique() > 1).any():
         raise ValueError("cluster must be constant within unit")
-    return (wide.to_numpy(dtype=float), wide.columns.to_numpy(dtype=float),
-            g.loc[wide.index].to_numpy(dtype=float),
-            pd.factorize(cl.loc[wide.index])[0])
+    return (
+        wide.to_numpy(dtype=float),
+        wide.columns.to_numpy(dtype=float),
+        g.loc[wide.index].to_numpy(dtype=float),
+        pd.factorize(cl.loc[wide.index])[0],
+    )
 
 
 def _start_period(periods: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -306,8 +378,9 @@ def _start_period(periods: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.where((g > 0) & (idx >= 0), periods[np.maximum(idx, 0)], g)
 
 
-def _cell_plan(periods: np.ndarray, cohorts: np.ndarray, base_period: BasePeriod,
-               anticipation: int) -> list[tuple[float, float, float]]:
+def _cell_plan(
+    periods: np.ndarray, cohorts: np.ndarray, base_period: BasePeriod, anticipation: int
+) -> list[tuple[float, float, float]]:
     """(g, t, base) for every estimable cell, as in R did's compute.att_gt; base periods lie
     before the period holding the start, so a partly treated period is never a base."""
     plan = []
@@ -326,9 +399,14 @@ def _cell_plan(periods: np.ndarray, cohorts: np.ndarray, base_period: BasePeriod
     return plan
 
 
-def _group_time_cells(y: np.ndarray, periods: np.ndarray, g_unit: np.ndarray,
-                      control_group: ControlGroup, base_period: BasePeriod,
-                      anticipation: int) -> _Cells:
+def _group_time_cells(
+    y: np.ndarray,
+    periods: np.ndarray,
+    g_unit: np.ndarray,
+    control_group: ControlGroup,
+    base_period: BasePeriod,
+    anticipation: int,
+) -> _Cells:
     """All ATT(g,t) with their influence functions, vectorised over cells."""
     cohorts = np.unique(g_unit[g_unit > 0])
     plan = _cell_plan(periods, cohorts, base_period, anticipation)
@@ -345,16 +423,18 @@ def _group_time_cells(y: np.ndarray, periods: np.ndarray, g_unit: np.ndarray,
     elif control_group == "notyet":
         horizon = np.maximum(ts, bs) + anticipation
         start = _start_period(periods, g_unit)[:, None]
-        ctrl = (g_unit[:, None] == 0) | ((start > horizon[None, :])
-                                         & (g_unit[:, None] != gs[None, :]))
+        ctrl = (g_unit[:, None] == 0) | (
+            (start > horizon[None, :]) & (g_unit[:, None] != gs[None, :])
+        )
     else:
         raise ValueError(f"unknown control_group {control_group!r}")
     n_t = treat.sum(axis=0)
     n_c = ctrl.sum(axis=0)
     ok = (n_t > 0) & (n_c > 0)
     if not ok.all():
-        gs, ts, bs, dy, treat, ctrl, n_t, n_c = (a[..., ok] if a.ndim > 1 else a[ok] for a in
-                                                 (gs, ts, bs, dy, treat, ctrl, n_t, n_c))
+        gs, ts, bs, dy, treat, ctrl, n_t, n_c = (
+            a[..., ok] if a.ndim > 1 else a[ok] for a in (gs, ts, bs, dy, treat, ctrl, n_t, n_c)
+        )
     n = y.shape[0]
     mu_t = (dy * treat).sum(axis=0) / n_t
     mu_c = (dy * ctrl).sum(axis=0) / n_c
@@ -382,8 +462,9 @@ def _analytic_se(inf: np.ndarray, cluster_id: np.ndarray) -> np.ndarray:
     return np.sqrt((summed**2).sum(axis=0)) / n
 
 
-def _multiplier_bootstrap(inf: np.ndarray, cluster_id: np.ndarray, n_boot: int,
-                          weights: BootWeights, seed: int) -> np.ndarray:
+def _multiplier_bootstrap(
+    inf: np.ndarray, cluster_id: np.ndarray, n_boot: int, weights: BootWeights, seed: int
+) -> np.ndarray:
     """Draws of (estimate* - estimate), B x K, from cluster-level multiplier weights."""
     n = inf.shape[0]
     summed = _cluster_inf(inf, cluster_id)
@@ -395,18 +476,18 @@ def _multiplier_bootstrap(inf: np.ndarray, cluster_id: np.ndarray, n_boot: int,
         b = min(chunk, n_boot - start)
         if weights == "mammen":
             s5 = np.sqrt(5.0)
-            v = np.where(rng.random((b, n_cl)) < (s5 + 1) / (2 * s5), (1 - s5) / 2,
-                         (1 + s5) / 2)
+            v = np.where(rng.random((b, n_cl)) < (s5 + 1) / (2 * s5), (1 - s5) / 2, (1 + s5) / 2)
         elif weights == "rademacher":
             v = rng.choice(np.array([-1.0, 1.0]), size=(b, n_cl))
         else:
             raise ValueError(f"unknown bootstrap weights {weights!r}")
-        draws[start:start + b] = v @ summed / n
+        draws[start : start + b] = v @ summed / n
     return draws
 
 
-def _boot_summary(draws: np.ndarray, est: np.ndarray, level: float,
-                  uniform: bool) -> dict[str, np.ndarray | float]:
+def _boot_summary(
+    draws: np.ndarray, est: np.ndarray, level: float, uniform: bool
+) -> dict[str, np.ndarray | float]:
     """Bootstrap SE (IQR / 1.349, as R did) and pointwise / uniform (sup-t) bands."""
     q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0)
     se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
@@ -434,8 +515,9 @@ def _share_weights(groups: np.ndarray, g_unit: np.ndarray) -> tuple[np.ndarray, 
     return pg / total, wif
 
 
-def _weighted_mean(att: np.ndarray, inf: np.ndarray, groups: np.ndarray | None,
-                   g_unit: np.ndarray) -> tuple[float, np.ndarray]:
+def _weighted_mean(
+    att: np.ndarray, inf: np.ndarray, groups: np.ndarray | None, g_unit: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Average of estimates with their influence functions (n x K).
 
     ``groups`` given: cohort-share weights, with the weight-estimation term; None: equal weights.
@@ -500,10 +582,12 @@ def callaway_santanna(
     y, periods, g_unit, cluster_id = _wide(data, outcome, unit, time, cohort, cluster)
     last = periods.max()
     g_unit = np.where(g_unit > last, 0.0, g_unit)
-    keep_units = ~((g_unit > 0)
-                   & (_start_period(periods, g_unit) - anticipation <= periods.min()))
-    y, g_unit, cluster_id = y[keep_units], g_unit[keep_units], pd.factorize(
-        cluster_id[keep_units])[0]
+    keep_units = ~((g_unit > 0) & (_start_period(periods, g_unit) - anticipation <= periods.min()))
+    y, g_unit, cluster_id = (
+        y[keep_units],
+        g_unit[keep_units],
+        pd.factorize(cluster_id[keep_units])[0],
+    )
     cells = _group_time_cells(y, periods, g_unit, control_group, base_period, anticipation)
     n = y.shape[0]
     n_cl = int(cluster_id.max() + 1)
@@ -522,15 +606,29 @@ def callaway_santanna(
             continue
         term = f"att_gt[g={cells.group[k]:g},t={cells.time[k]:g}]"
         if partial[k]:
-            add(term, float(cells.att[k]), cells.inf[:, k], "att_gt_partial",
-                group=cells.group[k], time=cells.time[k])
+            add(
+                term,
+                float(cells.att[k]),
+                cells.inf[:, k],
+                "att_gt_partial",
+                group=cells.group[k],
+                time=cells.time[k],
+            )
         else:
-            add(term, float(cells.att[k]), cells.inf[:, k], "att_gt", group=cells.group[k],
-                time=cells.time[k], event_time=e_all[k])
+            add(
+                term,
+                float(cells.att[k]),
+                cells.inf[:, k],
+                "att_gt",
+                group=cells.group[k],
+                time=cells.time[k],
+                event_time=e_all[k],
+            )
 
     def cells_mean(keep: np.ndarray, weighted: bool) -> tuple[float, np.ndarray]:
-        return _weighted_mean(cells.att[keep], cells.inf[:, keep],
-                              cells.group[keep] if weighted else None, g_unit)
+        return _weighted_mean(
+            cells.att[keep], cells.inf[:, keep], cells.group[keep] if weighted else None, g_unit
+        )
 
     add("simple", *cells_mean(np.flatnonzero(post), True), "simple")
     dyn = []
@@ -541,8 +639,12 @@ def callaway_santanna(
             add(f"event[e={e:g}]", est, inf, "dynamic", event_time=e)
             dyn.append((e, est, inf))
     post_dyn = [(est, inf) for e, est, inf in dyn if e >= 0]
-    add("dynamic_overall", float(np.mean([d[0] for d in post_dyn])),
-        np.mean([d[1] for d in post_dyn], axis=0), "dynamic_overall")
+    add(
+        "dynamic_overall",
+        float(np.mean([d[0] for d in post_dyn])),
+        np.mean([d[1] for d in post_dyn], axis=0),
+        "dynamic_overall",
+    )
     grp = []
     for g in np.unique(cells.group):
         keep = np.flatnonzero((cells.group == g) & post)
@@ -550,18 +652,28 @@ def callaway_santanna(
             est, inf = cells_mean(keep, False)
             add(f"group[g={g:g}]", est, inf, "group", group=g)
             grp.append((g, est, inf))
-    add("group_overall", *_weighted_mean(np.array([e for _, e, _ in grp]),
-                                         np.column_stack([i for _, _, i in grp]),
-                                         np.array([g for g, _, _ in grp]), g_unit),
-        "group_overall")
+    add(
+        "group_overall",
+        *_weighted_mean(
+            np.array([e for _, e, _ in grp]),
+            np.column_stack([i for _, _, i in grp]),
+            np.array([g for g, _, _ in grp]),
+            g_unit,
+        ),
+        "group_overall",
+    )
     cal = []
     for t in np.unique(cells.time[post]):
         keep = np.flatnonzero(post & (cells.time == t))
         est, inf = cells_mean(keep, True)
         add(f"calendar[t={t:g}]", est, inf, "calendar", time=t)
         cal.append((est, inf))
-    add("calendar_overall", float(np.mean([c[0] for c in cal])),
-        np.mean([c[1] for c in cal], axis=0), "calendar_overall")
+    add(
+        "calendar_overall",
+        float(np.mean([c[0] for c in cal])),
+        np.mean([c[1] for c in cal], axis=0),
+        "calendar_overall",
+    )
 
     est = np.array([s["est"] for s in specs], dtype=float)
     inf_all = np.column_stack([s["inf"] for s in specs])
@@ -569,18 +681,28 @@ def callaway_santanna(
     rows = []
     for s, se_k in zip(specs, se, strict=True):
         extra = {k: s[k] for k in ("aggregation", "group", "time", "event_time") if k in s}
-        rows.append(inference_row(str(s["term"]), float(s["est"]), float(se_k), level=level,
-                                  **extra))
-    tidy = tidy_frame(rows, n_obs=int(n * len(periods)), n_clusters=n_cl,
-                      method="did_callaway_santanna",
-                      se_type=f"influence function (analytic), clustered by "
-                              f"{cluster or 'unit'}", scale="difference")
+        rows.append(
+            inference_row(str(s["term"]), float(s["est"]), float(se_k), level=level, **extra)
+        )
+    tidy = tidy_frame(
+        rows,
+        n_obs=int(n * len(periods)),
+        n_clusters=n_cl,
+        method="did_callaway_santanna",
+        se_type=f"influence function (analytic), clustered by {cluster or 'unit'}",
+        scale="difference",
+    )
     diagnostics: dict[str, float | int | str] = {
-        "control_group": control_group, "base_period": base_period,
-        "anticipation": anticipation, "n_units": n, "n_periods": len(periods),
-        "n_clusters": n_cl, "n_cohorts": int(np.unique(cells.group).size),
+        "control_group": control_group,
+        "base_period": base_period,
+        "anticipation": anticipation,
+        "n_units": n,
+        "n_periods": len(periods),
+        "n_clusters": n_cl,
+        "n_cohorts": int(np.unique(cells.group).size),
         "n_never_treated": int(np.sum(g_unit == 0)),
-        "n_dropped_treated_in_first_period": int(np.sum(~keep_units))}
+        "n_dropped_treated_in_first_period": int(np.sum(~keep_units)),
+    }
     if base_period == "universal":
         diagnostics["reference_period"] = -1 - anticipation
     is_pre = ~post & ~partial & (cells.base != cells.time)
@@ -589,12 +711,19 @@ def callaway_santanna(
     noun = "unit" if cluster is None else "cluster"
 
     def listed(keep: np.ndarray) -> str:
-        return ", ".join(f"g={g:g} ({size[g]} {noun}{'' if size[g] == 1 else 's'})"
-                         for g in np.unique(cells.group[keep])) or "none"
+        return (
+            ", ".join(
+                f"g={g:g} ({size[g]} {noun}{'' if size[g] == 1 else 's'})"
+                for g in np.unique(cells.group[keep])
+            )
+            or "none"
+        )
 
-    diagnostics.update(pretest_min_cohort_units=min_cohort_units,
-                       pretest_cohorts=listed(is_pre & ~small),
-                       pretest_excluded_cohorts=listed(is_pre & small))
+    diagnostics.update(
+        pretest_min_cohort_units=min_cohort_units,
+        pretest_cohorts=listed(is_pre & ~small),
+        pretest_excluded_cohorts=listed(is_pre & small),
+    )
     tests: list[dict[str, object]] = []
 
     def wald_test(term: str, key: str, b: np.ndarray, inf: np.ndarray, what: str) -> None:
@@ -604,40 +733,66 @@ def callaway_santanna(
         vcov = v.T @ v / n**2
         rank = int(np.linalg.matrix_rank(vcov))
         if rank < b.size:
-            diagnostics[f"{key}_note"] = (f"no Wald test: the covariance of the {b.size} {what} "
-                                          f"has rank {rank} (from {n_cl} clusters)")
+            diagnostics[f"{key}_note"] = (
+                f"no Wald test: the covariance of the {b.size} {what} "
+                f"has rank {rank} (from {n_cl} clusters)"
+            )
             return
         wald = float(b @ np.linalg.pinv(vcov) @ b)
         p = float(stats.chi2.sf(wald, b.size))
         diagnostics.update({f"{key}_wald": wald, f"{key}_df": int(b.size), f"{key}_p": p})
         row = inference_row(term, wald, float("nan"), aggregation="pretest")
-        tests.append({**row, "p_value": p, "n_obs": int(n * len(periods)), "n_clusters": n_cl,
-                      "method": "did_callaway_santanna", "se_type": "Wald chi2, analytic vcov",
-                      "scale": "chi2"})
+        tests.append(
+            {
+                **row,
+                "p_value": p,
+                "n_obs": int(n * len(periods)),
+                "n_clusters": n_cl,
+                "method": "did_callaway_santanna",
+                "se_type": "Wald chi2, analytic vcov",
+                "scale": "chi2",
+            }
+        )
 
     pre = np.flatnonzero(is_pre & ~small)
     if pre.size:
-        wald_test("pretest_wald", "pretest", cells.att[pre], cells.inf[:, pre],
-                  "pooled pre-treatment cells")
-        means = [cells_mean(np.flatnonzero(is_pre & (cells.group == g)), False)
-                 for g in np.unique(cells.group[pre])]
-        wald_test("pretest_cohort_means", "pretest_means", np.array([m[0] for m in means]),
-                  np.column_stack([m[1] for m in means]), "pooled cohorts' pre-period means")
+        wald_test(
+            "pretest_wald",
+            "pretest",
+            cells.att[pre],
+            cells.inf[:, pre],
+            "pooled pre-treatment cells",
+        )
+        means = [
+            cells_mean(np.flatnonzero(is_pre & (cells.group == g)), False)
+            for g in np.unique(cells.group[pre])
+        ]
+        wald_test(
+            "pretest_cohort_means",
+            "pretest_means",
+            np.array([m[0] for m in means]),
+            np.column_stack([m[1] for m in means]),
+            "pooled cohorts' pre-period means",
+        )
     if tests:
         tidy = tidy_frame([*tidy.to_dict("records"), *tests])
     if bootstrap:
         draws = _multiplier_bootstrap(inf_all, cluster_id, n_boot, boot_weights, seed)
         pointwise = _boot_summary(draws, est, level, uniform=False)
         n_spec = len(specs)
-        tidy.loc[:n_spec - 1, "boot_se"] = pointwise["se"]
-        tidy.loc[:n_spec - 1, "boot_ci_low"] = pointwise["low"]
-        tidy.loc[:n_spec - 1, "boot_ci_high"] = pointwise["high"]
+        tidy.loc[: n_spec - 1, "boot_se"] = pointwise["se"]
+        tidy.loc[: n_spec - 1, "boot_ci_low"] = pointwise["low"]
+        tidy.loc[: n_spec - 1, "boot_ci_high"] = pointwise["high"]
         for agg in ("att_gt", "dynamic"):
             idx = np.flatnonzero([s["aggregation"] == agg for s in specs])
             band = _boot_summary(draws[:, idx], est[idx], level, uniform=True)
             tidy.loc[idx, "uniform_ci_low"] = band["low"]
             tidy.loc[idx, "uniform_ci_high"] = band["high"]
             diagnostics[f"uniform_crit_{agg}"] = float(band["crit"])
-        diagnostics.update(n_boot=n_boot, boot_weights=boot_weights, seed=seed,
-                           boot_se_rule="IQR/(z75-z25) of multiplier draws")
+        diagnostics.update(
+            n_boot=n_boot,
+            boot_weights=boot_weights,
+            seed=seed,
+            boot_se_rule="IQR/(z75-z25) of multiplier draws",
+        )
     return EstimationResult("did_callaway_santanna", tidy, diagnostics=diagnostics)

@@ -93,8 +93,9 @@ class _WildCluster:
             return num / np.sqrt(np.maximum(ss, 0.0))
 
 
-def _wild_cluster(zt: np.ndarray, xt: np.ndarray, u0: np.ndarray, cl: np.ndarray, n_cl: int,
-                  weights: np.ndarray) -> _WildCluster:
+def _wild_cluster(
+    zt: np.ndarray, xt: np.ndarray, u0: np.ndarray, cl: np.ndarray, n_cl: int, weights: np.ndarray
+) -> _WildCluster:
     """Precompute the closed-form WCR bootstrap (see :class:`_WildCluster`)."""
     q = xt / (xt @ xt)
     a0 = np.bincount(cl, q * u0, minlength=n_cl)
@@ -109,8 +110,13 @@ def _wild_cluster(zt: np.ndarray, xt: np.ndarray, u0: np.ndarray, cl: np.ndarray
         k0 -= qz @ zz_inv @ c0.T
         k1 -= qz @ zz_inv @ c1.T
     s0, s1 = k0 @ weights, k1 @ weights
-    return _WildCluster(n0=a0 @ weights, n1=d @ weights, ss00=(s0 * s0).sum(axis=0),
-                        ss01=(s0 * s1).sum(axis=0), ss11=(s1 * s1).sum(axis=0))
+    return _WildCluster(
+        n0=a0 @ weights,
+        n1=d @ weights,
+        ss00=(s0 * s0).sum(axis=0),
+        ss01=(s0 * s1).sum(axis=0),
+        ss11=(s1 * s1).sum(axis=0),
+    )
 
 
 def _invert(pvalue, estimate: float, se: float, alpha: float, side: int) -> float:
@@ -183,11 +189,17 @@ def dose_response_did(
         raise ValueError("need at least two clusters")
 
     cov_design = covariate_design(frame, covariates)
-    waves = pd.get_dummies(frame[time].astype(str), prefix=time, prefix_sep="=",
-                           drop_first=True, dtype=float)
-    raw = np.column_stack([frame[outcome].to_numpy(float),
-                           frame[dose].to_numpy(float) / dose_scale,
-                           cov_design.to_numpy(float), waves.to_numpy(float)])
+    waves = pd.get_dummies(
+        frame[time].astype(str), prefix=time, prefix_sep="=", drop_first=True, dtype=float
+    )
+    raw = np.column_stack(
+        [
+            frame[outcome].to_numpy(float),
+            frame[dose].to_numpy(float) / dose_scale,
+            cov_design.to_numpy(float),
+            waves.to_numpy(float),
+        ]
+    )
     counts = np.bincount(uid, minlength=n_units).astype(float)
     within = raw - (_group_sums(raw, uid, n_units) / counts[:, None])[uid]
     yt, xt_raw = within[:, 0], within[:, 1]
@@ -226,29 +238,56 @@ def dose_response_did(
     ci_high = _invert(pvalue, estimate, se, alpha, +1)
     boot_seconds = perf_counter() - started
 
-    row = {**inference_row("dose", estimate, se, level=level),
-           "ci_low": ci_low, "ci_high": ci_high, "p_value": p_boot}
+    row = {
+        **inference_row("dose", estimate, se, level=level),
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_boot,
+    }
     tidy = tidy_frame(
-        [row], n_obs=n, n_clusters=n_cl, method=METHOD,
-        se_type=(f"CR1 by {cluster}; CI and p from wild cluster restricted bootstrap "
-                 f"({kind} weights, B={n_boot}, symmetric, CI by test inversion)"),
-        scale=f"difference per {dose_scale:g} units of {dose}")
-    per_cluster = pd.DataFrame({cluster: np.asarray(cl_labels)[cl_codes], "unit": uid,
-                                "dose": frame[dose].to_numpy(float)})
-    clusters = per_cluster.groupby(cluster).agg(
-        n_obs=("unit", "size"), n_units=("unit", "nunique"), mean_dose=("dose", "mean"),
-        max_dose=("dose", "max")).reset_index()
+        [row],
+        n_obs=n,
+        n_clusters=n_cl,
+        method=METHOD,
+        se_type=(
+            f"CR1 by {cluster}; CI and p from wild cluster restricted bootstrap "
+            f"({kind} weights, B={n_boot}, symmetric, CI by test inversion)"
+        ),
+        scale=f"difference per {dose_scale:g} units of {dose}",
+    )
+    per_cluster = pd.DataFrame(
+        {cluster: np.asarray(cl_labels)[cl_codes], "unit": uid, "dose": frame[dose].to_numpy(float)}
+    )
+    clusters = (
+        per_cluster.groupby(cluster)
+        .agg(
+            n_obs=("unit", "size"),
+            n_units=("unit", "nunique"),
+            mean_dose=("dose", "mean"),
+            max_dose=("dose", "max"),
+        )
+        .reset_index()
+    )
     diagnostics: dict[str, float | int | str] = {
-        "n_obs": n, "n_units": n_units, "n_clusters": n_cl,
-        "n_periods": int(frame[time].nunique()), "n_rows_complete": n_input,
-        "n_singletons_dropped": n_singletons, "n_units_cluster_reassigned": n_moved,
-        "dropped_covariates": ", ".join(dropped), "dose_scale": dose_scale,
-        "cr1_se": se, "cr1_df": n_cl - 1, "cr1_p_value": cr1["p_value"],
-        "cr1_ci_low": cr1["ci_low"], "cr1_ci_high": cr1["ci_high"],
+        "n_obs": n,
+        "n_units": n_units,
+        "n_clusters": n_cl,
+        "n_periods": int(frame[time].nunique()),
+        "n_rows_complete": n_input,
+        "n_singletons_dropped": n_singletons,
+        "n_units_cluster_reassigned": n_moved,
+        "dropped_covariates": ", ".join(dropped),
+        "dose_scale": dose_scale,
+        "cr1_se": se,
+        "cr1_df": n_cl - 1,
+        "cr1_p_value": cr1["p_value"],
+        "cr1_ci_low": cr1["ci_low"],
+        "cr1_ci_high": cr1["ci_high"],
         "boot": "wild cluster restricted (WCR), symmetric p, CI by test inversion",
-        "boot_weights": kind, "n_boot": n_boot, "seed": seed,
+        "boot_weights": kind,
+        "n_boot": n_boot,
+        "seed": seed,
         "distinct_weight_draws": float(6.0**n_cl if kind == "webb" else 2.0**n_cl),
-        "boot_seconds": boot_seconds}
-    return EstimationResult(METHOD, tidy, tables={"clusters": clusters},
-                            diagnostics=diagnostics)
-
+        "boot_seconds": boot_seconds,
+    }
+    return EstimationResult(METHOD, tidy, tables={"clusters": clusters}, diagnostics=diagnostics)

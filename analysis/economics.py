@@ -27,15 +27,30 @@ from analysis.results import EstimationResult, inference_row, tidy_frame
 #: Willingness-to-pay thresholds (GBP per QALY) reported as net-monetary-benefit terms (NICE).
 NMB_THRESHOLDS = (20_000, 30_000)
 #: Columns of a tidy table that are on the estimate's scale (rescaled by cost_consequence).
-_SCALED = ("estimate", "std_error", "ci_low", "ci_high", "boot_se", "boot_ci_low",
-           "boot_ci_high", "uniform_ci_low", "uniform_ci_high")
+_SCALED = (
+    "estimate",
+    "std_error",
+    "ci_low",
+    "ci_high",
+    "boot_se",
+    "boot_ci_low",
+    "boot_ci_high",
+    "uniform_ci_low",
+    "uniform_ci_high",
+)
 DAYS_PER_YEAR = 365.25
 
 
 # --------------------------------------------------------------------------------- pricing
 
-def price_utilisation(counts: pd.DataFrame, unit_costs: pd.DataFrame, inflators: pd.DataFrame,
-                      price_year: int, mapping: dict[str, str]) -> pd.DataFrame:
+
+def price_utilisation(
+    counts: pd.DataFrame,
+    unit_costs: pd.DataFrame,
+    inflators: pd.DataFrame,
+    price_year: int,
+    mapping: dict[str, str],
+) -> pd.DataFrame:
     """Price utilisation counts in ``price_year`` prices, long format (one row per count x item).
 
     ``mapping`` maps count columns to ``unit_costs.item`` (the programme/unit_costs.csv layout:
@@ -60,25 +75,41 @@ def price_utilisation(counts: pd.DataFrame, unit_costs: pd.DataFrame, inflators:
     if gaps:
         raise KeyError(f"inflation index lacks years {gaps}")
     ids = [c for c in counts.columns if c not in mapping]
-    long = counts.melt(id_vars=ids, value_vars=list(mapping), var_name="measure",
-                       value_name="quantity")
+    long = counts.melt(
+        id_vars=ids, value_vars=list(mapping), var_name="measure", value_name="quantity"
+    )
     long["item"] = long["measure"].map(mapping)
     unit = costs.loc[long["item"]]
     long["unit_cost_gbp"] = unit["cost_gbp"].to_numpy(float)
     long["unit_cost_price_year"] = unit["price_year"].to_numpy(int)
-    long["uplift"] = (float(index.loc[price_year])
-                      / index.loc[long["unit_cost_price_year"]].to_numpy(float))
+    long["uplift"] = float(index.loc[price_year]) / index.loc[
+        long["unit_cost_price_year"]
+    ].to_numpy(float)
     long["unit_cost_uplifted_gbp"] = long["unit_cost_gbp"] * long["uplift"]
     long["price_year"] = int(price_year)
     long["cost_gbp"] = long["quantity"] * long["unit_cost_uplifted_gbp"]
-    return long[[*ids, "measure", "item", "quantity", "unit_cost_gbp", "unit_cost_price_year",
-                 "uplift", "unit_cost_uplifted_gbp", "price_year", "cost_gbp"]]
+    return long[
+        [
+            *ids,
+            "measure",
+            "item",
+            "quantity",
+            "unit_cost_gbp",
+            "unit_cost_price_year",
+            "uplift",
+            "unit_cost_uplifted_gbp",
+            "price_year",
+            "cost_gbp",
+        ]
+    ]
 
 
 # ------------------------------------------------------------------------ cost consequence
 
-def cost_consequence(result: EstimationResult, *, periods_per_year: float, price_year: int,
-                     terms: Sequence[str] = ()) -> EstimationResult:
+
+def cost_consequence(
+    result: EstimationResult, *, periods_per_year: float, price_year: int, terms: Sequence[str] = ()
+) -> EstimationResult:
     """An effect on cost per person per period, restated as GBP per person per year.
 
     ``result`` is any estimator's fit on a priced-utilisation outcome (cost per person-month:
@@ -101,15 +132,27 @@ def cost_consequence(result: EstimationResult, *, periods_per_year: float, price
         if col in tidy.columns:
             tidy[col] = pd.to_numeric(tidy[col]) * periods_per_year
     tidy["scale"] = f"GBP per person per year ({price_year - 1}/{price_year % 100:02d} prices)"
-    diagnostics = {**result.diagnostics, "source_method": result.method,
-                   "periods_per_year": float(periods_per_year), "price_year": int(price_year)}
+    diagnostics = {
+        **result.diagnostics,
+        "source_method": result.method,
+        "periods_per_year": float(periods_per_year),
+        "price_year": int(price_year),
+    }
     return EstimationResult("cost_consequence", tidy, diagnostics=diagnostics)
 
 
 # ------------------------------------------------------------------------------- QALYs
 
-def qaly_auc(data: pd.DataFrame, *, unit: str, time: str, utility: str, time_scale: float = 1.0,
-             horizon: float | None = None) -> pd.DataFrame:
+
+def qaly_auc(
+    data: pd.DataFrame,
+    *,
+    unit: str,
+    time: str,
+    utility: str,
+    time_scale: float = 1.0,
+    horizon: float | None = None,
+) -> pd.DataFrame:
     """QALYs per person: trapezoidal area under the utility curve from the first measurement.
 
     ``time`` is a date (converted to years since the person's first measurement) or a number
@@ -140,9 +183,16 @@ def qaly_auc(data: pd.DataFrame, *, unit: str, time: str, utility: str, time_sca
         t, t0 = np.minimum(t, horizon), np.minimum(t0, horizon)
     segment = np.where(same, (t - t0) * (u + u0) / 2, 0.0)
     frame["_area"] = np.nan_to_num(segment)
-    out = frame.groupby(unit, sort=True).agg(
-        baseline_utility=(utility, "first"), qaly=("_area", "sum"),
-        follow_up_years=("_t", "max"), n_measurements=("_t", "size")).reset_index()
+    out = (
+        frame.groupby(unit, sort=True)
+        .agg(
+            baseline_utility=(utility, "first"),
+            qaly=("_area", "sum"),
+            follow_up_years=("_t", "max"),
+            n_measurements=("_t", "size"),
+        )
+        .reset_index()
+    )
     short = out["n_measurements"] < 2
     if horizon is not None:
         short |= out["follow_up_years"] < horizon
@@ -152,6 +202,7 @@ def qaly_auc(data: pd.DataFrame, *, unit: str, time: str, utility: str, time_sca
 
 
 # ----------------------------------------------------------------------- cost-effectiveness
+
 
 def _batched_arm_coefficient(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Coefficient of column 1 (the arm) of weighted OLS, for each row of weights ``w`` (B x n).
@@ -163,8 +214,9 @@ def _batched_arm_coefficient(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.
     return np.linalg.solve(xtwx, xtwy[..., None])[:, 1, 0]
 
 
-def _icer_interval(d_cost: np.ndarray, d_qaly: np.ndarray, estimate: tuple[float, float],
-                   level: float) -> tuple[float, float, str]:
+def _icer_interval(
+    d_cost: np.ndarray, d_qaly: np.ndarray, estimate: tuple[float, float], level: float
+) -> tuple[float, float, str]:
     """Percentile interval of the ICER on the cost-effectiveness plane.
 
     Replicates are ordered by their angle relative to the point estimate, which keeps the
@@ -177,10 +229,16 @@ def _icer_interval(d_cost: np.ndarray, d_qaly: np.ndarray, estimate: tuple[float
     a_lo, a_hi = angle0 + lo, angle0 + hi
     verticals = np.pi / 2 + np.pi * np.arange(-3, 3)
     if np.any((verticals > a_lo) & (verticals < a_hi)):
-        return (float("nan"), float("nan"),
-                "undefined: the bootstrap interval of incremental QALYs includes 0")
-    return (float(np.tan(a_lo)), float(np.tan(a_hi)),
-            "bootstrap percentile, replicates ordered by angle on the CE plane")
+        return (
+            float("nan"),
+            float("nan"),
+            "undefined: the bootstrap interval of incremental QALYs includes 0",
+        )
+    return (
+        float(np.tan(a_lo)),
+        float(np.tan(a_hi)),
+        "bootstrap percentile, replicates ordered by angle on the CE plane",
+    )
 
 
 def cost_effectiveness(
@@ -209,9 +267,18 @@ def cost_effectiveness(
     ``inmb_30000`` (net monetary benefit). ``tables["ceac"]`` holds the probability of cost-
     effectiveness over WTP 0..``wtp_max``; ``tables["ce_plane"]`` the bootstrap replicates.
     """
-    cols = list(dict.fromkeys([outcome, cost, arm, *([baseline_utility] if baseline_utility
-                                                     else []),
-                               *([baseline_cost] if baseline_cost else []), *covariates]))
+    cols = list(
+        dict.fromkeys(
+            [
+                outcome,
+                cost,
+                arm,
+                *([baseline_utility] if baseline_utility else []),
+                *([baseline_cost] if baseline_cost else []),
+                *covariates,
+            ]
+        )
+    )
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise KeyError(f"columns not in data: {missing}")
@@ -246,49 +313,91 @@ def cost_effectiveness(
     def boot_row(term: str, est: float, draws: np.ndarray, scale: str) -> dict[str, object]:
         se = float(np.std(draws, ddof=1))
         lo, hi = np.quantile(draws, tail)
-        return {**inference_row(term, est, se, level=level), "ci_low": float(lo),
-                "ci_high": float(hi), "scale": scale}
+        return {
+            **inference_row(term, est, se, level=level),
+            "ci_low": float(lo),
+            "ci_high": float(hi),
+            "scale": scale,
+        }
 
-    rows = [boot_row("incremental_cost", d_cost, boot_cost, "GBP per person"),
-            boot_row("incremental_qaly", d_qaly, boot_qaly, "QALYs per person")]
+    rows = [
+        boot_row("incremental_cost", d_cost, boot_cost, "GBP per person"),
+        boot_row("incremental_qaly", d_qaly, boot_qaly, "QALYs per person"),
+    ]
     icer = d_cost / d_qaly if d_qaly != 0 else float("nan")
     icer_lo, icer_hi, icer_note = _icer_interval(boot_cost, boot_qaly, (d_cost, d_qaly), level)
-    rows.append({**inference_row("icer", icer, float("nan"), level=level), "ci_low": icer_lo,
-                 "ci_high": icer_hi, "scale": "GBP per QALY"})
+    rows.append(
+        {
+            **inference_row("icer", icer, float("nan"), level=level),
+            "ci_low": icer_lo,
+            "ci_high": icer_hi,
+            "scale": "GBP per QALY",
+        }
+    )
     for wtp in NMB_THRESHOLDS:
-        rows.append(boot_row(f"inmb_{wtp}", wtp * d_qaly - d_cost, wtp * boot_qaly - boot_cost,
-                             f"GBP per person at GBP {wtp} per QALY"))
-    tidy = tidy_frame(rows, n_obs=len(frame), n_clusters=pd.NA, method="cost_effectiveness",
-                      se_type=(f"bootstrap SD (B={n_boot}, resampled within arm); percentile "
-                               "CI; p normal with bootstrap SE"))
+        rows.append(
+            boot_row(
+                f"inmb_{wtp}",
+                wtp * d_qaly - d_cost,
+                wtp * boot_qaly - boot_cost,
+                f"GBP per person at GBP {wtp} per QALY",
+            )
+        )
+    tidy = tidy_frame(
+        rows,
+        n_obs=len(frame),
+        n_clusters=pd.NA,
+        method="cost_effectiveness",
+        se_type=(
+            f"bootstrap SD (B={n_boot}, resampled within arm); percentile "
+            "CI; p normal with bootstrap SE"
+        ),
+    )
 
     wtp_grid = np.arange(0.0, wtp_max + wtp_step / 2, wtp_step)
-    ceac = pd.DataFrame({
-        "wtp": wtp_grid,
-        "prob_cost_effective": ((wtp_grid[:, None] * boot_qaly[None, :] - boot_cost[None, :])
-                                > 0).mean(axis=1),
-        "inmb": wtp_grid * d_qaly - d_cost})
-    plane = pd.DataFrame({"replicate": np.arange(1, n_boot + 1), "incremental_cost": boot_cost,
-                          "incremental_qaly": boot_qaly})
+    ceac = pd.DataFrame(
+        {
+            "wtp": wtp_grid,
+            "prob_cost_effective": (
+                (wtp_grid[:, None] * boot_qaly[None, :] - boot_cost[None, :]) > 0
+            ).mean(axis=1),
+            "inmb": wtp_grid * d_qaly - d_cost,
+        }
+    )
+    plane = pd.DataFrame(
+        {
+            "replicate": np.arange(1, n_boot + 1),
+            "incremental_cost": boot_cost,
+            "incremental_qaly": boot_qaly,
+        }
+    )
     by_arm = pd.DataFrame({"treat": treat, "qaly": y_qaly, "cost": y_cost}).groupby("treat")
     means = by_arm.mean()
     diagnostics: dict[str, float | int | str] = {
-        "n_treated": int(treat.sum()), "n_control": int((1 - treat).sum()),
+        "n_treated": int(treat.sum()),
+        "n_control": int((1 - treat).sum()),
         "mean_qaly_treated": float(means.loc[1.0, "qaly"]),
         "mean_qaly_control": float(means.loc[0.0, "qaly"]),
         "mean_cost_treated": float(means.loc[1.0, "cost"]),
         "mean_cost_control": float(means.loc[0.0, "cost"]),
-        "adjustment": (f"QALYs for {baseline_utility or 'nothing'}, costs for "
-                       f"{baseline_cost or 'nothing'} (Manca et al. 2005)"
-                       + (f"; covariates {', '.join(covariates)}" if covariates else "")),
-        "icer_ci": icer_note, "n_boot": n_boot, "seed": seed,
+        "adjustment": (
+            f"QALYs for {baseline_utility or 'nothing'}, costs for "
+            f"{baseline_cost or 'nothing'} (Manca et al. 2005)"
+            + (f"; covariates {', '.join(covariates)}" if covariates else "")
+        ),
+        "icer_ci": icer_note,
+        "n_boot": n_boot,
+        "seed": seed,
         "share_ne": float(np.mean((boot_qaly > 0) & (boot_cost > 0))),
         "share_se": float(np.mean((boot_qaly > 0) & (boot_cost <= 0))),
         "share_nw": float(np.mean((boot_qaly <= 0) & (boot_cost > 0))),
-        "share_sw": float(np.mean((boot_qaly <= 0) & (boot_cost <= 0)))}
+        "share_sw": float(np.mean((boot_qaly <= 0) & (boot_cost <= 0))),
+    }
     for wtp in NMB_THRESHOLDS:
-        diagnostics[f"prob_cost_effective_{wtp}"] = float(np.mean(wtp * boot_qaly - boot_cost
-                                                                  > 0))
-    return EstimationResult("cost_effectiveness", tidy,
-                            tables={"ceac": ceac, "ce_plane": plane}, diagnostics=diagnostics)
-
+        diagnostics[f"prob_cost_effective_{wtp}"] = float(np.mean(wtp * boot_qaly - boot_cost > 0))
+    return EstimationResult(
+        "cost_effectiveness",
+        tidy,
+        tables={"ceac": ceac, "ce_plane": plane},
+        diagnostics=diagnostics,
+    )

@@ -99,8 +99,9 @@ class _Design:
     intervention_cols: list[str]
 
 
-def _seasonal_terms(season: pd.Series, seasonality: Seasonality, harmonics: int,
-                    period: int) -> pd.DataFrame:
+def _seasonal_terms(
+    season: pd.Series, seasonality: Seasonality, harmonics: int, period: int
+) -> pd.DataFrame:
     """Fourier pairs sin/cos(2*pi*k*season/period), or period-1 dummies (first level dropped)."""
     if seasonality == "none":
         return pd.DataFrame(index=season.index)
@@ -113,13 +114,15 @@ def _seasonal_terms(season: pd.Series, seasonality: Seasonality, harmonics: int,
         return pd.DataFrame(cols, index=season.index)
     if seasonality == "dummies":
         levels = sorted(season.unique())
-        return pd.DataFrame({f"season_{lv}": (season == lv).astype(float) for lv in levels[1:]},
-                            index=season.index)
+        return pd.DataFrame(
+            {f"season_{lv}": (season == lv).astype(float) for lv in levels[1:]}, index=season.index
+        )
     raise ValueError(f"unknown seasonality {seasonality!r}")
 
 
-def _intervention_terms(time: pd.Series, interventions: Sequence[float], level_change: bool,
-                        slope_change: bool) -> pd.DataFrame:
+def _intervention_terms(
+    time: pd.Series, interventions: Sequence[float], level_change: bool, slope_change: bool
+) -> pd.DataFrame:
     """Step and post-slope columns for every intervention time (suffix _k when several)."""
     cols: dict[str, np.ndarray] = {}
     for k, t0 in enumerate(interventions, start=1):
@@ -134,8 +137,9 @@ def _intervention_terms(time: pd.Series, interventions: Sequence[float], level_c
     return pd.DataFrame(cols, index=time.index)
 
 
-def _glm_family(family: Family, endog: np.ndarray, exog: pd.DataFrame,
-                offset: np.ndarray | None) -> tuple[sm.families.Family, float | None]:
+def _glm_family(
+    family: Family, endog: np.ndarray, exog: pd.DataFrame, offset: np.ndarray | None
+) -> tuple[sm.families.Family, float | None]:
     """The statsmodels family; for the negative binomial, alpha is estimated by ML first."""
     if family in ("poisson", "quasipoisson"):
         return sm.families.Poisson(), None
@@ -148,8 +152,12 @@ def _glm_family(family: Family, endog: np.ndarray, exog: pd.DataFrame,
             fam = sm.families.NegativeBinomial(alpha=float(np.exp(log_alpha)))
             return -float(sm.GLM(endog, exog, family=fam, offset=offset).fit().llf)
 
-        opt = minimize_scalar(neg_profile, bounds=(np.log(1e-8), np.log(1e2)), method="bounded",
-                              options={"xatol": 1e-10})
+        opt = minimize_scalar(
+            neg_profile,
+            bounds=(np.log(1e-8), np.log(1e2)),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
         alpha = float(np.exp(opt.x))
         return sm.families.NegativeBinomial(alpha=alpha), alpha
     raise ValueError(f"unknown family {family!r}")
@@ -167,8 +175,9 @@ class _Fit:
     extra: dict[str, float]
 
 
-def _latent_ar1_cov(res, series: np.ndarray, position: np.ndarray
-                    ) -> tuple[np.ndarray, dict[str, float]]:
+def _latent_ar1_cov(
+    res, series: np.ndarray, position: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
     """Sandwich covariance under a latent AR(1)-plus-noise working correlation.
 
     Why: the counts are Poisson around a rate that wanders as a latent AR(1) (Zeger 1988), so
@@ -209,7 +218,7 @@ def _latent_ar1_cov(res, series: np.ndarray, position: np.ndarray
     if n_series > 1:
         lower.append(-0.95)
         upper.append(0.95)
-    start = np.array([0.3, 0.5, 0.0][:len(lower)])
+    start = np.array([0.3, 0.5, 0.0][: len(lower)])
     p = least_squares(moment_gap, start, bounds=(lower, upper)).x
     corr = working_corr(p)
     dispersion = float(r @ r) / float(np.sum(resid_maker * corr))
@@ -240,8 +249,9 @@ class RandomWalkCov:
     ratio_mode: float
 
 
-def random_walk_cov(exog: np.ndarray, response: np.ndarray, weights: np.ndarray,
-                    position: np.ndarray) -> RandomWalkCov:
+def random_walk_cov(
+    exog: np.ndarray, response: np.ndarray, weights: np.ndarray, position: np.ndarray
+) -> RandomWalkCov:
     """Covariance of b = (X'WX)^-1 X'W y when y = Xb + u, u ~ N(0, s2 (W^-1 + q K)).
 
     Why: monthly area series load on random-walk common factors, so the errors of a treated-
@@ -287,22 +297,38 @@ def random_walk_cov(exog: np.ndarray, response: np.ndarray, weights: np.ndarray,
     hat_diag = np.einsum("qij,qjl,qil->qi", u, info_inv, u)  # diagonal of U A^-1 U'
     tr_g = np.sum((d - hat_diag) * lam, axis=1)
     m = info_inv @ np.einsum("qij,i,qil->qjl", u, lam, u)
-    tr_g2 = (np.sum((d**2 - 2 * d * hat_diag) * lam**2, axis=1)
-             + np.einsum("qjl,qlj->q", m, m))
+    tr_g2 = np.sum((d**2 - 2 * d * hat_diag) * lam**2, axis=1) + np.einsum("qjl,qlj->q", m, m)
     prior = np.sqrt(np.maximum(tr_g2 - tr_g**2 / dfree, 1e-300))
-    log_post = (np.log(prior) - 0.5 * np.sum(np.log1p(ratios[:, None] * lam[None, :]), axis=1)
-                - 0.5 * np.linalg.slogdet(info)[1] - 0.5 * dfree * np.log(rss))
+    log_post = (
+        np.log(prior)
+        - 0.5 * np.sum(np.log1p(ratios[:, None] * lam[None, :]), axis=1)
+        - 0.5 * np.linalg.slogdet(info)[1]
+        - 0.5 * dfree * np.log(rss)
+    )
     dens = np.exp(log_post - log_post.max()) * np.gradient(ratios)  # the prior is a density in q
     i = int(np.searchsorted(np.cumsum(dens) / dens.sum(), 0.5))
     xtx_inv_xt = np.linalg.solve(xt.T @ xt, xt.T)  # the estimator in rotated coordinates
     cov = rss[i] / dfree * (xtx_inv_xt * (1.0 + ratios[i] * lam)) @ xtx_inv_xt.T
-    return RandomWalkCov(cov=cov, df=dfree, ratio=float(_RW_RATIO_GRID[i]),
-                         ratio_mode=float(_RW_RATIO_GRID[np.argmax(log_post)]))
+    return RandomWalkCov(
+        cov=cov,
+        df=dfree,
+        ratio=float(_RW_RATIO_GRID[i]),
+        ratio_mode=float(_RW_RATIO_GRID[np.argmax(log_post)]),
+    )
 
 
-def _fit(endog: np.ndarray, design: _Design, *, family: Family, offset: np.ndarray | None,
-         se_type: SeType, hac_lags: int, lag_rule: str, series: np.ndarray,
-         position: np.ndarray) -> _Fit:
+def _fit(
+    endog: np.ndarray,
+    design: _Design,
+    *,
+    family: Family,
+    offset: np.ndarray | None,
+    se_type: SeType,
+    hac_lags: int,
+    lag_rule: str,
+    series: np.ndarray,
+    position: np.ndarray,
+) -> _Fit:
     """Fit the GLM and compute the covariance named by ``se_type``."""
     fam, alpha = _glm_family(family, endog, design.exog, offset)
     model = sm.GLM(endog, design.exog, family=fam, offset=offset)
@@ -313,8 +339,10 @@ def _fit(endog: np.ndarray, design: _Design, *, family: Family, offset: np.ndarr
     if se_type == "model":
         res = model.fit(scale=scale)
         cov = np.asarray(res.cov_params())
-        label = {"quasipoisson": "model-based, quasi-Poisson scale = Pearson chi2/df",
-                 "gaussian": "model-based (OLS)"}.get(family, "model-based (ML)")
+        label = {
+            "quasipoisson": "model-based, quasi-Poisson scale = Pearson chi2/df",
+            "gaussian": "model-based (OLS)",
+        }.get(family, "model-based (ML)")
         # t reference only for the Gaussian fit; Wald-normal otherwise, as R's
         # confint.default / Epi::ci.exp print for GLMs (including quasi-Poisson).
         df = float(res.df_resid) if family == "gaussian" else None
@@ -322,33 +350,43 @@ def _fit(endog: np.ndarray, design: _Design, *, family: Family, offset: np.ndarr
         res = model.fit(scale=scale)
         cov, extra = _latent_ar1_cov(res, series, position)
         df = float(n_times - k)
-        label = ("latent AR(1)+noise working correlation, design-corrected moments at lags 1-2"
-                 + (" and cross-series lag 0" if len(np.unique(series)) > 1 else "")
-                 + f", sandwich; t reference, df = T - k = {n_times - k}")
+        label = (
+            "latent AR(1)+noise working correlation, design-corrected moments at lags 1-2"
+            + (" and cross-series lag 0" if len(np.unique(series)) > 1 else "")
+            + f", sandwich; t reference, df = T - k = {n_times - k}"
+        )
     elif se_type == "random_walk":
         if len(np.unique(series)) > 1:
-            raise ValueError("se_type='random_walk' models one series; use 'ar1' or 'hac' for "
-                             "a controlled design")
+            raise ValueError(
+                "se_type='random_walk' models one series; use 'ar1' or 'hac' for "
+                "a controlled design"
+            )
         res = model.fit(scale=scale)
         exog = design.exog.to_numpy(dtype=float)
         working = exog @ res.params.to_numpy() + np.asarray(res.resid_working, dtype=float)
         rw = random_walk_cov(exog, working, res.model.family.weights(res.mu), position)
         cov, df = rw.cov, float(rw.df)
         extra = {"rw_ratio": rw.ratio, "rw_ratio_mode": rw.ratio_mode}
-        label = ("latent random walk plus noise on the IRLS working scale, variance ratio at its "
-                 f"reference-posterior median; t reference, df = T - k = {rw.df}")
+        label = (
+            "latent random walk plus noise on the IRLS working scale, variance ratio at its "
+            f"reference-posterior median; t reference, df = T - k = {rw.df}"
+        )
     elif se_type == "hac":
         df = None
         if len(np.unique(series)) == 1:
-            res = model.fit(scale=scale, cov_type="HAC",
-                            cov_kwds={"maxlags": hac_lags, "use_correction": True})
+            res = model.fit(
+                scale=scale, cov_type="HAC", cov_kwds={"maxlags": hac_lags, "use_correction": True}
+            )
             label = f"Newey-West HAC, Bartlett kernel, {hac_lags} lags, n/(n-k) factor"
         else:
-            res = model.fit(scale=scale, cov_type="hac-groupsum",
-                            cov_kwds={"time": position, "maxlags": hac_lags,
-                                      "use_correction": "hac"})
-            label = (f"Driscoll-Kraay HAC over series, Bartlett kernel, {hac_lags} lags, "
-                     "n/(n-k) factor")
+            res = model.fit(
+                scale=scale,
+                cov_type="hac-groupsum",
+                cov_kwds={"time": position, "maxlags": hac_lags, "use_correction": "hac"},
+            )
+            label = (
+                f"Driscoll-Kraay HAC over series, Bartlett kernel, {hac_lags} lags, n/(n-k) factor"
+            )
         label += f"{lag_rule}; normal reference"
         cov = np.asarray(res.cov_params())
     else:
@@ -363,24 +401,34 @@ def _autocorrelation(resid: np.ndarray, max_lag: int) -> tuple[pd.DataFrame, dic
     r_acf = acf(resid, nlags=nlags, fft=False)
     r_pacf = pacf(resid, nlags=nlags, method="ywm")
     lb = acorr_ljungbox(resid, lags=list(range(1, nlags + 1)), return_df=True)
-    table = pd.DataFrame({
-        "lag": np.arange(1, nlags + 1),
-        "acf": r_acf[1:],
-        "pacf": r_pacf[1:],
-        "ljung_box_stat": lb["lb_stat"].to_numpy(),
-        "ljung_box_p": lb["lb_pvalue"].to_numpy(),
-    })
+    table = pd.DataFrame(
+        {
+            "lag": np.arange(1, nlags + 1),
+            "acf": r_acf[1:],
+            "pacf": r_pacf[1:],
+            "ljung_box_stat": lb["lb_stat"].to_numpy(),
+            "ljung_box_p": lb["lb_pvalue"].to_numpy(),
+        }
+    )
     diag: dict[str, float] = {"durbin_watson": float(durbin_watson(resid))}
     for lag in LJUNG_BOX_LAGS:
         if lag <= nlags:
-            diag[f"ljung_box_p_lag{lag}"] = float(table.loc[table["lag"] == lag,
-                                                            "ljung_box_p"].iloc[0])
+            diag[f"ljung_box_p_lag{lag}"] = float(
+                table.loc[table["lag"] == lag, "ljung_box_p"].iloc[0]
+            )
     return table, diag
 
 
-def _counterfactual(fit: _Fit, design: _Design, observed: np.ndarray, offset: np.ndarray | None,
-                    time: np.ndarray, post: np.ndarray, level: float,
-                    dist: stats.rv_continuous) -> pd.DataFrame:
+def _counterfactual(
+    fit: _Fit,
+    design: _Design,
+    observed: np.ndarray,
+    offset: np.ndarray | None,
+    time: np.ndarray,
+    post: np.ndarray,
+    level: float,
+    dist: stats.rv_continuous,
+) -> pd.DataFrame:
     """Observed, fitted and predicted-without-intervention (Wald interval on the link scale)."""
     x_fit = design.exog.to_numpy(dtype=float)
     x_cf = design.exog.copy()
@@ -395,22 +443,35 @@ def _counterfactual(fit: _Fit, design: _Design, observed: np.ndarray, offset: np
     inv = fit.res.model.family.link.inverse
     fitted = inv(x_fit @ params + off)
     counterfactual = inv(eta_cf)
-    return pd.DataFrame({
-        "time": time,
-        "post": post,
-        "observed": observed,
-        "fitted": fitted,
-        "counterfactual": counterfactual,
-        "counterfactual_low": inv(eta_cf - crit * se_cf),
-        "counterfactual_high": inv(eta_cf + crit * se_cf),
-        "effect": fitted - counterfactual,
-    })
+    return pd.DataFrame(
+        {
+            "time": time,
+            "post": post,
+            "observed": observed,
+            "fitted": fitted,
+            "counterfactual": counterfactual,
+            "counterfactual_low": inv(eta_cf - crit * se_cf),
+            "counterfactual_high": inv(eta_cf + crit * se_cf),
+            "effect": fitted - counterfactual,
+        }
+    )
 
 
-def _result(method: str, fit: _Fit, design: _Design, *, family: Family, endog: np.ndarray,
-            offset: np.ndarray | None, time: np.ndarray, post: np.ndarray, level: float,
-            acf_lags: int, extra_diag: dict[str, object],
-            acf_rows: np.ndarray | None = None) -> EstimationResult:
+def _result(
+    method: str,
+    fit: _Fit,
+    design: _Design,
+    *,
+    family: Family,
+    endog: np.ndarray,
+    offset: np.ndarray | None,
+    time: np.ndarray,
+    post: np.ndarray,
+    level: float,
+    acf_lags: int,
+    extra_diag: dict[str, object],
+    acf_rows: np.ndarray | None = None,
+) -> EstimationResult:
     """Assemble the tidy table, the counterfactual and residual tables and diagnostics."""
     n = len(endog)
     res = fit.res
@@ -422,15 +483,18 @@ def _result(method: str, fit: _Fit, design: _Design, *, family: Family, endog: n
     for j, name in enumerate(design.exog.columns):
         row = inference_row(name, float(res.params[name]), float(bse[j]), df=fit.df, level=level)
         if scale_name == "log":
-            row.update(exp_estimate=math.exp(row["estimate"]), exp_ci_low=math.exp(row["ci_low"]),
-                       exp_ci_high=math.exp(row["ci_high"]))
+            row.update(
+                exp_estimate=math.exp(row["estimate"]),
+                exp_ci_low=math.exp(row["ci_low"]),
+                exp_ci_high=math.exp(row["ci_high"]),
+            )
         rows.append(row)
-    tidy = tidy_frame(rows, n_obs=n, n_clusters=pd.NA, method=method, se_type=fit.label,
-                      scale=scale_name)
+    tidy = tidy_frame(
+        rows, n_obs=n, n_clusters=pd.NA, method=method, se_type=fit.label, scale=scale_name
+    )
     cf = _counterfactual(fit, design, endog, offset, time, post, level, dist)
     resid = np.asarray(res.resid_pearson)
-    acf_table, ac_diag = _autocorrelation(resid if acf_rows is None else resid[acf_rows],
-                                          acf_lags)
+    acf_table, ac_diag = _autocorrelation(resid if acf_rows is None else resid[acf_rows], acf_lags)
     pearson_chi2 = float(np.sum(resid**2))
     diagnostics: dict[str, float | int | str] = {
         "family": family,
@@ -445,9 +509,12 @@ def _result(method: str, fit: _Fit, design: _Design, *, family: Family, endog: n
     }
     if fit.alpha is not None:
         diagnostics["negbin_alpha"] = fit.alpha
-    return EstimationResult(method=method, tidy=tidy,
-                            tables={"counterfactual": cf, "residual_acf": acf_table},
-                            diagnostics=diagnostics)
+    return EstimationResult(
+        method=method,
+        tidy=tidy,
+        tables={"counterfactual": cf, "residual_acf": acf_table},
+        diagnostics=diagnostics,
+    )
 
 
 def _validate(frame: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -462,8 +529,10 @@ def _offset(frame: pd.DataFrame, family: Family, population: str | None) -> np.n
     if population is None:
         return None
     if family == "gaussian":
-        raise ValueError("a population offset applies to count families; model rates directly "
-                         "with family='gaussian'")
+        raise ValueError(
+            "a population offset applies to count families; model rates directly "
+            "with family='gaussian'"
+        )
     return np.log(frame[population].to_numpy(dtype=float))
 
 
@@ -495,8 +564,9 @@ def segmented_its(
     :func:`newey_west_lags`. The default ``se_type="ar1"`` takes the time points as equally
     spaced (see the module docstring).
     """
-    t_list = [float(interventions)] if np.isscalar(interventions) else [float(t) for t in
-                                                                         interventions]
+    t_list = (
+        [float(interventions)] if np.isscalar(interventions) else [float(t) for t in interventions]
+    )
     cols = [outcome, time] + ([population] if population else []) + ([season] if season else [])
     _validate(data, cols)
     if seasonality != "none" and season is None:
@@ -504,22 +574,46 @@ def segmented_its(
     frame = data.sort_values(time).reset_index(drop=True)
     t = frame[time].astype(float)
     interv = _intervention_terms(t, t_list, level_change, slope_change)
-    seas = (_seasonal_terms(frame[season], seasonality, harmonics, period)
-            if season else pd.DataFrame(index=frame.index))
-    exog = pd.concat([pd.DataFrame({"intercept": 1.0, "trend": t}, index=frame.index), interv,
-                      seas], axis=1)
+    seas = (
+        _seasonal_terms(frame[season], seasonality, harmonics, period)
+        if season
+        else pd.DataFrame(index=frame.index)
+    )
+    exog = pd.concat(
+        [pd.DataFrame({"intercept": 1.0, "trend": t}, index=frame.index), interv, seas], axis=1
+    )
     design = _Design(exog=exog, intervention_cols=list(interv.columns))
     endog = frame[outcome].to_numpy(dtype=float)
     offset = _offset(frame, family, population)
     lags = newey_west_lags(len(frame)) if hac_lags is None else int(hac_lags)
-    fit = _fit(endog, design, family=family, offset=offset, se_type=se_type, hac_lags=lags,
-               lag_rule=" (rule floor(4*(n/100)^(2/9)))" if hac_lags is None else "",
-               series=np.zeros(len(frame)), position=np.arange(len(frame)))
-    return _result("its_segmented", fit, design, family=family, endog=endog, offset=offset, time=t.to_numpy(),
-                   post=(t >= min(t_list)).to_numpy(), level=level, acf_lags=acf_lags,
-                   extra_diag={"hac_lags": lags if se_type == "hac" else 0,
-                               "interventions": ",".join(map(str, t_list)),
-                               "seasonality": seasonality})
+    fit = _fit(
+        endog,
+        design,
+        family=family,
+        offset=offset,
+        se_type=se_type,
+        hac_lags=lags,
+        lag_rule=" (rule floor(4*(n/100)^(2/9)))" if hac_lags is None else "",
+        series=np.zeros(len(frame)),
+        position=np.arange(len(frame)),
+    )
+    return _result(
+        "its_segmented",
+        fit,
+        design,
+        family=family,
+        endog=endog,
+        offset=offset,
+        time=t.to_numpy(),
+        post=(t >= min(t_list)).to_numpy(),
+        level=level,
+        acf_lags=acf_lags,
+        extra_diag={
+            "hac_lags": lags if se_type == "hac" else 0,
+            "interventions": ",".join(map(str, t_list)),
+            "seasonality": seasonality,
+        },
+    )
 
 
 def controlled_its(
@@ -551,8 +645,9 @@ def controlled_its(
     across the two series at each time point, then Newey–West over time).
     The counterfactual for the treated series removes only the difference-in-change terms.
     """
-    cols = [outcome, time, group] + ([population] if population else []) + (
-        [season] if season else [])
+    cols = (
+        [outcome, time, group] + ([population] if population else []) + ([season] if season else [])
+    )
     _validate(data, cols)
     if seasonality != "none" and season is None:
         raise ValueError("seasonality needs the season column (e.g. month)")
@@ -563,29 +658,54 @@ def controlled_its(
     t = frame[time].astype(float)
     g = frame[group].astype(float)
     interv = _intervention_terms(t, [float(intervention)], True, True)
-    exog = pd.concat([
-        pd.DataFrame({"intercept": 1.0, "trend": t, "group": g, "group_x_trend": g * t},
-                     index=frame.index),
-        interv,
-        interv.mul(g, axis=0).add_prefix("group_x_"),
-        _seasonal_terms(frame[season], seasonality, harmonics, period) if season
-        else pd.DataFrame(index=frame.index),
-    ], axis=1)
-    design = _Design(exog=exog, intervention_cols=["group_x_level_change",
-                                                   "group_x_slope_change"])
+    exog = pd.concat(
+        [
+            pd.DataFrame(
+                {"intercept": 1.0, "trend": t, "group": g, "group_x_trend": g * t},
+                index=frame.index,
+            ),
+            interv,
+            interv.mul(g, axis=0).add_prefix("group_x_"),
+            _seasonal_terms(frame[season], seasonality, harmonics, period)
+            if season
+            else pd.DataFrame(index=frame.index),
+        ],
+        axis=1,
+    )
+    design = _Design(exog=exog, intervention_cols=["group_x_level_change", "group_x_slope_change"])
     endog = frame[outcome].to_numpy(dtype=float)
     offset = _offset(frame, family, population)
     n_times = frame[time].nunique()
     lags = newey_west_lags(n_times) if hac_lags is None else int(hac_lags)
     time_index = pd.factorize(frame[time], sort=True)[0]
-    fit = _fit(endog, design, family=family, offset=offset, se_type=se_type, hac_lags=lags,
-               lag_rule=" (rule floor(4*(T/100)^(2/9)), T time points)" if hac_lags is None
-               else "", series=g.to_numpy(), position=time_index)
-    result = _result("its_controlled", fit, design, family=family, endog=endog, offset=offset, time=t.to_numpy(),
-                     post=(t >= intervention).to_numpy(), level=level, acf_lags=acf_lags,
-                     extra_diag={"hac_lags": lags if se_type == "hac" else 0,
-                                 "interventions": str(float(intervention)),
-                                 "seasonality": seasonality},
-                     acf_rows=(g == 1).to_numpy())
+    fit = _fit(
+        endog,
+        design,
+        family=family,
+        offset=offset,
+        se_type=se_type,
+        hac_lags=lags,
+        lag_rule=" (rule floor(4*(T/100)^(2/9)), T time points)" if hac_lags is None else "",
+        series=g.to_numpy(),
+        position=time_index,
+    )
+    result = _result(
+        "its_controlled",
+        fit,
+        design,
+        family=family,
+        endog=endog,
+        offset=offset,
+        time=t.to_numpy(),
+        post=(t >= intervention).to_numpy(),
+        level=level,
+        acf_lags=acf_lags,
+        extra_diag={
+            "hac_lags": lags if se_type == "hac" else 0,
+            "interventions": str(float(intervention)),
+            "seasonality": seasonality,
+        },
+        acf_rows=(g == 1).to_numpy(),
+    )
     result.tables["counterfactual"].insert(1, "group", frame[group].to_numpy())
     return result

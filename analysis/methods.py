@@ -56,24 +56,35 @@ TIME_POINT_OPTIONS: dict[str, dict[str, str]] = {
 def check_options(name: str, options: Mapping[str, Any]) -> list[str]:
     """Problems with a method's options (unknown or missing arguments); empty when fine."""
     params = inspect.signature(METHODS[name]).parameters
-    problems = [f"unknown option {key!r} for {name}; allowed: "
-                f"{', '.join(p for p in params if p not in SUPPLIED)}"
-                for key in options if key not in params or key in SUPPLIED]
-    problems += [f"{name} needs option {p.name!r}" for p in params.values()
-                 if p.default is inspect.Parameter.empty and p.name not in SUPPLIED
-                 and p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in options]
+    problems = [
+        f"unknown option {key!r} for {name}; allowed: "
+        f"{', '.join(p for p in params if p not in SUPPLIED)}"
+        for key in options
+        if key not in params or key in SUPPLIED
+    ]
+    problems += [
+        f"{name} needs option {p.name!r}"
+        for p in params.values()
+        if p.default is inspect.Parameter.empty
+        and p.name not in SUPPLIED
+        and p.kind is inspect.Parameter.KEYWORD_ONLY
+        and p.name not in options
+    ]
     for option in TIME_POINT_OPTIONS.get(name, {}):
         value = options.get(option)
         values = value if isinstance(value, list) else [value]
         if value is not None and not all(is_month(v) or is_milestone(v) for v in values):
-            problems.append(f"option {option!r} of {name} is a time point: name the calendar "
-                            f"month (e.g. 2014-03) or a milestone ({{milestone: mdg_launch}}), "
-                            f"not a period number ({value!r})")
+            problems.append(
+                f"option {option!r} of {name} is a time point: name the calendar "
+                f"month (e.g. 2014-03) or a milestone ({{milestone: mdg_launch}}), "
+                f"not a period number ({value!r})"
+            )
     return problems
 
 
-def fit(method: Any, data: pd.DataFrame, *, outcome: str,
-        covariates: Sequence[str] = ()) -> EstimationResult:
+def fit(
+    method: Any, data: pd.DataFrame, *, outcome: str, covariates: Sequence[str] = ()
+) -> EstimationResult:
     """Fit ``method`` (a protocol MethodSpec) on ``data`` for ``outcome``.
 
     BLAS runs on one thread: the estimators' matrices are small, where threads gain nothing

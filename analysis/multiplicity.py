@@ -20,12 +20,21 @@ from statsmodels.stats.multitest import multipletests
 from analysis.protocol import Protocol
 
 METHOD = "holm"
-COLUMNS = ("multiplicity_family", "protocol_id", "protocol_hash", "analysis_id", "term",
-           "p_value", "p_adjusted", "method", "n_declared", "n_adjusted")
+COLUMNS = (
+    "multiplicity_family",
+    "protocol_id",
+    "protocol_hash",
+    "analysis_id",
+    "term",
+    "p_value",
+    "p_adjusted",
+    "method",
+    "n_declared",
+    "n_adjusted",
+)
 
 
-def adjusted_p_values(estimates: pd.DataFrame, protocols: Mapping[str, Protocol]
-                      ) -> pd.DataFrame:
+def adjusted_p_values(estimates: pd.DataFrame, protocols: Mapping[str, Protocol]) -> pd.DataFrame:
     """One row per family member: its raw and Holm-adjusted p-value (NaN without an
     estimate), ordered by family and protocol."""
     rows = []
@@ -37,18 +46,31 @@ def adjusted_p_values(estimates: pd.DataFrame, protocols: Mapping[str, Protocol]
         members = sorted(members, key=lambda p: p.id)
         p_values = []
         for protocol in members:
-            hit = estimates[(estimates["protocol_id"] == protocol.id)
-                            & (estimates["protocol_hash"] == protocol.hash)
-                            & (estimates["analysis_id"] == "primary")
-                            & (estimates["term"] == protocol.reporting.term)]
+            hit = estimates[
+                (estimates["protocol_id"] == protocol.id)
+                & (estimates["protocol_hash"] == protocol.hash)
+                & (estimates["analysis_id"] == "primary")
+                & (estimates["term"] == protocol.reporting.term)
+            ]
             p_values.append(float(hit["p_value"].iloc[0]) if len(hit) else np.nan)
         raw = np.asarray(p_values, dtype=float)
         known = ~np.isnan(raw)
         adjusted = np.full(len(raw), np.nan)
         if known.any():
             adjusted[known] = multipletests(raw[known], method=METHOD)[1]
-        rows += [{"multiplicity_family": family, "protocol_id": p.id, "protocol_hash": p.hash,
-                  "analysis_id": "primary", "term": p.reporting.term, "p_value": raw[i],
-                  "p_adjusted": adjusted[i], "method": METHOD, "n_declared": len(members),
-                  "n_adjusted": int(known.sum())} for i, p in enumerate(members)]
+        rows += [
+            {
+                "multiplicity_family": family,
+                "protocol_id": p.id,
+                "protocol_hash": p.hash,
+                "analysis_id": "primary",
+                "term": p.reporting.term,
+                "p_value": raw[i],
+                "p_adjusted": adjusted[i],
+                "method": METHOD,
+                "n_declared": len(members),
+                "n_adjusted": int(known.sum()),
+            }
+            for i, p in enumerate(members)
+        ]
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -28,8 +28,19 @@ from sicp.dbt_schema import analysis_panels
 
 LEVELS = ("population", "cluster", "individual", "external")
 REQUIRED = ("id", "title", "question", "population", "outcome", "estimand", "data", "method")
-OPTIONAL = ("level", "component", "primary", "covariates", "sensitivity", "truth", "notes",
-            "outcome_label", "reporting", "cost_consequence", "multiplicity_family")
+OPTIONAL = (
+    "level",
+    "component",
+    "primary",
+    "covariates",
+    "sensitivity",
+    "truth",
+    "notes",
+    "outcome_label",
+    "reporting",
+    "cost_consequence",
+    "multiplicity_family",
+)
 #: The analysis id of a protocol's cost-consequence rows in the results store.
 COST_CONSEQUENCE_ID = "cost_consequence"
 COST_REQUIRED = ("outcome", "periods_per_year", "price_year")
@@ -88,8 +99,12 @@ class DataSpec:
 
     @classmethod
     def of(cls, block: Mapping[str, Any]) -> DataSpec:
-        return cls(str(block["panel"]), dict(block.get("derive", {}) or {}),
-                   block.get("aggregate") or None, dict(block.get("filters", {}) or {}))
+        return cls(
+            str(block["panel"]),
+            dict(block.get("derive", {}) or {}),
+            block.get("aggregate") or None,
+            dict(block.get("filters", {}) or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -135,17 +150,27 @@ class Protocol:
         reporting = content.get("reporting", {}) or {}
         method = content["method"]
         return cls(
-            id=str(content["id"]), path=path, hash=hash_, title=str(content["title"]),
-            question=str(content["question"]).strip(), population=str(content["population"]),
+            id=str(content["id"]),
+            path=path,
+            hash=hash_,
+            title=str(content["title"]),
+            question=str(content["question"]).strip(),
+            population=str(content["population"]),
             outcome=str(content["outcome"]),
             outcome_label=str(content.get("outcome_label", content["outcome"])),
-            estimand=str(content["estimand"]), component=str(content.get("component", "")),
-            level=str(content.get("level", "cluster")), primary=bool(content.get("primary")),
-            notes=str(content.get("notes", "") or ""), data=DataSpec.of(content["data"]),
+            estimand=str(content["estimand"]),
+            component=str(content.get("component", "")),
+            level=str(content.get("level", "cluster")),
+            primary=bool(content.get("primary")),
+            notes=str(content.get("notes", "") or ""),
+            data=DataSpec.of(content["data"]),
             method=MethodSpec(str(method["name"]), dict(method.get("options", {}) or {})),
             covariates=tuple(content.get("covariates", []) or []),
-            reporting=Reporting(str(reporting.get("term", "") or ""), reporting.get("transform"),
-                                str(reporting.get("unit", "") or "")),
+            reporting=Reporting(
+                str(reporting.get("term", "") or ""),
+                reporting.get("transform"),
+                str(reporting.get("unit", "") or ""),
+            ),
             truth=content.get("truth", {}) or {},
             multiplicity_family=str(content.get("multiplicity_family", "") or ""),
             _content=content,
@@ -187,11 +212,14 @@ def _analyses(content: Mapping[str, Any]) -> list[Analysis]:
         own_options = dict(own.get("options", {}) or {})
         accepted = inspect.signature(METHODS[name]).parameters if name in METHODS else {}
         merged = {**{k: v for k, v in options.items() if k in accepted}, **own_options}
-        out.append(Analysis(
-            str(sens["id"]), MethodSpec(name, merged),
-            {**filters, **(sens.get("filters", {}) or {})},
-            tuple(sens.get("covariates", covariates) or ()),
-        ))
+        out.append(
+            Analysis(
+                str(sens["id"]),
+                MethodSpec(name, merged),
+                {**filters, **(sens.get("filters", {}) or {})},
+                tuple(sens.get("covariates", covariates) or ()),
+            )
+        )
     return out
 
 
@@ -202,16 +230,25 @@ def _cost_spec(content: Mapping[str, Any], block: Mapping[str, Any]) -> CostCons
     options = {**primary.method.options, **(block.get("options", {}) or {})}
     options = {k: v for k, v in options.items() if v is not None}
     own = block.get("data")
-    data = ({"panel": content["data"]["panel"], **own} if own is not None
-            else dict(content["data"]))
+    data = {"panel": content["data"]["panel"], **own} if own is not None else dict(content["data"])
     terms = block.get("terms") or [(content.get("reporting", {}) or {}).get("term")]
     covariates = block.get("covariates", primary.covariates) or ()
-    analysis = Analysis(COST_CONSEQUENCE_ID, MethodSpec(primary.method.name, options),
-                        dict(data.get("filters", {}) or {}), tuple(covariates))
-    return CostConsequence(analysis, str(block["outcome"]), DataSpec.of(data),
-                           float(block["periods_per_year"]), int(block["price_year"]),
-                           tuple(str(t) for t in terms), str(block.get("estimand", "")).strip(),
-                           dict(block.get("options", {}) or {}))
+    analysis = Analysis(
+        COST_CONSEQUENCE_ID,
+        MethodSpec(primary.method.name, options),
+        dict(data.get("filters", {}) or {}),
+        tuple(covariates),
+    )
+    return CostConsequence(
+        analysis,
+        str(block["outcome"]),
+        DataSpec.of(data),
+        float(block["periods_per_year"]),
+        int(block["price_year"]),
+        tuple(str(t) for t in terms),
+        str(block.get("estimand", "")).strip(),
+        dict(block.get("options", {}) or {}),
+    )
 
 
 def _validate_cost_block(content: Mapping[str, Any], path: Path) -> None:
@@ -219,24 +256,34 @@ def _validate_cost_block(content: Mapping[str, Any], path: Path) -> None:
     block = content["cost_consequence"]
     where = "cost_consequence"
     if not isinstance(block, dict):
-        raise _fail(path, f"{where} must be a mapping of {', '.join(COST_REQUIRED)} and "
-                          f"optionally {', '.join(COST_OPTIONAL)}")
+        raise _fail(
+            path,
+            f"{where} must be a mapping of {', '.join(COST_REQUIRED)} and "
+            f"optionally {', '.join(COST_OPTIONAL)}",
+        )
     _check_fields(block, COST_REQUIRED, COST_OPTIONAL, path, f"{where}: ")
     if content["method"].get("name") == "cost_effectiveness":
-        raise _fail(path, f"{where} does not apply to cost_effectiveness, whose "
-                          "incremental_cost row is already the cost result")
+        raise _fail(
+            path,
+            f"{where} does not apply to cost_effectiveness, whose "
+            "incremental_cost row is already the cost result",
+        )
     if not isinstance(block["outcome"], str) or not block["outcome"]:
         raise _fail(path, f"{where}.outcome must be a column name")
     ppy = block["periods_per_year"]
     if isinstance(ppy, bool) or not isinstance(ppy, int | float) or ppy <= 0:
-        raise _fail(path, f"{where}.periods_per_year must be a positive number (12 for a "
-                          "monthly cost, 2 for a 6-month one, 1 for a 12-month one)")
+        raise _fail(
+            path,
+            f"{where}.periods_per_year must be a positive number (12 for a "
+            "monthly cost, 2 for a 6-month one, 1 for a 12-month one)",
+        )
     year = block["price_year"]
     if isinstance(year, bool) or not isinstance(year, int) or not 2000 <= year <= 2030:
         raise _fail(path, f"{where}.price_year must be a year (e.g. 2018 for 2017/18 prices)")
     terms = block.get("terms")
-    if terms is not None and (not isinstance(terms, list) or not terms
-                              or not all(isinstance(t, str) for t in terms)):
+    if terms is not None and (
+        not isinstance(terms, list) or not terms or not all(isinstance(t, str) for t in terms)
+    ):
         raise _fail(path, f"{where}.terms must be a non-empty list of term names")
     if terms is None and not (content.get("reporting", {}) or {}).get("term"):
         raise _fail(path, f"{where}.terms is needed when reporting.term is absent")
@@ -244,8 +291,10 @@ def _validate_cost_block(content: Mapping[str, Any], path: Path) -> None:
         raise _fail(path, f"{where}.options must be a mapping")
     data = block.get("data")
     if data is not None and (not isinstance(data, dict) or set(data) - set(COST_DATA_KEYS)):
-        raise _fail(path, f"{where}.data may hold only {', '.join(COST_DATA_KEYS)} (the panel "
-                          "is the protocol's)")
+        raise _fail(
+            path,
+            f"{where}.data may hold only {', '.join(COST_DATA_KEYS)} (the panel is the protocol's)",
+        )
     cov = block.get("covariates", [])
     if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
         raise _fail(path, f"{where}.covariates must be a list of column names")
@@ -263,16 +312,24 @@ def _fail(path: Path, message: str) -> ProtocolError:
     return ProtocolError(f"{path}: {message}")
 
 
-def _check_fields(block: Mapping[str, Any], required: Sequence[str], optional: Sequence[str],
-                  path: Path, where: str = "") -> None:
+def _check_fields(
+    block: Mapping[str, Any],
+    required: Sequence[str],
+    optional: Sequence[str],
+    path: Path,
+    where: str = "",
+) -> None:
     """Every required field present and nothing outside required + optional (typos fail)."""
     missing = [k for k in required if k not in block]
     if missing:
         raise _fail(path, f"{where}missing required field(s): {', '.join(missing)}")
     unknown = sorted(set(block) - set(required) - set(optional))
     if unknown:
-        raise _fail(path, f"{where}unknown field(s): {', '.join(unknown)}; allowed: "
-                          f"{', '.join([*required, *optional])}")
+        raise _fail(
+            path,
+            f"{where}unknown field(s): {', '.join(unknown)}; allowed: "
+            f"{', '.join([*required, *optional])}",
+        )
 
 
 def validate(content: Any, path: Path) -> None:
@@ -288,8 +345,11 @@ def validate(content: Any, path: Path) -> None:
     data = content["data"]
     panels = analysis_panels()
     if not isinstance(data, dict) or data.get("panel") not in panels:
-        raise _fail(path, f"data.panel must be one of the dbt project's analysis panels "
-                          f"(marts tagged analysis_panel): {', '.join(panels)}")
+        raise _fail(
+            path,
+            f"data.panel must be one of the dbt project's analysis panels "
+            f"(marts tagged analysis_panel): {', '.join(panels)}",
+        )
     if "level" in content and content["level"] not in LEVELS:
         raise _fail(path, f"level {content['level']!r} must be one of {', '.join(LEVELS)}")
     entries = [("method", content["method"])] + [
@@ -301,8 +361,10 @@ def validate(content: Any, path: Path) -> None:
         if not isinstance(m, dict) or "name" not in m:
             raise _fail(path, f"{where} must be a mapping with a 'name'")
         if m["name"] not in methods:
-            raise _fail(path, f"{where}.name {m['name']!r} is not a known method; known: "
-                              f"{', '.join(methods)}")
+            raise _fail(
+                path,
+                f"{where}.name {m['name']!r} is not a known method; known: {', '.join(methods)}",
+            )
         if not isinstance(m.get("options", {}) or {}, dict):
             raise _fail(path, f"{where}.options must be a mapping")
     for i, s in enumerate(content.get("sensitivity", []) or []):
@@ -312,16 +374,26 @@ def validate(content: Any, path: Path) -> None:
             raise _fail(path, f"sensitivity[{i}].id {s['id']!r} is reserved")
     reporting = content.get("reporting", {}) or {}
     if not isinstance(reporting, dict) or set(reporting) - {"term", "transform", "unit"}:
-        raise _fail(path, "reporting must be a mapping of term, transform and unit (quote a "
-                          "unit that holds a comma)")
+        raise _fail(
+            path,
+            "reporting must be a mapping of term, transform and unit (quote a "
+            "unit that holds a comma)",
+        )
     if reporting.get("transform") not in (None, "exp"):
         raise _fail(path, "reporting.transform must be 'exp' or absent")
     family = content.get("multiplicity_family")
-    if family is not None and not (isinstance(family, str) and family.replace("_", "").isalnum()
-                                   and content.get("primary") and reporting.get("term")):
-        raise _fail(path, "multiplicity_family must be a name (letters, digits, underscores) "
-                          "on a primary protocol with a reporting.term: its primary analysis's "
-                          "p-value on that term is adjusted with the family's others")
+    if family is not None and not (
+        isinstance(family, str)
+        and family.replace("_", "").isalnum()
+        and content.get("primary")
+        and reporting.get("term")
+    ):
+        raise _fail(
+            path,
+            "multiplicity_family must be a name (letters, digits, underscores) "
+            "on a primary protocol with a reporting.term: its primary analysis's "
+            "p-value on that term is adjusted with the family's others",
+        )
     cov = content.get("covariates", []) or []
     if not isinstance(cov, list) or not all(isinstance(c, str) for c in cov):
         raise _fail(path, "covariates must be a list of column names")
@@ -346,11 +418,19 @@ def _check_columns(content: Mapping[str, Any], panel_columns: set[str], path: Pa
     block = content.get("cost_consequence")
     if block is not None:
         spec = _cost_spec(content, block)
-        fits.append((spec.analysis, spec.outcome,
-                     _columns_made(spec.data, panel_columns, panel, path, "cost_consequence.data")))
+        fits.append(
+            (
+                spec.analysis,
+                spec.outcome,
+                _columns_made(spec.data, panel_columns, panel, path, "cost_consequence.data"),
+            )
+        )
     for analysis, outcome, columns in fits:
-        named = {"outcome": [outcome], "covariates": list(analysis.covariates),
-                 "filters": list(analysis.filters)}
+        named = {
+            "outcome": [outcome],
+            "covariates": list(analysis.covariates),
+            "filters": list(analysis.filters),
+        }
         for option in column_options(METHODS[analysis.method.name]):
             value = analysis.method.options.get(option)
             if value is not None:
@@ -358,14 +438,18 @@ def _check_columns(content: Mapping[str, Any], panel_columns: set[str], path: Pa
         for where, names in named.items():
             missing = [n for n in names if n not in columns]
             if missing:
-                raise _fail(path, f"analysis {analysis.analysis_id!r}: {where} names "
-                                  f"{', '.join(map(repr, missing))}, not a column of {panel} "
-                                  f"(or made by the protocol's data block); columns: "
-                                  f"{', '.join(sorted(columns))}")
+                raise _fail(
+                    path,
+                    f"analysis {analysis.analysis_id!r}: {where} names "
+                    f"{', '.join(map(repr, missing))}, not a column of {panel} "
+                    f"(or made by the protocol's data block); columns: "
+                    f"{', '.join(sorted(columns))}",
+                )
 
 
-def _columns_made(data: DataSpec, columns: set[str], panel: str, path: Path,
-                  where: str) -> set[str]:
+def _columns_made(
+    data: DataSpec, columns: set[str], panel: str, path: Path, where: str
+) -> set[str]:
     """The columns after a data block's ``derive`` and ``aggregate`` steps (the same order as
     analysis.runner.prepare_panel), each step checked for the columns it reads."""
     available = set(columns)
@@ -374,8 +458,11 @@ def _columns_made(data: DataSpec, columns: set[str], panel: str, path: Path,
         for name, expression in (steps or {}).items():
             missing = sorted(_names_read(expression, path, f"{at}.{name}") - available)
             if missing:
-                raise _fail(path, f"{at}.{name} reads {', '.join(map(repr, missing))}, not a "
-                                  f"column of {panel} at that step")
+                raise _fail(
+                    path,
+                    f"{at}.{name} reads {', '.join(map(repr, missing))}, not a "
+                    f"column of {panel} at that step",
+                )
             available.add(name)
 
     derive(data.derive, f"{where}.derive")
@@ -384,8 +471,11 @@ def _columns_made(data: DataSpec, columns: set[str], panel: str, path: Path,
         for key in ("by", "sum"):
             missing = [c for c in aggregate.get(key, []) if c not in available]
             if missing:
-                raise _fail(path, f"{where}.aggregate.{key} names "
-                                  f"{', '.join(map(repr, missing))}, not a column of {panel}")
+                raise _fail(
+                    path,
+                    f"{where}.aggregate.{key} names "
+                    f"{', '.join(map(repr, missing))}, not a column of {panel}",
+                )
         available = set(aggregate["by"]) | set(aggregate["sum"])
         derive(aggregate.get("derive"), f"{where}.aggregate.derive")
     return available
@@ -402,7 +492,7 @@ def panel_columns_of(data: DataSpec, column: str) -> set[str]:
         if expression is None:
             found.add(name)
             continue
-        for step in steps:              # a name is read from the step before the one making it
+        for step in steps:  # a name is read from the step before the one making it
             step.pop(name, None)
         wanted |= _names_read(expression, Path(), name)
     return found
@@ -414,10 +504,16 @@ def _names_read(expression: str, path: Path, where: str) -> set[str]:
         tree = ast.parse(str(expression), mode="eval")
     except SyntaxError as exc:
         raise _fail(path, f"{where}: not a valid expression ({exc.msg})") from None
-    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
-              and isinstance(n.func, ast.Name)}
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called - {
-        "True", "False", "None"}
+    called = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
+    return (
+        {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        - called
+        - {"True", "False", "None"}
+    )
 
 
 def load_protocol(path: Path) -> Protocol:

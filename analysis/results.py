@@ -105,8 +105,16 @@ class EstimationResult:
 
     def summary(self) -> str:
         """A plain-text table of the estimates and the diagnostics, derived from ``tidy``."""
-        cols = ["term", "estimate", "std_error", "ci_low", "ci_high", "p_value", "n_obs",
-                "n_clusters"]
+        cols = [
+            "term",
+            "estimate",
+            "std_error",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "n_obs",
+            "n_clusters",
+        ]
         body = self.tidy[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
         diag = "\n".join(f"  {k}: {v}" for k, v in sorted(self.diagnostics.items()))
         head = f"{self.method}  (SE: {', '.join(map(str, self.tidy['se_type'].dropna().unique()))})"

@@ -96,8 +96,9 @@ def prepare_panel(panel: pd.DataFrame, data_spec: DataSpec) -> pd.DataFrame:
         frame[name] = frame.eval(expression)
     aggregate = data_spec.aggregate
     if aggregate:
-        frame = (frame.groupby(list(aggregate["by"]), as_index=False, sort=True)
-                 [list(aggregate["sum"])].sum())
+        frame = frame.groupby(list(aggregate["by"]), as_index=False, sort=True)[
+            list(aggregate["sum"])
+        ].sum()
         for name, expression in (aggregate.get("derive", {}) or {}).items():
             frame[name] = frame.eval(expression)
     return frame
@@ -125,22 +126,31 @@ def check_price_year(data: pd.DataFrame, price_year: int) -> None:
         return
     found = sorted({int(y) for y in data["price_year"].dropna().unique()})
     if found and found != [int(price_year)]:
-        raise ValueError(f"the panel's costs are in price year(s) {found}, the protocol states "
-                         f"{price_year}")
+        raise ValueError(
+            f"the panel's costs are in price year(s) {found}, the protocol states {price_year}"
+        )
 
 
 def fit_cost_consequence(spec: CostConsequence, panel: pd.DataFrame) -> EstimationResult:
     """The cost block's fit on the panel, rescaled to GBP per person per year."""
     data = apply_filters(prepare_panel(panel, spec.data), spec.analysis.filters)
     check_price_year(data, spec.price_year)
-    result = fit(spec.analysis.method, data, outcome=spec.outcome,
-                 covariates=list(spec.analysis.covariates))
-    return cost_consequence(result, periods_per_year=spec.periods_per_year,
-                            price_year=spec.price_year, terms=spec.terms)
+    result = fit(
+        spec.analysis.method, data, outcome=spec.outcome, covariates=list(spec.analysis.covariates)
+    )
+    return cost_consequence(
+        result, periods_per_year=spec.periods_per_year, price_year=spec.price_year, terms=spec.terms
+    )
 
 
-def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
-                 version: str, analyses: Collection[str] | None = None) -> ProtocolRun:
+def run_protocol(
+    protocol: Protocol,
+    panel: pd.DataFrame,
+    *,
+    fingerprint: str,
+    version: str,
+    analyses: Collection[str] | None = None,
+) -> ProtocolRun:
     """Fit the primary, every sensitivity analysis and the cost consequence of one protocol
     (or, with ``analyses``, only the analyses of those ids: the Monte Carlo study fits the
     ones with a truth)."""
@@ -150,26 +160,47 @@ def run_protocol(protocol: Protocol, panel: pd.DataFrame, *, fingerprint: str,
 
     def store(analysis_id: str, method_name: str, outcome: str, result: EstimationResult) -> None:
         results[analysis_id] = result
-        frames.append(to_store_rows(
-            result.tidy, protocol_id=protocol.id, protocol_hash=protocol.hash,
-            analysis_id=analysis_id, method_name=method_name, outcome=outcome,
-            panel=protocol.panel, input_fingerprint=fingerprint, code_version=version,
-        ))
+        frames.append(
+            to_store_rows(
+                result.tidy,
+                protocol_id=protocol.id,
+                protocol_hash=protocol.hash,
+                analysis_id=analysis_id,
+                method_name=method_name,
+                outcome=outcome,
+                panel=protocol.panel,
+                input_fingerprint=fingerprint,
+                code_version=version,
+            )
+        )
 
     prepared = prepare_panel(panel, protocol.data)
     for analysis in protocol.analyses():
         if analyses is not None and analysis.analysis_id not in analyses:
             continue
         data = apply_filters(prepared, analysis.filters)
-        store(analysis.analysis_id, analysis.method.name, protocol.outcome,
-              fit(analysis.method, data, outcome=protocol.outcome,
-                  covariates=list(analysis.covariates)))
+        store(
+            analysis.analysis_id,
+            analysis.method.name,
+            protocol.outcome,
+            fit(
+                analysis.method,
+                data,
+                outcome=protocol.outcome,
+                covariates=list(analysis.covariates),
+            ),
+        )
     cost = protocol.cost_consequence()
     if cost is not None and (analyses is None or cost.analysis.analysis_id in analyses):
-        store(cost.analysis.analysis_id, cost.analysis.method.name, cost.outcome,
-              fit_cost_consequence(cost, panel))
-    return ProtocolRun(protocol, results, pd.concat(frames, ignore_index=True),
-                       time.perf_counter() - started)
+        store(
+            cost.analysis.analysis_id,
+            cost.analysis.method.name,
+            cost.outcome,
+            fit_cost_consequence(cost, panel),
+        )
+    return ProtocolRun(
+        protocol, results, pd.concat(frames, ignore_index=True), time.perf_counter() - started
+    )
 
 
 @dataclass(frozen=True)
@@ -197,25 +228,35 @@ def with_milestones(protocol: Protocol, panel: Callable[[str], pd.DataFrame]) ->
     return protocol.with_milestones(months)
 
 
-def attempt_protocol(protocol: Protocol, panel: Callable[[str], pd.DataFrame], *,
-                     fingerprint: str, version: str,
-                     analyses: Collection[str] | None = None) -> ProtocolOutcome:
+def attempt_protocol(
+    protocol: Protocol,
+    panel: Callable[[str], pd.DataFrame],
+    *,
+    fingerprint: str,
+    version: str,
+    analyses: Collection[str] | None = None,
+) -> ProtocolOutcome:
     """Run one protocol, turning any error into its status; ``panel`` reads a mart by name.
     The one path of every run: ``sicp analyse``, the Dagster protocol assets and the Monte
     Carlo study (which passes ``analyses``, see :func:`run_protocol`)."""
     started = time.perf_counter()
     try:
         resolved = with_milestones(protocol, panel)
-        run = run_protocol(resolved, panel(protocol.panel), fingerprint=fingerprint,
-                           version=version, analyses=analyses)
+        run = run_protocol(
+            resolved,
+            panel(protocol.panel),
+            fingerprint=fingerprint,
+            version=version,
+            analyses=analyses,
+        )
         run = replace(run, protocol=protocol)
     except CalendarError as exc:
-        return ProtocolOutcome(protocol, STATUS_NOT_APPLICABLE, str(exc), None,
-                               time.perf_counter() - started)
+        return ProtocolOutcome(
+            protocol, STATUS_NOT_APPLICABLE, str(exc), None, time.perf_counter() - started
+        )
     except Exception as exc:  # noqa: BLE001 - one protocol's error must not stop the others
         reason = f"{type(exc).__name__}: {exc}".strip()
-        return ProtocolOutcome(protocol, STATUS_FAILED, reason, None,
-                               time.perf_counter() - started)
+        return ProtocolOutcome(protocol, STATUS_FAILED, reason, None, time.perf_counter() - started)
     return ProtocolOutcome(protocol, STATUS_OK, "", run, time.perf_counter() - started)
 
 
@@ -223,8 +264,12 @@ def write_tables(run: ProtocolRun, results_dir: Path) -> list[Path]:
     """Auxiliary tables (counterfactual series, weights, draws) and the diagnostics as parquet."""
     written = []
     for analysis_id, result in run.results.items():
-        diagnostics = pd.DataFrame({"name": list(result.diagnostics),
-                                    "value": [str(v) for v in result.diagnostics.values()]})
+        diagnostics = pd.DataFrame(
+            {
+                "name": list(result.diagnostics),
+                "value": [str(v) for v in result.diagnostics.values()],
+            }
+        )
         for name, table in sorted({**result.tables, "diagnostics": diagnostics}.items()):
             path = results_dir / "tables" / run.protocol.id / analysis_id / f"{name}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,8 +287,15 @@ def built_from(warehouse: Path) -> int:
     return int(build["build_seq"]) if build else 0
 
 
-def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, *,
-                  fingerprint: str, version: str, build_seq: int) -> None:
+def store_outcome(
+    outcome: ProtocolOutcome,
+    warehouse: Path,
+    results_dir: Path,
+    *,
+    fingerprint: str,
+    version: str,
+    build_seq: int,
+) -> None:
     """Replace the protocol's tables, estimate rows and status in the results store;
     ``build_seq`` is the build of the marts it was computed from (:func:`built_from`)."""
     protocol = outcome.protocol
@@ -251,20 +303,44 @@ def store_outcome(outcome: ProtocolOutcome, warehouse: Path, results_dir: Path, 
     if outcome.run is not None:
         write_tables(outcome.run, results_dir)
     write_results(outcome.rows, warehouse, results_dir, protocol_ids=[protocol.id])
-    write_protocol_runs(pd.DataFrame([{
-        "protocol_id": protocol.id, "protocol_hash": protocol.hash, "status": outcome.status,
-        "reason": outcome.reason, "n_estimates": len(outcome.rows),
-        "input_fingerprint": fingerprint, "code_version": version,
-        "build_seq": build_seq,
-    }]), warehouse, results_dir)
-    append_run_log(results_dir, [{"protocol_id": protocol.id, "status": outcome.status,
-                                  "seconds": round(outcome.seconds, 3),
-                                  "rows": len(outcome.rows)}])
-    if protocol.multiplicity_family:   # the family's adjusted p-values follow its new row
-        family = {p.id: p for p in load_protocols(protocol.path.parent)
-                  if p.multiplicity_family == protocol.multiplicity_family}
-        write_multiplicity(adjusted_p_values(read_results(results_dir), family), warehouse,
-                           results_dir)
+    write_protocol_runs(
+        pd.DataFrame(
+            [
+                {
+                    "protocol_id": protocol.id,
+                    "protocol_hash": protocol.hash,
+                    "status": outcome.status,
+                    "reason": outcome.reason,
+                    "n_estimates": len(outcome.rows),
+                    "input_fingerprint": fingerprint,
+                    "code_version": version,
+                    "build_seq": build_seq,
+                }
+            ]
+        ),
+        warehouse,
+        results_dir,
+    )
+    append_run_log(
+        results_dir,
+        [
+            {
+                "protocol_id": protocol.id,
+                "status": outcome.status,
+                "seconds": round(outcome.seconds, 3),
+                "rows": len(outcome.rows),
+            }
+        ],
+    )
+    if protocol.multiplicity_family:  # the family's adjusted p-values follow its new row
+        family = {
+            p.id: p
+            for p in load_protocols(protocol.path.parent)
+            if p.multiplicity_family == protocol.multiplicity_family
+        }
+        write_multiplicity(
+            adjusted_p_values(read_results(results_dir), family), warehouse, results_dir
+        )
 
 
 @dataclass(frozen=True)
@@ -280,16 +356,18 @@ class Lineage:
 
 def current_lineage(paths: Any) -> Lineage:
     """The lineage a run would stamp now (the code's version, wherever the protocols are)."""
-    return Lineage(input_fingerprint(paths.warehouse), built_from(paths.warehouse),
-                   code_version(PROJECT_ROOT))
+    return Lineage(
+        input_fingerprint(paths.warehouse), built_from(paths.warehouse), code_version(PROJECT_ROOT)
+    )
 
 
 def _same(stored: object, now: object) -> bool:
     return stored is not None and not pd.isna(stored) and stored == now
 
 
-def rerun_reason(protocol: Protocol, now: Lineage, stored: Mapping[str, Any] | None,
-                 estimates: pd.DataFrame) -> str | None:
+def rerun_reason(
+    protocol: Protocol, now: Lineage, stored: Mapping[str, Any] | None, estimates: pd.DataFrame
+) -> str | None:
     """Why ``protocol`` must run again, or None when its stored result is what a run would
     store now. ``stored`` is its ``protocol_runs`` row, ``estimates`` its rows of the estimates
     store. Kept only if the row has the protocol's hash and ``now``'s input fingerprint, build
@@ -303,31 +381,48 @@ def rerun_reason(protocol: Protocol, now: Lineage, stored: Mapping[str, Any] | N
     checks = (
         ("protocol_hash", protocol.hash, "the protocol changed"),
         ("input_fingerprint", now.input_fingerprint, "the inputs changed"),
-        ("build_seq", now.build_seq, f"the marts were rebuilt (build {stored.get('build_seq')} "
-                                     f"-> {now.build_seq})"),
-        ("code_version", now.code_version, f"the code changed ({stored.get('code_version')} "
-                                           f"-> {now.code_version})"),
+        (
+            "build_seq",
+            now.build_seq,
+            f"the marts were rebuilt (build {stored.get('build_seq')} -> {now.build_seq})",
+        ),
+        (
+            "code_version",
+            now.code_version,
+            f"the code changed ({stored.get('code_version')} -> {now.code_version})",
+        ),
     )
     for key, value, what in checks:
         if not _same(stored.get(key), value):
             return what
-    stamps = {"protocol_hash": protocol.hash, "input_fingerprint": now.input_fingerprint,
-              "code_version": now.code_version}
+    stamps = {
+        "protocol_hash": protocol.hash,
+        "input_fingerprint": now.input_fingerprint,
+        "code_version": now.code_version,
+    }
     if not _same(stored.get("n_estimates"), len(estimates)) or any(
-            estimates[column].astype(str).ne(value).any() for column, value in stamps.items()):
+        estimates[column].astype(str).ne(value).any() for column, value in stamps.items()
+    ):
         return "the estimates store does not hold its last run's rows"
     return None
 
 
-def rerun_reasons(protocols: Iterable[Protocol], now: Lineage,
-                  results_dir: Path) -> dict[str, str | None]:
+def rerun_reasons(
+    protocols: Iterable[Protocol], now: Lineage, results_dir: Path
+) -> dict[str, str | None]:
     """:func:`rerun_reason` of each protocol against the results store in ``results_dir``."""
     runs = {str(r["protocol_id"]): r for r in read_protocol_runs(results_dir).to_dict("records")}
-    stored_estimates = (read_results(results_dir) if (results_dir / "estimates.parquet").exists()
-                        else pd.DataFrame(columns=list(STORE_COLUMNS)))
-    return {p.id: rerun_reason(p, now, runs.get(p.id),
-                               stored_estimates[stored_estimates["protocol_id"] == p.id])
-            for p in protocols}
+    stored_estimates = (
+        read_results(results_dir)
+        if (results_dir / "estimates.parquet").exists()
+        else pd.DataFrame(columns=list(STORE_COLUMNS))
+    )
+    return {
+        p.id: rerun_reason(
+            p, now, runs.get(p.id), stored_estimates[stored_estimates["protocol_id"] == p.id]
+        )
+        for p in protocols
+    }
 
 
 def unknown_protocols(protocols: Iterable[Protocol], wanted: Iterable[str]) -> list[str]:
@@ -335,16 +430,20 @@ def unknown_protocols(protocols: Iterable[Protocol], wanted: Iterable[str]) -> l
     return sorted(set(wanted) - known)
 
 
-def run_all_protocols(paths: Any, only: Iterable[str] | None = None,
-                      on_done: Callable[[ProtocolOutcome], None] | None = None,
-                      ) -> list[ProtocolOutcome]:
+def run_all_protocols(
+    paths: Any,
+    only: Iterable[str] | None = None,
+    on_done: Callable[[ProtocolOutcome], None] | None = None,
+) -> list[ProtocolOutcome]:
     """Run protocols (all, or the ids in ``only``), each in isolation, into the results store;
     ``on_done`` hears of each as it is stored (the CLI's progress lines)."""
     protocols = load_protocols(paths.protocols_dir)
     wanted = set(only) if only else None
     if wanted is not None and (unknown := unknown_protocols(protocols, wanted)):
-        raise ValueError(f"unknown protocol(s): {', '.join(unknown)}; known: "
-                         f"{', '.join(p.id for p in protocols)}")
+        raise ValueError(
+            f"unknown protocol(s): {', '.join(unknown)}; known: "
+            f"{', '.join(p.id for p in protocols)}"
+        )
     now = current_lineage(paths)
     fingerprint, version, build_seq = now.input_fingerprint, now.code_version, now.build_seq
     panels: dict[str, pd.DataFrame] = {}
@@ -359,8 +458,14 @@ def run_all_protocols(paths: Any, only: Iterable[str] | None = None,
         if wanted is not None and protocol.id not in wanted:
             continue
         outcome = attempt_protocol(protocol, panel, fingerprint=fingerprint, version=version)
-        store_outcome(outcome, paths.warehouse, paths.results_dir, fingerprint=fingerprint,
-                      version=version, build_seq=build_seq)
+        store_outcome(
+            outcome,
+            paths.warehouse,
+            paths.results_dir,
+            fingerprint=fingerprint,
+            version=version,
+            build_seq=build_seq,
+        )
         outcomes.append(outcome)
         if on_done is not None:
             on_done(outcome)

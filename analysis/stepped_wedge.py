@@ -122,13 +122,19 @@ def cluster_start_ranks(
     last_control = rank.where(treated == 0).groupby(data[cluster]).max()
     reverted = start.notna() & (last_control > start)
     if reverted.any():
-        raise ValueError(f"clusters {list(start.index[reverted])} switch back to control; "
-                         "a stepped wedge needs a one-way switch")
+        raise ValueError(
+            f"clusters {list(start.index[reverted])} switch back to control; "
+            "a stepped wedge needs a one-way switch"
+        )
     return start
 
 
 def _design(
-    frame: pd.DataFrame, effects: pd.DataFrame, *, period: str, covariates: Sequence[str],
+    frame: pd.DataFrame,
+    effects: pd.DataFrame,
+    *,
+    period: str,
+    covariates: Sequence[str],
     unit: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Effect columns, then intercept, period dummies (first period omitted), the dummies of
@@ -139,18 +145,27 @@ def _design(
         {f"period={levels[r - 1]}": (ranks == r).astype(float) for r in range(2, len(levels) + 1)},
         index=frame.index,
     )
-    parts = [effects.astype(float), pd.DataFrame({"Intercept": 1.0}, index=frame.index),
-             period_dummies]
+    parts = [
+        effects.astype(float),
+        pd.DataFrame({"Intercept": 1.0}, index=frame.index),
+        period_dummies,
+    ]
     if unit is not None:
         units = np.sort(frame[unit].unique())
-        parts.append(pd.DataFrame({f"{unit}={u}": (frame[unit] == u).astype(float)
-                                   for u in units[1:]}, index=frame.index))
+        parts.append(
+            pd.DataFrame(
+                {f"{unit}={u}": (frame[unit] == u).astype(float) for u in units[1:]},
+                index=frame.index,
+            )
+        )
     parts.append(covariate_design(frame, covariates))
     exog = pd.concat(parts, axis=1)
     rank = np.linalg.matrix_rank(exog.to_numpy())
     if rank < exog.shape[1]:
-        raise ValueError(f"design is rank deficient ({rank} < {exog.shape[1]} columns); "
-                         "check the covariates and that treatment varies within periods")
+        raise ValueError(
+            f"design is rank deficient ({rank} < {exog.shape[1]} columns); "
+            "check the covariates and that treatment varies within periods"
+        )
     return exog, list(effects.columns)
 
 
@@ -191,7 +206,8 @@ def _reference_df(method: DfMethod, n_clusters: int, n_params: int) -> float | N
     if df < 1:
         raise ValueError(
             f"df_method={method!r} leaves {df} degrees of freedom ({n_clusters} clusters, "
-            f"{n_params} parameters); use df_method='clusters-minus-two' or 'normal'")
+            f"{n_params} parameters); use df_method='clusters-minus-two' or 'normal'"
+        )
     return float(df)
 
 
@@ -211,13 +227,15 @@ class _NestedIntercepts:
     Without a subject column each row is its own subject and g_s stays 0.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, cluster: np.ndarray,
-                 subject: np.ndarray | None) -> None:
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, cluster: np.ndarray, subject: np.ndarray | None
+    ) -> None:
         z = np.column_stack([x, y])
         self.n, self.p = x.shape
         self.zz = z.T @ z
-        keys = pd.DataFrame({"c": cluster, "s": subject if subject is not None
-                             else np.arange(len(y))})
+        keys = pd.DataFrame(
+            {"c": cluster, "s": subject if subject is not None else np.arange(len(y))}
+        )
         codes = keys.groupby(["c", "s"], sort=True).ngroup().to_numpy()
         self.sums = np.zeros((codes.max() + 1, z.shape[1]))
         np.add.at(self.sums, codes, z)
@@ -239,8 +257,9 @@ class _NestedIntercepts:
             c = g_s * d
             cross -= (self.sums * c[:, None]).T @ self.sums
         width = self.sums.shape[1]
-        u = np.bincount(self.cells, weights=(self.sums * d[:, None]).ravel(),
-                        minlength=self.n_clusters * width).reshape(self.n_clusters, width)
+        u = np.bincount(
+            self.cells, weights=(self.sums * d[:, None]).ravel(), minlength=self.n_clusters * width
+        ).reshape(self.n_clusters, width)
         q = np.bincount(self.cluster_of, weights=self.m * d)
         cross -= (u * (g_c / (1.0 + g_c * q))[:, None]).T @ u
         logdet = float(np.sum(np.log1p(self.m * g_s)) + np.sum(np.log1p(g_c * q)))
@@ -258,8 +277,7 @@ class _NestedIntercepts:
         deviance = dof * (1.0 + math.log(2 * math.pi * s2)) + logdet
         if reml:
             deviance += float(np.linalg.slogdet(xhx)[1])
-        return {"beta": beta, "s2": s2, "g_c": g_c, "g_s": g_s, "xhx": xhx,
-                "deviance": deviance}
+        return {"beta": beta, "s2": s2, "g_c": g_c, "g_s": g_s, "xhx": xhx, "deviance": deviance}
 
     def fit(self, reml: bool) -> tuple[dict[str, object], bool]:
         """Minimise the deviance over relative SDs (>= 0, as lme4's theta), from two starts."""
@@ -268,16 +286,26 @@ class _NestedIntercepts:
         for start in (0.1, 1.0):
             opt = optimize.minimize(
                 lambda t: self.solve(t, reml)["deviance"],
-                np.full(k, start), method="L-BFGS-B", bounds=[(0.0, None)] * k,
-                options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 500})
+                np.full(k, start),
+                method="L-BFGS-B",
+                bounds=[(0.0, None)] * k,
+                options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 500},
+            )
             if best is None or opt.fun < best.fun:
                 best, ok = opt, bool(opt.success)
         return self.solve(best.x, reml), ok
 
 
 def _fit_lmm(
-    frame: pd.DataFrame, exog: pd.DataFrame, effect_terms: list[str], *, outcome: str,
-    cluster: str, subject: str | None, reml: bool, df_method: DfMethod,
+    frame: pd.DataFrame,
+    exog: pd.DataFrame,
+    effect_terms: list[str],
+    *,
+    outcome: str,
+    cluster: str,
+    subject: str | None,
+    reml: bool,
+    df_method: DfMethod,
     unit_fixed: bool = False,
 ) -> _Fit:
     """Linear mixed model: cluster random intercept, optional subject intercept within cluster.
@@ -290,15 +318,26 @@ def _fit_lmm(
     x, y = exog.to_numpy(), frame[outcome].to_numpy(dtype=float)
     if unit_fixed:
         if subject is None:
-            raise ValueError("cluster fixed effects leave the mixed model without a random "
-                             "effect; give `subject` (a cohort panel) or use the GEE")
+            raise ValueError(
+                "cluster fixed effects leave the mixed model without a random "
+                "effect; give `subject` (a cohort panel) or use the GEE"
+            )
         pairs = frame.groupby([cluster, subject], sort=True).ngroup().to_numpy()
         est, converged = _NestedIntercepts(x, y, pairs, None).fit(reml)
-        return _lmm_fixed_units(exog, effect_terms, est, converged, reml=reml,
-                                cluster=cluster, n_clusters=int(frame[cluster].nunique()),
-                                n_subjects=int(pairs.max() + 1), df_method=df_method)
-    model = _NestedIntercepts(x, y, frame[cluster].to_numpy(),
-                              frame[subject].to_numpy() if subject is not None else None)
+        return _lmm_fixed_units(
+            exog,
+            effect_terms,
+            est,
+            converged,
+            reml=reml,
+            cluster=cluster,
+            n_clusters=int(frame[cluster].nunique()),
+            n_subjects=int(pairs.max() + 1),
+            df_method=df_method,
+        )
+    model = _NestedIntercepts(
+        x, y, frame[cluster].to_numpy(), frame[subject].to_numpy() if subject is not None else None
+    )
     est, converged = model.fit(reml)
     s2 = float(est["s2"])
     cov = pd.DataFrame(s2 * np.linalg.inv(est["xhx"]), index=exog.columns, columns=exog.columns)
@@ -316,15 +355,27 @@ def _fit_lmm(
     total = s2 * (1.0 + float(est["g_c"]) + float(est["g_s"]))
     diagnostics["icc_cluster"] = float(est["g_c"]) * s2 / total
     return _Fit(
-        params=pd.Series(est["beta"], index=exog.columns), cov=cov, effect_terms=effect_terms,
-        df=_reference_df(df_method, model.n_clusters, 2), se_type=f"model-based ({label})",
-        scale="identity", diagnostics=diagnostics,
+        params=pd.Series(est["beta"], index=exog.columns),
+        cov=cov,
+        effect_terms=effect_terms,
+        df=_reference_df(df_method, model.n_clusters, 2),
+        se_type=f"model-based ({label})",
+        scale="identity",
+        diagnostics=diagnostics,
     )
 
 
 def _lmm_fixed_units(
-    exog: pd.DataFrame, effect_terms: list[str], est: dict[str, object], converged: bool, *,
-    reml: bool, cluster: str, n_clusters: int, n_subjects: int, df_method: DfMethod,
+    exog: pd.DataFrame,
+    effect_terms: list[str],
+    est: dict[str, object],
+    converged: bool,
+    *,
+    reml: bool,
+    cluster: str,
+    n_clusters: int,
+    n_subjects: int,
+    df_method: DfMethod,
 ) -> _Fit:
     """The fit of :func:`_fit_lmm` with cluster fixed effects, whose only random intercept (the
     'cluster' level of :class:`_NestedIntercepts`) is the subject's."""
@@ -332,14 +383,20 @@ def _lmm_fixed_units(
     label = "REML" if reml else "ML"
     return _Fit(
         params=pd.Series(est["beta"], index=exog.columns),
-        cov=pd.DataFrame(s2 * np.linalg.inv(est["xhx"]), index=exog.columns,
-                         columns=exog.columns),
-        effect_terms=effect_terms, df=_reference_df(df_method, n_clusters, 2),
-        se_type=f"model-based ({label}), cluster fixed effects", scale="identity",
-        diagnostics={"converged": int(converged), "subject_variance": float(est["g_c"]) * s2,
-                     "residual_variance": s2, "log_likelihood": -0.5 * float(est["deviance"]),
-                     "estimation": label, "n_subjects": n_subjects,
-                     "unit_effects": f"fixed ({cluster})"},
+        cov=pd.DataFrame(s2 * np.linalg.inv(est["xhx"]), index=exog.columns, columns=exog.columns),
+        effect_terms=effect_terms,
+        df=_reference_df(df_method, n_clusters, 2),
+        se_type=f"model-based ({label}), cluster fixed effects",
+        scale="identity",
+        diagnostics={
+            "converged": int(converged),
+            "subject_variance": float(est["g_c"]) * s2,
+            "residual_variance": s2,
+            "log_likelihood": -0.5 * float(est["deviance"]),
+            "estimation": label,
+            "n_subjects": n_subjects,
+            "unit_effects": f"fixed ({cluster})",
+        },
     )
 
 
@@ -353,22 +410,33 @@ def _gee_family(family: GeeFamily, nb_alpha: float | None) -> families.Family:
     raise ValueError(f"unknown GEE family {family!r}")
 
 
-def _negbin_alpha(y: np.ndarray, exog: pd.DataFrame, offset: np.ndarray | None,
-                  groups: np.ndarray, cov_struct: Exchangeable | Independence) -> float:
+def _negbin_alpha(
+    y: np.ndarray,
+    exog: pd.DataFrame,
+    offset: np.ndarray | None,
+    groups: np.ndarray,
+    cov_struct: Exchangeable | Independence,
+) -> float:
     """NB2 dispersion by the Cameron–Trivedi auxiliary regression at a Poisson GEE fit.
 
     sum((y - mu)^2 - y) / sum(mu^2): a moment estimator that, unlike ML, stays defined when
     the counts are not overdispersed (then it is floored at a tiny positive value).
     """
-    res = sm.GEE(y, exog, groups=groups, family=families.Poisson(), cov_struct=cov_struct,
-                 offset=offset).fit(maxiter=200, ddof_scale=0)
+    res = sm.GEE(
+        y, exog, groups=groups, family=families.Poisson(), cov_struct=cov_struct, offset=offset
+    ).fit(maxiter=200, ddof_scale=0)
     mu = np.asarray(res.fittedvalues)
     return max(float(np.sum((y - mu) ** 2 - y) / np.sum(mu**2)), 1e-8)
 
 
 def small_sample_sandwich(
-    exog: np.ndarray, y: np.ndarray, mu: np.ndarray, dmu_deta: np.ndarray,
-    variance: np.ndarray, groups: np.ndarray, alpha: float,
+    exog: np.ndarray,
+    y: np.ndarray,
+    mu: np.ndarray,
+    dmu_deta: np.ndarray,
+    variance: np.ndarray,
+    groups: np.ndarray,
+    alpha: float,
     inference_groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """GEE sandwich covariances with exchangeable working correlation ``alpha``.
@@ -409,11 +477,15 @@ def small_sample_sandwich(
         for b, idx in enumerate(blocks):
             units = pd.unique(inference_groups[idx])
             if len(units) != 1:
-                raise ValueError(f"working cluster {groups[idx[0]]!r} lies in inference "
-                                 f"clusters {list(units)}: they must nest the working clusters")
+                raise ValueError(
+                    f"working cluster {groups[idx[0]]!r} lies in inference "
+                    f"clusters {list(units)}: they must nest the working clusters"
+                )
             members.setdefault(units[0], []).append(b)
-        whitened = [(np.vstack([whitened[b][0] for b in bs]),
-                     np.concatenate([whitened[b][1] for b in bs])) for bs in members.values()]
+        whitened = [
+            (np.vstack([whitened[b][0] for b in bs]), np.concatenate([whitened[b][1] for b in bs]))
+            for bs in members.values()
+        ]
     bread = sum(d.T @ d for d, _ in whitened)
     bread_inv = np.linalg.inv(bread)
     chol = np.linalg.cholesky(bread_inv)
@@ -458,13 +530,23 @@ def _check_finite_estimates(exog: pd.DataFrame, y: np.ndarray, family: GeeFamily
         f"the {family} GEE has no finite estimate: no {what} in the rows of {len(terms)} "
         f"term(s) ({shown}), so those effects diverge to infinity. The outcome is too sparse "
         f"for one effect per period/exposure time: use coarser periods (e.g. quarters), a "
-        f"smaller max_exposure, a more common outcome or a larger population")
+        f"smaller max_exposure, a more common outcome or a larger population"
+    )
 
 
 def _fit_gee(
-    frame: pd.DataFrame, exog: pd.DataFrame, effect_terms: list[str], *, outcome: str,
-    cluster: str, family: GeeFamily, exposure: str | None, nb_alpha: float | None,
-    se_type: GeeSE, df_method: DfMethod, inference_cluster: str | None = None,
+    frame: pd.DataFrame,
+    exog: pd.DataFrame,
+    effect_terms: list[str],
+    *,
+    outcome: str,
+    cluster: str,
+    family: GeeFamily,
+    exposure: str | None,
+    nb_alpha: float | None,
+    se_type: GeeSE,
+    df_method: DfMethod,
+    inference_cluster: str | None = None,
     unit_fixed: bool = False,
 ) -> _Fit:
     """Marginal model by GEE, exchangeable within cluster, small-sample sandwich SEs; with
@@ -492,12 +574,16 @@ def _fit_gee(
     diagnostics: dict[str, float | int | str] = {}
     label = _SE_LABELS[se_type]
     if inference_cluster is not None:
-        diagnostics.update(inference_cluster=inference_cluster, n_inference_clusters=n_clusters,
-                           n_working_clusters=int(frame[cluster].nunique()))
+        diagnostics.update(
+            inference_cluster=inference_cluster,
+            n_inference_clusters=n_clusters,
+            n_working_clusters=int(frame[cluster].nunique()),
+        )
         label += f", clustered by {inference_cluster}"
     if family == "negbin" and nb_alpha is None:
-        nb_alpha = _negbin_alpha(y, exog, offset, groups,
-                                 Independence() if unit_fixed else Exchangeable())
+        nb_alpha = _negbin_alpha(
+            y, exog, offset, groups, Independence() if unit_fixed else Exchangeable()
+        )
         diagnostics["nb_alpha_estimated"] = 1
     if family == "negbin":
         diagnostics["nb_alpha"] = float(nb_alpha)
@@ -529,19 +615,28 @@ def _fit_gee(
     x = exog.to_numpy()
     eta = x @ res.params.to_numpy() + (offset if offset is not None else 0.0)
     mu = fam.link.inverse(eta)
-    covs = small_sample_sandwich(x, y, mu, fam.link.inverse_deriv(eta), fam.variance(mu),
-                                 groups, alpha, inference)
-    diagnostics.update({
-        "converged": int(converged),
-        "working_correlation": alpha,
-        "working_correlation_structure": structure,
-        "dispersion": float(res.scale),
-        "family": family,
-    })
+    covs = small_sample_sandwich(
+        x, y, mu, fam.link.inverse_deriv(eta), fam.variance(mu), groups, alpha, inference
+    )
+    diagnostics.update(
+        {
+            "converged": int(converged),
+            "working_correlation": alpha,
+            "working_correlation_structure": structure,
+            "dispersion": float(res.scale),
+            "family": family,
+        }
+    )
     cov = pd.DataFrame(covs[se_type], index=exog.columns, columns=exog.columns)
     return _Fit(
-        params=res.params, cov=cov, effect_terms=effect_terms, df=df,
-        se_type=label, scale=_LINK_SCALE[family], diagnostics=diagnostics, sandwich=True,
+        params=res.params,
+        cov=cov,
+        effect_terms=effect_terms,
+        df=df,
+        se_type=label,
+        scale=_LINK_SCALE[family],
+        diagnostics=diagnostics,
+        sandwich=True,
     )
 
 
@@ -551,16 +646,30 @@ def _fit_gee(
 
 
 def _row(term: str, estimate: float, se: float, fit: _Fit, level: float) -> dict[str, object]:
-    row = inference_row(term, estimate, se, df=fit.df, level=level,
-                        dof=fit.df if fit.df is not None else float("nan"))
+    row = inference_row(
+        term,
+        estimate,
+        se,
+        df=fit.df,
+        level=level,
+        dof=fit.df if fit.df is not None else float("nan"),
+    )
     if fit.scale != "identity":
-        row.update(exp_estimate=math.exp(row["estimate"]), exp_ci_low=math.exp(row["ci_low"]),
-                   exp_ci_high=math.exp(row["ci_high"]))
+        row.update(
+            exp_estimate=math.exp(row["estimate"]),
+            exp_ci_low=math.exp(row["ci_low"]),
+            exp_ci_high=math.exp(row["ci_high"]),
+        )
     return row
 
 
 def _result(
-    method: str, fit: _Fit, frame: pd.DataFrame, *, cluster: str, level: float,
+    method: str,
+    fit: _Fit,
+    frame: pd.DataFrame,
+    *,
+    cluster: str,
+    level: float,
     extra_rows: Sequence[tuple[str, np.ndarray]] = (),
     test_rows: Sequence[dict[str, object]] = (),
 ) -> EstimationResult:
@@ -568,21 +677,32 @@ def _result(
     any test rows; ``cluster`` is the unit the inference counts (``n_clusters``)."""
     beta = fit.params[fit.effect_terms].to_numpy()
     vcov = fit.cov.loc[fit.effect_terms, fit.effect_terms].to_numpy()
-    rows = [_row(t, float(beta[i]), float(math.sqrt(vcov[i, i])), fit, level)
-            for i, t in enumerate(fit.effect_terms)]
+    rows = [
+        _row(t, float(beta[i]), float(math.sqrt(vcov[i, i])), fit, level)
+        for i, t in enumerate(fit.effect_terms)
+    ]
     for name, w in extra_rows:
         rows.append(_row(name, float(w @ beta), float(math.sqrt(w @ vcov @ w)), fit, level))
     rows.extend(test_rows)
-    tidy = tidy_frame(rows, n_obs=len(frame), n_clusters=int(frame[cluster].nunique()),
-                      method=method, se_type=fit.se_type, scale=fit.scale)
+    tidy = tidy_frame(
+        rows,
+        n_obs=len(frame),
+        n_clusters=int(frame[cluster].nunique()),
+        method=method,
+        se_type=fit.se_type,
+        scale=fit.scale,
+    )
     nuisance = [t for t in fit.params.index if t not in fit.effect_terms]
-    table = pd.DataFrame({
-        "term": nuisance,
-        "estimate": fit.params[nuisance].to_numpy(),
-        "std_error": np.sqrt(np.diag(fit.cov.loc[nuisance, nuisance].to_numpy())),
-    })
-    return EstimationResult(method=method, tidy=tidy, tables={"nuisance": table},
-                            diagnostics=fit.diagnostics)
+    table = pd.DataFrame(
+        {
+            "term": nuisance,
+            "estimate": fit.params[nuisance].to_numpy(),
+            "std_error": np.sqrt(np.diag(fit.cov.loc[nuisance, nuisance].to_numpy())),
+        }
+    )
+    return EstimationResult(
+        method=method, tidy=tidy, tables={"nuisance": table}, diagnostics=fit.diagnostics
+    )
 
 
 def _heterogeneity_test(fit: _Fit) -> tuple[dict[str, object], dict[str, float | int | str]]:
@@ -622,8 +742,10 @@ def _heterogeneity_test(fit: _Fit) -> tuple[dict[str, object], dict[str, float |
         reference, scale = f"F({q}, {nu:g})", "F"
     problem = ""
     if rank < q:
-        problem = (f"the covariance of the {q} contrasts has rank {rank}: fewer inference "
-                   f"clusters than contrasts")
+        problem = (
+            f"the covariance of the {q} contrasts has rank {rank}: fewer inference "
+            f"clusters than contrasts"
+        )
     elif nu is not None and fit.sandwich and den < 1:
         problem = f"the t reference's {nu:g} df are fewer than the {q} contrasts"
     statistic = p_value = float("nan")
@@ -635,17 +757,27 @@ def _heterogeneity_test(fit: _Fit) -> tuple[dict[str, object], dict[str, float |
             statistic = wald * den / (nu * q) if fit.sandwich else wald / q
             p_value = float(stats.f.sf(statistic, q, den))
     row: dict[str, object] = {
-        "term": "exposure_time_heterogeneity", "estimate": statistic,
-        "std_error": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-        "p_value": p_value, "dof": den, "df_numerator": q, "scale": scale,
+        "term": "exposure_time_heterogeneity",
+        "estimate": statistic,
+        "std_error": float("nan"),
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "p_value": p_value,
+        "dof": den,
+        "df_numerator": q,
+        "scale": scale,
         "se_type": f"Wald test of equal exposure-time effects, {reference}; {fit.se_type}",
     }
     diagnostics: dict[str, float | int | str] = {
-        "heterogeneity_reference": reference, "heterogeneity_statistic": statistic,
-        "heterogeneity_p": p_value, "heterogeneity_contrast_rank": rank}
+        "heterogeneity_reference": reference,
+        "heterogeneity_statistic": statistic,
+        "heterogeneity_p": p_value,
+        "heterogeneity_contrast_rank": rank,
+    }
     if problem:
         diagnostics["heterogeneity_not_computable"] = (
-            f"{problem} (bin the tail with a smaller max_exposure)")
+            f"{problem} (bin the tail with a smaller max_exposure)"
+        )
     return row, diagnostics
 
 
@@ -661,8 +793,10 @@ def _fixed_unit_frame(
     y = frame[outcome].astype(float).groupby(frame[cluster])
     flat = (y.min() == y.max()) if family == "binomial" else (y.sum() == 0)
     dropped = list(flat.index[flat])
-    diagnostics: dict[str, float | int | str] = {"unit_effects": f"fixed ({cluster})",
-                                                 "n_clusters_dropped": len(dropped)}
+    diagnostics: dict[str, float | int | str] = {
+        "unit_effects": f"fixed ({cluster})",
+        "n_clusters_dropped": len(dropped),
+    }
     if dropped:
         diagnostics["clusters_dropped"] = ", ".join(map(str, dropped))
     kept = frame[~frame[cluster].isin(dropped)].reset_index(drop=True)
@@ -681,8 +815,9 @@ def _fixed_units(unit_effects: UnitEffects) -> bool:
 def _average_weights(spans: list[tuple[int, int | None]], k: int, top: int) -> np.ndarray:
     """Weights over exposure-time coefficients that average the effects at times 1..k."""
     if not 1 <= k <= top:
-        raise ValueError(f"average over the first {k} exposure times, but exposure times "
-                         f"1..{top} are observed")
+        raise ValueError(
+            f"average over the first {k} exposure times, but exposure times 1..{top} are observed"
+        )
     w = np.zeros(len(spans))
     for e in range(1, k + 1):
         hit = next(i for i, (lo, hi) in enumerate(spans) if lo <= e and (hi is None or e <= hi))
@@ -696,9 +831,17 @@ def _average_weights(spans: list[tuple[int, int | None]], k: int, top: int) -> n
 
 
 def hussey_hughes_lmm(
-    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
-    covariates: Sequence[str] = (), subject: Column | None = None, reml: bool = True,
-    df_method: DfMethod = "clusters-minus-two", unit_effects: UnitEffects = "none",
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: Column,
+    cluster: Column,
+    period: Column,
+    covariates: Sequence[str] = (),
+    subject: Column | None = None,
+    reml: bool = True,
+    df_method: DfMethod = "clusters-minus-two",
+    unit_effects: UnitEffects = "none",
     level: float = 0.95,
 ) -> EstimationResult:
     """Hussey & Hughes (2007) model: outcome ~ treatment + period FE + covariates, random
@@ -717,19 +860,43 @@ def hussey_hughes_lmm(
     frame = _select(data, cols, order=(cluster, period))
     cluster_start_ranks(frame, treatment=treatment, cluster=cluster, period=period)
     fixed = _fixed_units(unit_effects)
-    exog, terms = _design(frame, frame[[treatment]].rename(columns={treatment: "treatment"}),
-                          period=period, covariates=covariates, unit=cluster if fixed else None)
-    fit = _fit_lmm(frame, exog, terms, outcome=outcome, cluster=cluster, subject=subject,
-                   reml=reml, df_method=df_method, unit_fixed=fixed)
+    exog, terms = _design(
+        frame,
+        frame[[treatment]].rename(columns={treatment: "treatment"}),
+        period=period,
+        covariates=covariates,
+        unit=cluster if fixed else None,
+    )
+    fit = _fit_lmm(
+        frame,
+        exog,
+        terms,
+        outcome=outcome,
+        cluster=cluster,
+        subject=subject,
+        reml=reml,
+        df_method=df_method,
+        unit_fixed=fixed,
+    )
     return _result("stepped_wedge_hussey_hughes_lmm", fit, frame, cluster=cluster, level=level)
 
 
 def stepped_wedge_gee(
-    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
-    family: GeeFamily = "poisson", exposure: Column | None = None, covariates: Sequence[str] = (),
-    nb_alpha: float | None = None, se_type: GeeSE = "mancl-derouen",
-    df_method: DfMethod = "clusters-minus-params", unit_effects: UnitEffects = "none",
-    inference_cluster: Column | None = None, level: float = 0.95,
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: Column,
+    cluster: Column,
+    period: Column,
+    family: GeeFamily = "poisson",
+    exposure: Column | None = None,
+    covariates: Sequence[str] = (),
+    nb_alpha: float | None = None,
+    se_type: GeeSE = "mancl-derouen",
+    df_method: DfMethod = "clusters-minus-params",
+    unit_effects: UnitEffects = "none",
+    inference_cluster: Column | None = None,
+    level: float = 0.95,
 ) -> EstimationResult:
     """Marginal stepped-wedge model for counts or binary outcomes by GEE.
 
@@ -749,33 +916,65 @@ def stepped_wedge_gee(
     ``cluster``.
     """
     cols = [cluster, period, outcome, treatment, *covariates] + ([exposure] if exposure else [])
-    frame = _select(data, cols + ([inference_cluster] if inference_cluster else []),
-                    order=(cluster, period))
+    frame = _select(
+        data, cols + ([inference_cluster] if inference_cluster else []), order=(cluster, period)
+    )
     cluster_start_ranks(frame, treatment=treatment, cluster=cluster, period=period)
     fixed = _fixed_units(unit_effects)
     unit_diagnostics: dict[str, float | int | str] = {}
     if fixed:
-        frame, unit_diagnostics = _fixed_unit_frame(frame, outcome=outcome, cluster=cluster,
-                                                    family=family)
-    exog, terms = _design(frame, frame[[treatment]].rename(columns={treatment: "treatment"}),
-                          period=period, covariates=covariates, unit=cluster if fixed else None)
-    fit = _fit_gee(frame, exog, terms, outcome=outcome, cluster=cluster, family=family,
-                   exposure=exposure, nb_alpha=nb_alpha, se_type=se_type, df_method=df_method,
-                   inference_cluster=inference_cluster, unit_fixed=fixed)
-    result = _result(f"stepped_wedge_gee_{family}", fit, frame,
-                     cluster=inference_cluster or cluster, level=level)
+        frame, unit_diagnostics = _fixed_unit_frame(
+            frame, outcome=outcome, cluster=cluster, family=family
+        )
+    exog, terms = _design(
+        frame,
+        frame[[treatment]].rename(columns={treatment: "treatment"}),
+        period=period,
+        covariates=covariates,
+        unit=cluster if fixed else None,
+    )
+    fit = _fit_gee(
+        frame,
+        exog,
+        terms,
+        outcome=outcome,
+        cluster=cluster,
+        family=family,
+        exposure=exposure,
+        nb_alpha=nb_alpha,
+        se_type=se_type,
+        df_method=df_method,
+        inference_cluster=inference_cluster,
+        unit_fixed=fixed,
+    )
+    result = _result(
+        f"stepped_wedge_gee_{family}", fit, frame, cluster=inference_cluster or cluster, level=level
+    )
     result.diagnostics.update(unit_diagnostics)
     return result
 
 
 def exposure_time_model(
-    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
-    model: Literal["lmm", "gee"] = "lmm", average_over: int | None = 12,
-    max_exposure: int | None = None, covariates: Sequence[str] = (), subject: Column | None = None,
-    reml: bool = True, family: GeeFamily = "poisson", exposure: Column | None = None,
-    nb_alpha: float | None = None, se_type: GeeSE = "mancl-derouen",
-    df_method: DfMethod | None = None, unit_effects: UnitEffects = "none",
-    inference_cluster: Column | None = None, heterogeneity_test: bool = False,
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: Column,
+    cluster: Column,
+    period: Column,
+    model: Literal["lmm", "gee"] = "lmm",
+    average_over: int | None = 12,
+    max_exposure: int | None = None,
+    covariates: Sequence[str] = (),
+    subject: Column | None = None,
+    reml: bool = True,
+    family: GeeFamily = "poisson",
+    exposure: Column | None = None,
+    nb_alpha: float | None = None,
+    se_type: GeeSE = "mancl-derouen",
+    df_method: DfMethod | None = None,
+    unit_effects: UnitEffects = "none",
+    inference_cluster: Column | None = None,
+    heterogeneity_test: bool = False,
     level: float = 0.95,
 ) -> EstimationResult:
     """Stepped-wedge model with a separate effect per exposure time (Kenny et al. 2022).
@@ -792,8 +991,10 @@ def exposure_time_model(
     exposure time (:func:`_heterogeneity_test`), i.e. that the immediate-effect model holds.
     """
     if model == "lmm" and inference_cluster is not None:
-        raise ValueError("inference_cluster clusters the GEE sandwich; the mixed model's SEs "
-                         "are model-based (use model: gee)")
+        raise ValueError(
+            "inference_cluster clusters the GEE sandwich; the mixed model's SEs "
+            "are model-based (use model: gee)"
+        )
     cols = [cluster, period, outcome, treatment, *covariates]
     cols += [subject] if (model == "lmm" and subject) else []
     cols += [exposure] if (model == "gee" and exposure) else []
@@ -802,21 +1003,43 @@ def exposure_time_model(
     fixed = _fixed_units(unit_effects)
     unit_diagnostics: dict[str, float | int | str] = {}
     if fixed and model == "gee":
-        frame, unit_diagnostics = _fixed_unit_frame(frame, outcome=outcome, cluster=cluster,
-                                                    family=family)
-    effects, spans, top = _exposure_effects(frame, treatment=treatment, cluster=cluster,
-                                       period=period, max_exposure=max_exposure)
-    exog, terms = _design(frame, effects, period=period, covariates=covariates,
-                          unit=cluster if fixed else None)
+        frame, unit_diagnostics = _fixed_unit_frame(
+            frame, outcome=outcome, cluster=cluster, family=family
+        )
+    effects, spans, top = _exposure_effects(
+        frame, treatment=treatment, cluster=cluster, period=period, max_exposure=max_exposure
+    )
+    exog, terms = _design(
+        frame, effects, period=period, covariates=covariates, unit=cluster if fixed else None
+    )
     if model == "lmm":
-        fit = _fit_lmm(frame, exog, terms, outcome=outcome, cluster=cluster, subject=subject,
-                       reml=reml, df_method=df_method or "clusters-minus-two", unit_fixed=fixed)
+        fit = _fit_lmm(
+            frame,
+            exog,
+            terms,
+            outcome=outcome,
+            cluster=cluster,
+            subject=subject,
+            reml=reml,
+            df_method=df_method or "clusters-minus-two",
+            unit_fixed=fixed,
+        )
         method = "stepped_wedge_exposure_time_lmm"
     elif model == "gee":
-        fit = _fit_gee(frame, exog, terms, outcome=outcome, cluster=cluster, family=family,
-                       exposure=exposure, nb_alpha=nb_alpha, se_type=se_type,
-                       df_method=df_method or "clusters-minus-params",
-                       inference_cluster=inference_cluster, unit_fixed=fixed)
+        fit = _fit_gee(
+            frame,
+            exog,
+            terms,
+            outcome=outcome,
+            cluster=cluster,
+            family=family,
+            exposure=exposure,
+            nb_alpha=nb_alpha,
+            se_type=se_type,
+            df_method=df_method or "clusters-minus-params",
+            inference_cluster=inference_cluster,
+            unit_fixed=fixed,
+        )
         method = f"stepped_wedge_exposure_time_gee_{family}"
     else:
         raise ValueError(f"unknown model {model!r}")
@@ -827,8 +1050,15 @@ def exposure_time_model(
     if heterogeneity_test:
         row, test_diagnostics = _heterogeneity_test(fit)
         tests.append(row)
-    result = _result(method, fit, frame, cluster=inference_cluster or cluster, level=level,
-                     extra_rows=extra, test_rows=tests)
+    result = _result(
+        method,
+        fit,
+        frame,
+        cluster=inference_cluster or cluster,
+        level=level,
+        extra_rows=extra,
+        test_rows=tests,
+    )
     result.diagnostics["max_exposure_observed"] = top
     result.diagnostics.update({**unit_diagnostics, **test_diagnostics})
     return result
@@ -847,8 +1077,10 @@ def _cell_residualiser(
     the time for 10 times the practices)."""
     non_numeric = [c for c in covariates if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise ValueError(f"the cluster-period statistic takes numeric covariates; got "
-                         f"{non_numeric} (encode them, or use statistic='lmm')")
+        raise ValueError(
+            f"the cluster-period statistic takes numeric covariates; got "
+            f"{non_numeric} (encode them, or use statistic='lmm')"
+        )
     cells = frame.groupby([cluster, period], sort=True)[[outcome, *covariates]].mean()
     cells = cells.reset_index()
     groups = pd.factorize(cells[cluster])[0]
@@ -857,8 +1089,13 @@ def _cell_residualiser(
     def within(v: np.ndarray) -> np.ndarray:
         return v - (np.bincount(groups, weights=v) / sizes)[groups]
 
-    others = pd.concat([pd.get_dummies(cells[period].astype(str), drop_first=True, dtype=float),
-                        cells[list(covariates)].astype(float)], axis=1).to_numpy()
+    others = pd.concat(
+        [
+            pd.get_dummies(cells[period].astype(str), drop_first=True, dtype=float),
+            cells[list(covariates)].astype(float),
+        ],
+        axis=1,
+    ).to_numpy()
     others = np.column_stack([within(col) for col in others.T]) if others.size else others
     projector = np.linalg.pinv(others)
 
@@ -884,7 +1121,7 @@ def _distinct_permutations(values: np.ndarray) -> np.ndarray:
         while a[j] <= a[i]:
             j -= 1
         a[i], a[j] = a[j], a[i]
-        a[i + 1:] = a[i + 1:][::-1]
+        a[i + 1 :] = a[i + 1 :][::-1]
         out.append(a.copy())
 
 
@@ -903,24 +1140,36 @@ def _assigned_units(
     units = frame.groupby(cluster, sort=True)[unit].unique()
     split = units[units.map(len) > 1]
     if len(split):
-        raise ValueError(f"clusters {list(split.index)} lie in more than one {unit!r}: the "
-                         "assignment unit must nest the clusters")
+        raise ValueError(
+            f"clusters {list(split.index)} lie in more than one {unit!r}: the "
+            "assignment unit must nest the clusters"
+        )
     unit_of = units.map(lambda v: v[0]).reindex(start.index)
     treated = start.notna()
     spans = start[treated].groupby(unit_of[treated], sort=True).agg(["min", "max"])
     mixed = spans[spans["min"] != spans["max"]]
     if len(mixed):
-        raise ValueError(f"the treated clusters of {unit} {list(mixed.index)} start in "
-                         f"different periods, so start times were not assigned per {unit}")
+        raise ValueError(
+            f"the treated clusters of {unit} {list(mixed.index)} start in "
+            f"different periods, so start times were not assigned per {unit}"
+        )
     position = pd.Index(spans.index).get_indexer(unit_of.where(treated))
     return np.where(treated, position, -1), spans["min"]
 
 
 def permutation_test(
-    data: pd.DataFrame, *, outcome: str, treatment: Column, cluster: Column, period: Column,
-    n_permutations: int = 1000, seed: int = 20240601,
-    statistic: Statistic = "cluster_period_ols", covariates: Sequence[str] = (),
-    subject: Column | None = None, assignment_unit: Column | None = None,
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: Column,
+    cluster: Column,
+    period: Column,
+    n_permutations: int = 1000,
+    seed: int = 20240601,
+    statistic: Statistic = "cluster_period_ols",
+    covariates: Sequence[str] = (),
+    subject: Column | None = None,
+    assignment_unit: Column | None = None,
 ) -> EstimationResult:
     """Randomisation inference over the roll-out order.
 
@@ -942,14 +1191,19 @@ def permutation_test(
     then holds each draw's start period per unit (``<unit>=<value>`` columns). The smallest
     attainable p and the number of distinct assignments are in diagnostics either way.
     """
-    frame = _select(data, [cluster, period, outcome, treatment, *covariates]
-                    + ([subject] if subject else [])
-                    + ([assignment_unit] if assignment_unit else []), order=(cluster, period))
+    frame = _select(
+        data,
+        [cluster, period, outcome, treatment, *covariates]
+        + ([subject] if subject else [])
+        + ([assignment_unit] if assignment_unit else []),
+        order=(cluster, period),
+    )
     start = cluster_start_ranks(frame, treatment=treatment, cluster=cluster, period=period)
 
     if statistic == "cluster_period_ols":
-        cells, residuals = _cell_residualiser(frame, outcome=outcome, cluster=cluster,
-                                              period=period, covariates=covariates)
+        cells, residuals = _cell_residualiser(
+            frame, outcome=outcome, cluster=cluster, period=period, covariates=covariates
+        )
         y_resid = residuals(cells[outcome].to_numpy(dtype=float))
         cell_rank = _period_rank(cells[period]).to_numpy()
         cell_cluster = pd.Index(start.index).get_indexer(cells[cluster])
@@ -965,9 +1219,15 @@ def permutation_test(
 
         def stat(starts: np.ndarray) -> float:
             permuted = frame.assign(**{treatment: (row_rank >= starts[row_cluster]).astype(float)})
-            return hussey_hughes_lmm(permuted, outcome=outcome, treatment=treatment,
-                                     cluster=cluster, period=period, covariates=covariates,
-                                     subject=subject).estimate("treatment")
+            return hussey_hughes_lmm(
+                permuted,
+                outcome=outcome,
+                treatment=treatment,
+                cluster=cluster,
+                period=period,
+                covariates=covariates,
+                subject=subject,
+            ).estimate("treatment")
 
         se_label = "permutation (Hussey-Hughes LMM statistic)"
     else:
@@ -980,18 +1240,24 @@ def permutation_test(
         draws = np.array([stat(rng.permutation(starts)) for _ in range(n_permutations)])
         table = pd.DataFrame({"draw": np.arange(1, n_permutations + 1), "estimate": draws})
         n_distinct = _n_distinct(starts.tolist())
-        scheme = (f"Monte Carlo: {n_permutations} random permutations of the start times "
-                  f"(never treated included) across the {len(starts)} clusters")
+        scheme = (
+            f"Monte Carlo: {n_permutations} random permutations of the start times "
+            f"(never treated included) across the {len(starts)} clusters"
+        )
         exact = False
     else:
-        unit_index, unit_starts = _assigned_units(frame, start, cluster=cluster,
-                                                  unit=assignment_unit)
+        unit_index, unit_starts = _assigned_units(
+            frame, start, cluster=cluster, unit=assignment_unit
+        )
         pool = unit_starts.to_numpy(dtype=float)
         treated = unit_index >= 0
         n_distinct = _n_distinct(pool.tolist())
         exact = n_distinct <= n_permutations
-        orders = (_distinct_permutations(pool) if exact
-                  else np.array([rng.permutation(pool) for _ in range(n_permutations)]))
+        orders = (
+            _distinct_permutations(pool)
+            if exact
+            else np.array([rng.permutation(pool) for _ in range(n_permutations)])
+        )
 
         def expand(order: np.ndarray) -> np.ndarray:
             assigned = np.full(len(starts), np.nan)
@@ -1006,24 +1272,45 @@ def permutation_test(
         if exact:
             table["observed"] = (orders == pool).all(axis=1)
         how = "exact: all" if exact else f"Monte Carlo: {n_permutations} random draws of the"
-        scheme = (f"{how} {n_distinct} distinct assignments of the {len(pool)} start times to "
-                  f"the {len(pool)} treated {assignment_unit} units; "
-                  f"{int((~treated).sum())} never-treated clusters kept as controls")
+        scheme = (
+            f"{how} {n_distinct} distinct assignments of the {len(pool)} start times to "
+            f"the {len(pool)} treated {assignment_unit} units; "
+            f"{int((~treated).sum())} never-treated clusters kept as controls"
+        )
     extreme = int(np.sum(np.abs(draws) >= np.abs(observed) - 1e-12))
     n_draws = len(draws)
     p_value = extreme / n_draws if exact else (1 + extreme) / (1 + n_draws)
-    row = {"term": "treatment", "estimate": observed, "std_error": float("nan"),
-           "ci_low": float("nan"), "ci_high": float("nan"), "p_value": p_value}
+    row = {
+        "term": "treatment",
+        "estimate": observed,
+        "std_error": float("nan"),
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "p_value": p_value,
+    }
     n_units = len(starts) if assignment_unit is None else len(unit_starts)
-    tidy = tidy_frame([row], n_obs=len(frame), n_clusters=n_units,
-                      method=f"stepped_wedge_permutation_{statistic}", se_type=se_label,
-                      scale="identity")
+    tidy = tidy_frame(
+        [row],
+        n_obs=len(frame),
+        n_clusters=n_units,
+        method=f"stepped_wedge_permutation_{statistic}",
+        se_type=se_label,
+        scale="identity",
+    )
     diagnostics: dict[str, float | int | str] = {
-        "n_permutations": n_draws, "seed": seed, "share_as_extreme": extreme / n_draws,
+        "n_permutations": n_draws,
+        "seed": seed,
+        "share_as_extreme": extreme / n_draws,
         "permutation_sd": float(draws.std(ddof=1)) if n_draws > 1 else 0.0,
-        "permutation_scheme": scheme, "n_distinct_assignments": n_distinct,
-        "smallest_attainable_p": 1 / n_draws if exact else 1 / (1 + n_draws)}
+        "permutation_scheme": scheme,
+        "n_distinct_assignments": n_distinct,
+        "smallest_attainable_p": 1 / n_draws if exact else 1 / (1 + n_draws),
+    }
     if assignment_unit is not None:
         diagnostics.update(assignment_unit=assignment_unit, n_assigned_units=len(unit_starts))
-    return EstimationResult(method=f"stepped_wedge_permutation_{statistic}", tidy=tidy,
-                            tables={"permutation": table}, diagnostics=diagnostics)
+    return EstimationResult(
+        method=f"stepped_wedge_permutation_{statistic}",
+        tidy=tidy,
+        tables={"permutation": table},
+        diagnostics=diagnostics,
+    )

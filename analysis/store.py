@@ -20,8 +20,16 @@ import pyarrow.parquet as pq
 from analysis.results import TIDY_COLUMNS
 
 #: Lineage and identity columns that precede the tidy estimate columns on every row.
-LINEAGE = ("protocol_id", "protocol_hash", "analysis_id", "method_name", "outcome", "panel",
-           "input_fingerprint", "code_version")
+LINEAGE = (
+    "protocol_id",
+    "protocol_hash",
+    "analysis_id",
+    "method_name",
+    "outcome",
+    "panel",
+    "input_fingerprint",
+    "code_version",
+)
 #: Columns of the store, in order. Estimator-specific extra columns of a tidy row (event time,
 #: group, exponentiated estimate, ...) travel in ``details`` as canonical JSON.
 STORE_COLUMNS = LINEAGE + TIDY_COLUMNS + ("details",)
@@ -32,16 +40,27 @@ SORT_KEY = ["protocol_id", "analysis_id", "term"]
 #: this extract, e.g. a month outside the data's calendar). Failed and not-applicable protocols
 #: have no rows and no tables, so tables and estimates never disagree.
 STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE = "ok", "failed", "not_applicable"
-STATUS_COLUMNS = ("protocol_id", "protocol_hash", "status", "reason", "n_estimates",
-                  "input_fingerprint", "code_version", "build_seq")
+STATUS_COLUMNS = (
+    "protocol_id",
+    "protocol_hash",
+    "status",
+    "reason",
+    "n_estimates",
+    "input_fingerprint",
+    "code_version",
+    "build_seq",
+)
 
 
 def code_version(repo: Path) -> str:
     """``git describe`` of the code that produced a result ("unknown" outside a git checkout)."""
     try:
         out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"], cwd=repo, check=True,
-            capture_output=True, text=True,
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -63,9 +82,16 @@ def to_store_rows(tidy: pd.DataFrame, **lineage: object) -> pd.DataFrame:
 
 
 def _details(record: dict[str, object]) -> str:
-    clean = {k: (None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else
-                 v.item() if hasattr(v, "item") else v)
-             for k, v in record.items()}
+    clean = {
+        k: (
+            None
+            if v is None or (isinstance(v, float) and v != v) or v is pd.NA
+            else v.item()
+            if hasattr(v, "item")
+            else v
+        )
+        for k, v in record.items()
+    }
     return json.dumps(clean, sort_keys=True, default=str)
 
 
@@ -80,9 +106,14 @@ def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _replace_rows(new: pd.DataFrame, protocol_ids: Sequence[str],
-                  canonical: Callable[[pd.DataFrame], pd.DataFrame], name: str,
-                  warehouse: Path, results_dir: Path) -> pd.DataFrame:
+def _replace_rows(
+    new: pd.DataFrame,
+    protocol_ids: Sequence[str],
+    canonical: Callable[[pd.DataFrame], pd.DataFrame],
+    name: str,
+    warehouse: Path,
+    results_dir: Path,
+) -> pd.DataFrame:
     """Replace the rows of ``protocol_ids`` in ``<name>.parquet`` and ``results.<name>`` by
     ``new``; return the whole table."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +133,12 @@ def _replace_rows(new: pd.DataFrame, protocol_ids: Sequence[str],
     return out
 
 
-def write_results(rows: pd.DataFrame, warehouse: Path, results_dir: Path,
-                  protocol_ids: Sequence[str] | None = None) -> pd.DataFrame:
+def write_results(
+    rows: pd.DataFrame,
+    warehouse: Path,
+    results_dir: Path,
+    protocol_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Replace the store's rows for ``protocol_ids`` (default: the protocols present in
     ``rows``) by ``rows``; return the whole store."""
     ids = list(rows["protocol_id"].unique()) if protocol_ids is None else list(protocol_ids)
@@ -121,18 +156,26 @@ def _canonical_status(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_protocol_runs(statuses: pd.DataFrame, warehouse: Path,
-                        results_dir: Path) -> pd.DataFrame:
+def write_protocol_runs(statuses: pd.DataFrame, warehouse: Path, results_dir: Path) -> pd.DataFrame:
     """Record each protocol's last status (``protocol_runs.parquet``, ``results.protocol_runs``)."""
-    return _replace_rows(statuses, list(statuses["protocol_id"]), _canonical_status,
-                         "protocol_runs", warehouse, results_dir)
+    return _replace_rows(
+        statuses,
+        list(statuses["protocol_id"]),
+        _canonical_status,
+        "protocol_runs",
+        warehouse,
+        results_dir,
+    )
 
 
 def _canonical_multiplicity(rows: pd.DataFrame) -> pd.DataFrame:
     from analysis.multiplicity import COLUMNS
 
-    out = rows[list(COLUMNS)].sort_values(["multiplicity_family", "protocol_id"],
-                                          kind="mergesort").reset_index(drop=True)
+    out = (
+        rows[list(COLUMNS)]
+        .sort_values(["multiplicity_family", "protocol_id"], kind="mergesort")
+        .reset_index(drop=True)
+    )
     for col in ("p_value", "p_adjusted"):
         out[col] = pd.to_numeric(out[col]).astype("float64")
     for col in ("n_declared", "n_adjusted"):
@@ -145,8 +188,14 @@ def _canonical_multiplicity(rows: pd.DataFrame) -> pd.DataFrame:
 def write_multiplicity(rows: pd.DataFrame, warehouse: Path, results_dir: Path) -> pd.DataFrame:
     """Replace the adjusted p-values of the families' members in ``rows``
     (``multiplicity.parquet``, ``results.multiplicity``); return the whole table."""
-    return _replace_rows(rows, list(rows["protocol_id"]), _canonical_multiplicity,
-                         "multiplicity", warehouse, results_dir)
+    return _replace_rows(
+        rows,
+        list(rows["protocol_id"]),
+        _canonical_multiplicity,
+        "multiplicity",
+        warehouse,
+        results_dir,
+    )
 
 
 def read_multiplicity(results_dir: Path) -> pd.DataFrame:

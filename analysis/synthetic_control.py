@@ -47,9 +47,16 @@ def _rmspe(gap: np.ndarray) -> float:
     return float(np.sqrt(np.mean(gap**2)))
 
 
-def _predictor_matrix(data: pd.DataFrame, wide: pd.DataFrame, *, unit: str, time: str,
-                      predictors: Sequence[str], special_periods: Sequence[float],
-                      pre_periods: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _predictor_matrix(
+    data: pd.DataFrame,
+    wide: pd.DataFrame,
+    *,
+    unit: str,
+    time: str,
+    predictors: Sequence[str],
+    special_periods: Sequence[float],
+    pre_periods: np.ndarray,
+) -> tuple[np.ndarray, list[str]]:
     """Units x predictors: covariate means over the pre-period and outcomes in given periods,
     each standardised by its standard deviation across units (as Synth's default)."""
     cols, names = [], []
@@ -69,8 +76,9 @@ def _predictor_matrix(data: pd.DataFrame, wide: pd.DataFrame, *, unit: str, time
     return x / np.where(sd > 0, sd, 1.0), names
 
 
-def _v_weights(x: np.ndarray, y: np.ndarray, treated: int, donors: np.ndarray,
-               pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _v_weights(
+    x: np.ndarray, y: np.ndarray, treated: int, donors: np.ndarray, pre: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Diagonal V (sum 1) minimising pre-period outcome MSPE of the V-matched weights; returns
     (v, w). Nelder-Mead over a softmax parametrisation from equal V, as Synth's outer loop."""
     x1, x0 = x[treated], x[donors].T
@@ -89,13 +97,18 @@ def _v_weights(x: np.ndarray, y: np.ndarray, treated: int, donors: np.ndarray,
     k = x.shape[1]
     if k == 1:
         return inner(np.zeros(1))
-    res = minimize(loss, np.zeros(k), method="Nelder-Mead",
-                   options={"xatol": 1e-4, "fatol": 1e-10, "maxiter": 200 * k})
+    res = minimize(
+        loss,
+        np.zeros(k),
+        method="Nelder-Mead",
+        options={"xatol": 1e-4, "fatol": 1e-10, "maxiter": 200 * k},
+    )
     return inner(res.x)
 
 
-def _fit_one(y: np.ndarray, treated: int, donors: Sequence[int], pre: np.ndarray,
-             x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _fit_one(
+    y: np.ndarray, treated: int, donors: Sequence[int], pre: np.ndarray, x: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Weights over ``donors``, the gap series (treated minus synthetic) and V (or None)."""
     idx = np.asarray(donors)
     if x is None:
@@ -105,19 +118,23 @@ def _fit_one(y: np.ndarray, treated: int, donors: Sequence[int], pre: np.ndarray
     return w, y[treated] - w @ y[idx], v
 
 
-def _treated_unit(data: pd.DataFrame, unit: str, treated_unit: object | None,
-                  treated: str | None) -> object:
+def _treated_unit(
+    data: pd.DataFrame, unit: str, treated_unit: object | None, treated: str | None
+) -> object:
     if (treated_unit is None) == (treated is None):
-        raise ValueError("give exactly one of treated_unit (a unit) or treated (an indicator "
-                         "column)")
+        raise ValueError(
+            "give exactly one of treated_unit (a unit) or treated (an indicator column)"
+        )
     if treated is None:
         return treated_unit
     if treated not in data.columns:
         raise KeyError(f"treated indicator column {treated!r} not in data")
     units = sorted(data.loc[data[treated] == 1, unit].unique())
     if len(units) != 1:
-        raise ValueError(f"synthetic control needs exactly one unit with {treated} = 1; the "
-                         f"data have {len(units)}: {units}")
+        raise ValueError(
+            f"synthetic control needs exactly one unit with {treated} = 1; the "
+            f"data have {len(units)}: {units}"
+        )
     return units[0]
 
 
@@ -168,58 +185,103 @@ def synthetic_control(
     if pre.sum() < 2 or post.sum() < 1:
         raise ValueError("need at least two pre-periods and one post-period")
     y = wide.to_numpy(dtype=float)
-    x, x_names = (None, []) if not (predictors or special_periods) else _predictor_matrix(
-        data, wide, unit=unit, time=time, predictors=predictors,
-        special_periods=special_periods, pre_periods=periods[pre])
+    x, x_names = (
+        (None, [])
+        if not (predictors or special_periods)
+        else _predictor_matrix(
+            data,
+            wide,
+            unit=unit,
+            time=time,
+            predictors=predictors,
+            special_periods=special_periods,
+            pre_periods=periods[pre],
+        )
+    )
     donor_idx = list(range(1, y.shape[0]))
     w, gap, v = _fit_one(y, 0, donor_idx, pre, x)
     pre_rmspe, post_rmspe = _rmspe(gap[pre]), _rmspe(gap[post])
     ratio = post_rmspe / pre_rmspe
     att = float(gap[post].mean())
     pool_mean = y[1:].mean(axis=0)
-    did = float((y[0, post].mean() - y[0, pre].mean())
-                - (pool_mean[post].mean() - pool_mean[pre].mean()))
+    did = float(
+        (y[0, post].mean() - y[0, pre].mean()) - (pool_mean[post].mean() - pool_mean[pre].mean())
+    )
 
     tables = {
         "weights": pd.DataFrame({"unit": pool, "weight": w}).sort_values(
-            "weight", ascending=False, ignore_index=True),
-        "gaps": pd.DataFrame({"time": periods, "post": post, "observed": y[0],
-                              "synthetic": y[0] - gap, "gap": gap}),
+            "weight", ascending=False, ignore_index=True
+        ),
+        "gaps": pd.DataFrame(
+            {"time": periods, "post": post, "observed": y[0], "synthetic": y[0] - gap, "gap": gap}
+        ),
     }
     if x is not None:
         synth_x = w @ x[1:]
-        tables["predictor_balance"] = pd.DataFrame({
-            "predictor": x_names, "v_weight": v, "treated": x[0], "synthetic": synth_x,
-            "donor_mean": x[1:].mean(axis=0)})
+        tables["predictor_balance"] = pd.DataFrame(
+            {
+                "predictor": x_names,
+                "v_weight": v,
+                "treated": x[0],
+                "synthetic": synth_x,
+                "donor_mean": x[1:].mean(axis=0),
+            }
+        )
     diagnostics: dict[str, float | int | str] = {
-        "treated_unit": str(treated_unit), "treatment_start": float(treatment_start),
-        "n_donors": len(pool), "n_pre": int(pre.sum()), "n_post": int(post.sum()),
-        "pre_rmspe": pre_rmspe, "post_rmspe": post_rmspe, "post_pre_rmspe_ratio": ratio,
-        "matching": ("outcome path, all pre-periods, equal weights" if x is None else
-                     "predictors with data-driven diagonal V (min pre-period outcome MSPE)")}
+        "treated_unit": str(treated_unit),
+        "treatment_start": float(treatment_start),
+        "n_donors": len(pool),
+        "n_pre": int(pre.sum()),
+        "n_post": int(post.sum()),
+        "pre_rmspe": pre_rmspe,
+        "post_rmspe": post_rmspe,
+        "post_pre_rmspe_ratio": ratio,
+        "matching": (
+            "outcome path, all pre-periods, equal weights"
+            if x is None
+            else "predictors with data-driven diagonal V (min pre-period outcome MSPE)"
+        ),
+    }
     p_value = float("nan")
     if placebo:
         gaps = {treated_unit: gap}
         for k in donor_idx:
             others = [i for i in donor_idx if i != k]  # the treated unit is never a donor
             _, gaps[pool[k - 1]], _ = _fit_one(y, k, others, pre, x)
-        summary = pd.DataFrame([{"unit": u, "pre_rmspe": _rmspe(g[pre]),
-                                 "post_rmspe": _rmspe(g[post]), "treated": u == treated_unit}
-                                for u, g in gaps.items()])
+        summary = pd.DataFrame(
+            [
+                {
+                    "unit": u,
+                    "pre_rmspe": _rmspe(g[pre]),
+                    "post_rmspe": _rmspe(g[post]),
+                    "treated": u == treated_unit,
+                }
+                for u, g in gaps.items()
+            ]
+        )
         summary["ratio"] = summary["post_rmspe"] / summary["pre_rmspe"]
         summary["rank"] = summary["ratio"].rank(ascending=False, method="min").astype(int)
         p_value = float((summary["ratio"] >= ratio).sum() / len(summary))
         tables["placebo_rmspe"] = summary.sort_values("rank", ignore_index=True)
         tables["placebo_gaps"] = pd.DataFrame(
             [(u, t, v) for u, g in gaps.items() for t, v in zip(periods, g, strict=True)],
-            columns=["unit", "time", "gap"])
-        diagnostics.update(placebo_p_value=p_value, placebo_rank=int(
-            summary.loc[summary["treated"], "rank"].iloc[0]), placebo_n=len(summary))
+            columns=["unit", "time", "gap"],
+        )
+        diagnostics.update(
+            placebo_p_value=p_value,
+            placebo_rank=int(summary.loc[summary["treated"], "rank"].iloc[0]),
+            placebo_n=len(summary),
+        )
     row = inference_row("att_post_mean", att, float("nan"))
     row["p_value"] = p_value
     foil = inference_row("did_foil", did, float("nan"))
     n_obs = int(y.size)
-    tidy = tidy_frame([row, foil], n_obs=n_obs, n_clusters=pd.NA, method="synthetic_control",
-                      se_type="none; p-value from placebo-in-space RMSPE-ratio rank",
-                      scale="difference")
+    tidy = tidy_frame(
+        [row, foil],
+        n_obs=n_obs,
+        n_clusters=pd.NA,
+        method="synthetic_control",
+        se_type="none; p-value from placebo-in-space RMSPE-ratio rank",
+        scale="difference",
+    )
     return EstimationResult("synthetic_control", tidy, tables, diagnostics)

@@ -33,8 +33,10 @@ SPARK_DIR_ENV = "SICP_SPARK_DIR"
 #: scalar subquery over a UNION ALL of literal rows, which is what dbt unit-test fixtures are
 #: (decode_label in stg_recruitment__cohort_members); these rules only rewrite plans, so leaving
 #: them out changes no result. Same value as the spark target in dbt/profiles.yml.
-EXCLUDED_RULES = ("org.apache.spark.sql.catalyst.optimizer.CombineUnions,"
-                  "org.apache.spark.sql.catalyst.optimizer.PushProjectionThroughUnion")
+EXCLUDED_RULES = (
+    "org.apache.spark.sql.catalyst.optimizer.CombineUnions,"
+    "org.apache.spark.sql.catalyst.optimizer.PushProjectionThroughUnion"
+)
 RTOL = 1e-9
 ATOL = 1e-12
 
@@ -43,16 +45,21 @@ def spark_session(spark_dir: Path) -> SparkSession:
     """A local SparkSession configured as the ``spark`` target of dbt/profiles.yml."""
     from pyspark.sql import SparkSession
 
-    return (SparkSession.builder.master("local[2]").appName("sicp-spark-parity")
-            .enableHiveSupport()
-            .config("spark.sql.warehouse.dir", str(spark_dir / "warehouse"))
-            .config("spark.hadoop.javax.jdo.option.ConnectionURL",
-                    f"jdbc:derby:;databaseName={spark_dir / 'metastore_db'};create=true")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "4")
-            .config("spark.sql.optimizer.excludedRules", EXCLUDED_RULES)
-            .getOrCreate())
+    return (
+        SparkSession.builder.master("local[2]")
+        .appName("sicp-spark-parity")
+        .enableHiveSupport()
+        .config("spark.sql.warehouse.dir", str(spark_dir / "warehouse"))
+        .config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL",
+            f"jdbc:derby:;databaseName={spark_dir / 'metastore_db'};create=true",
+        )
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.optimizer.excludedRules", EXCLUDED_RULES)
+        .getOrCreate()
+    )
 
 
 def load_raw(warehouse: Path, spark: SparkSession, spark_dir: Path) -> list[str]:
@@ -61,15 +68,23 @@ def load_raw(warehouse: Path, spark: SparkSession, spark_dir: Path) -> list[str]
     shutil.rmtree(exports, ignore_errors=True)
     exports.mkdir(parents=True)
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
+        tables = [
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            ).fetchall()
+        ]
         for table in tables:
             con.execute(f"COPY raw.\"{table}\" TO '{exports / table}.parquet' (FORMAT parquet)")
     spark.sql("CREATE DATABASE IF NOT EXISTS raw")
     for table in tables:
-        (spark.read.parquet(str(exports / f"{table}.parquet"))
-         .write.mode("overwrite").format("parquet").saveAsTable(f"raw.{table}"))
+        (
+            spark.read.parquet(str(exports / f"{table}.parquet"))
+            .write.mode("overwrite")
+            .format("parquet")
+            .saveAsTable(f"raw.{table}")
+        )
     return tables
 
 
@@ -79,10 +94,22 @@ def dbt_on_spark(spark_dir: Path, command: str, *extra: str) -> bool:
 
     os.environ[SPARK_DIR_ENV] = str(spark_dir)
     dbt_dir = PROJECT_ROOT / "dbt"
-    result = dbtRunner().invoke([
-        command, "--project-dir", str(dbt_dir), "--profiles-dir", str(dbt_dir),
-        "--target", "spark", "--target-path", str(spark_dir / "dbt_target"),
-        "--log-path", str(spark_dir / "dbt_logs"), *extra])
+    result = dbtRunner().invoke(
+        [
+            command,
+            "--project-dir",
+            str(dbt_dir),
+            "--profiles-dir",
+            str(dbt_dir),
+            "--target",
+            "spark",
+            "--target-path",
+            str(spark_dir / "dbt_target"),
+            "--log-path",
+            str(spark_dir / "dbt_logs"),
+            *extra,
+        ]
+    )
     return bool(result.success)
 
 
@@ -104,8 +131,12 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
             converted = pd.to_numeric(s, errors="coerce")
             if converted.notna().sum() == s.notna().sum() and s.notna().any():
                 frame[col] = converted.astype("float64")
-    key = pd.DataFrame({c: frame[c].round(6) if frame[c].dtype == "float64"
-                        else frame[c].astype("string") for c in frame.columns})
+    key = pd.DataFrame(
+        {
+            c: frame[c].round(6) if frame[c].dtype == "float64" else frame[c].astype("string")
+            for c in frame.columns
+        }
+    )
     order = key.sort_values(list(key.columns), na_position="first").index
     return frame.loc[order].reset_index(drop=True)
 
@@ -131,20 +162,25 @@ def compare_mart(name: str, duck: pd.DataFrame, spark: pd.DataFrame) -> MartDiff
             if x.dtype == "float64" and y.dtype == "float64":
                 same = np.isclose(x, y, rtol=RTOL, atol=ATOL, equal_nan=True)
             else:
-                same = (x.astype("string").fillna("<NA>") == y.astype("string").fillna("<NA>"))
+                same = x.astype("string").fillna("<NA>") == y.astype("string").fillna("<NA>")
             if not bool(np.all(same)):
                 bad = int((~np.asarray(same)).sum())
                 i = int(np.flatnonzero(~np.asarray(same))[0])
-                problems.append(f"{col}: {bad} values differ (first: {x.iloc[i]!r} vs "
-                                f"{y.iloc[i]!r})")
+                problems.append(
+                    f"{col}: {bad} values differ (first: {x.iloc[i]!r} vs {y.iloc[i]!r})"
+                )
     return MartDiff(name, len(duck), len(spark), problems)
 
 
 def compare_marts(warehouse: Path, spark: SparkSession) -> list[MartDiff]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        marts = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
-            "ORDER BY table_name").fetchall()]
+        marts = [
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
         out = []
         for mart in marts:
             duck = con.execute(f'SELECT * FROM marts."{mart}"').df()
@@ -154,8 +190,8 @@ def compare_marts(warehouse: Path, spark: SparkSession) -> list[MartDiff]:
 
 @dataclass
 class SparkRun:
-    build_ok: bool        # seeds, models and data tests
-    unit_tests_ok: bool   # dbt unit tests, run after the build so a failure cannot hide the marts
+    build_ok: bool  # seeds, models and data tests
+    unit_tests_ok: bool  # dbt unit tests, run after the build so a failure cannot hide the marts
     marts: list[MartDiff]
 
 
@@ -171,14 +207,18 @@ def run(warehouse: Path, spark_dir: Path) -> SparkRun:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warehouse", type=Path, required=True,
-                        help="DuckDB warehouse after ingest and dbt build")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--warehouse", type=Path, required=True, help="DuckDB warehouse after ingest and dbt build"
+    )
     parser.add_argument("--spark-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     result = run(args.warehouse.resolve(), args.spark_dir.resolve())
-    print(f"dbt build (seeds, models, data tests) on Spark: {'ok' if result.build_ok else 'FAILED'}")
+    print(
+        f"dbt build (seeds, models, data tests) on Spark: {'ok' if result.build_ok else 'FAILED'}"
+    )
     print(f"dbt unit tests on Spark: {'ok' if result.unit_tests_ok else 'FAILED'}")
     for d in result.marts:
         status = "equal" if not d.problems else "; ".join(d.problems)

@@ -26,9 +26,14 @@ DBT_TABLE_SCHEMAS = ("intermediate", "marts")
 
 def world_paths(root: Path) -> Paths:
     """The layout of one benchmark world: input files, warehouse, results, reports."""
-    return Paths(input_dir=root / "raw", warehouse=root / "warehouse.duckdb",
-                 results_dir=root / "results", reports_dir=root / "reports",
-                 protocols_dir=PROJECT_ROOT / "protocols", dbt_dir=PROJECT_ROOT / "dbt")
+    return Paths(
+        input_dir=root / "raw",
+        warehouse=root / "warehouse.duckdb",
+        results_dir=root / "results",
+        reports_dir=root / "reports",
+        protocols_dir=PROJECT_ROOT / "protocols",
+        dbt_dir=PROJECT_ROOT / "dbt",
+    )
 
 
 def _table_rows(warehouse: Path, schemas: tuple[str, ...]) -> int:
@@ -37,9 +42,12 @@ def _table_rows(warehouse: Path, schemas: tuple[str, ...]) -> int:
         tables = con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_type = 'BASE TABLE' AND table_schema IN "
-            f"({', '.join('?' for _ in schemas)})", list(schemas)).fetchall()
-        return sum(int(con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0])
-                   for s, t in tables)
+            f"({', '.join('?' for _ in schemas)})",
+            list(schemas),
+        ).fetchall()
+        return sum(
+            int(con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0]) for s, t in tables
+        )
 
 
 def generate(paths: Paths, scenario: str, seed: int, protocol: str | None) -> int:
@@ -113,8 +121,12 @@ def rows_after(stage: str, paths: Paths, protocol: str | None) -> int:
 
 
 STAGES: dict[str, Callable[[Paths, str, int, str | None], int | None]] = {
-    "generate": generate, "ingest": ingest, "dbt_build": dbt_build,
-    "protocol": run_one_protocol, "reports": reports, "end_to_end": end_to_end,
+    "generate": generate,
+    "ingest": ingest,
+    "dbt_build": dbt_build,
+    "protocol": run_one_protocol,
+    "reports": reports,
+    "end_to_end": end_to_end,
 }
 
 

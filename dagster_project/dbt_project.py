@@ -35,4 +35,6 @@ def _put_dbt_on_path() -> None:
     """dagster-dbt runs the ``dbt`` executable; when the virtualenv is used without being
     activated (``.venv/bin/python -m ...``), its ``bin`` is not on PATH, so add it."""
     if shutil.which("dbt") is None:
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["PATH"] = (
+            f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        )

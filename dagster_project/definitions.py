@@ -22,11 +22,13 @@ from sicp.settings import Paths
 from sicp.warehouse import dbt_target
 
 ingest_job = dg.define_asset_job(
-    "ingest", selection=dg.AssetSelection.groups(GROUP),
+    "ingest",
+    selection=dg.AssetSelection.groups(GROUP),
     description="Validate, pseudonymise and load every input file into the raw schema.",
 )
 everything_job = dg.define_asset_job(
-    "ingest_and_build", selection=dg.AssetSelection.all(),
+    "ingest_and_build",
+    selection=dg.AssetSelection.all(),
     description="Ingest, build every dbt model (with its tests) and run every protocol.",
 )
 
@@ -42,8 +44,11 @@ def build_definitions(paths: Paths, dbt_colours: bool = False) -> dg.Definitions
             "input_folder": Folder(path=str(paths.input_dir)),
             "warehouse": Warehouse(path=str(paths.warehouse)),
             "results_folder": Folder(path=str(paths.results_dir)),
-            "dbt": DbtCliResource(project_dir=get_dbt_project(), target=dbt_target(),
-                                  global_config_flags=[] if dbt_colours else ["--no-use-colors"]),
+            "dbt": DbtCliResource(
+                project_dir=get_dbt_project(),
+                target=dbt_target(),
+                global_config_flags=[] if dbt_colours else ["--no-use-colors"],
+            ),
         },
         executor=dg.in_process_executor,
     )

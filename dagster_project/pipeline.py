@@ -35,10 +35,12 @@ class DemoSummary:
 
     def __str__(self) -> str:
         lines = ["", "SICP demo: what was produced and where", ""]
-        lines += [f"  input files (synthetic world)  {self.paths.input_dir}",
-                  f"  warehouse (DuckDB)             {self.paths.warehouse}",
-                  f"  results store                  {self.paths.results_dir / 'estimates.parquet'}",
-                  f"  Dagster run (make ui)          {self.run_id} in {self.dagster_home}"]
+        lines += [
+            f"  input files (synthetic world)  {self.paths.input_dir}",
+            f"  warehouse (DuckDB)             {self.paths.warehouse}",
+            f"  results store                  {self.paths.results_dir / 'estimates.parquet'}",
+            f"  Dagster run (make ui)          {self.run_id} in {self.dagster_home}",
+        ]
         lines += [f"  {p}" for p in self.files]
         if self.headline:
             lines += ["", "Primary estimates:"] + [f"  {h}" for h in self.headline]
@@ -75,8 +77,10 @@ def demo_console(log: Path | None) -> Iterator[Console]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8") as terminal, \
-            open(log, "a", buffering=1, encoding="utf-8") as sink:
+    with (
+        open(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8") as terminal,
+        open(log, "a", buffering=1, encoding="utf-8") as sink,
+    ):
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
@@ -96,7 +100,8 @@ def fresh_synthetic_folder(folder: Path) -> None:
         if not (folder / "truth.json").exists():
             raise RuntimeError(
                 f"{folder} holds files that are not a synthetic world (no truth.json); "
-                "set SICP_INPUT_DIR to an empty folder for the demo")
+                "set SICP_INPUT_DIR to an empty folder for the demo"
+            )
         shutil.rmtree(folder)
 
 
@@ -104,8 +109,9 @@ class PipelineError(RuntimeError):
     """A step of the Dagster run failed; the message names each failed step and why."""
 
 
-def run_pipeline(paths: Paths, progress: TextIO | None = None, live: bool = False,
-                 dbt_colours: bool = False) -> str:
+def run_pipeline(
+    paths: Paths, progress: TextIO | None = None, live: bool = False, dbt_colours: bool = False
+) -> str:
     """Materialise every asset (ingest, dbt build, every protocol) in one in-process run of the
     ``ingest_and_build`` job, recorded in the project's Dagster instance; returns the run id.
 
@@ -127,15 +133,24 @@ def run_pipeline(paths: Paths, progress: TextIO | None = None, live: bool = Fals
         if listener is not None:
             listener.finish()
     if not result.success:
-        failures = [f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
-                    if event.step_failure_data.error else str(event.step_key)
-                    for event in result.all_events if event.is_step_failure]
+        failures = [
+            f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+            if event.step_failure_data.error
+            else str(event.step_key)
+            for event in result.all_events
+            if event.is_step_failure
+        ]
         raise PipelineError("the Dagster run failed:\n" + "\n".join(f"  - {f}" for f in failures))
     return run_id
 
 
-def run_demo(paths: Paths, scenario: str = "default", seed: int = 42,
-             formats: tuple[str, ...] = ("html", "pdf"), verbose: bool = False) -> DemoSummary:
+def run_demo(
+    paths: Paths,
+    scenario: str = "default",
+    seed: int = 42,
+    formats: tuple[str, ...] = ("html", "pdf"),
+    verbose: bool = False,
+) -> DemoSummary:
     """Generate a world and run everything on it, printing one line per stage; the Dagster and
     dbt logs go to :func:`demo_log` (``verbose``: to the terminal, live)."""
     from analysis.protocol import load_protocols
@@ -157,8 +172,12 @@ def run_demo(paths: Paths, scenario: str = "default", seed: int = 42,
         t = time.perf_counter()
         fresh_synthetic_folder(paths.input_dir)
         world = generate_world(scenario, seed, paths.input_dir)
-        stage("generate", f"world {scenario!r} (seed {seed}): {len(world['files'])} files, "
-                          f"{sum(world['files'].values()):,} rows", t)
+        stage(
+            "generate",
+            f"world {scenario!r} (seed {seed}): {len(world['files'])} files, "
+            f"{sum(world['files'].values()):,} rows",
+            t,
+        )
 
         try:
             summary.run_id = run_pipeline(paths, console.stream, console.live, console.colours)
@@ -168,16 +187,18 @@ def run_demo(paths: Paths, scenario: str = "default", seed: int = 42,
             raise PipelineError(f"{exc}\nFull Dagster and dbt log: {summary.log}") from None
 
         t = time.perf_counter()
-        exported = export_marts(paths.warehouse, paths.results_dir / "panels",
-                                formats=panel_formats)
+        exported = export_marts(
+            paths.warehouse, paths.results_dir / "panels", formats=panel_formats
+        )
         summary.files += [path for files in exported.values() for path in files]
         stage("export", f"{len(exported)} panels as {', '.join(panel_formats)}", t)
 
         t = time.perf_counter()
         reports = render_all(paths, formats=formats)
         summary.files += reports
-        stage("reports", f"{', '.join(sorted({p.stem for p in reports}))} as "
-                         f"{', '.join(formats)}", t)
+        stage(
+            "reports", f"{', '.join(sorted({p.stem for p in reports}))} as {', '.join(formats)}", t
+        )
 
     protocols = {p.id: p for p in load_protocols(paths.protocols_dir)}
     rows = headline_rows(read_results(paths.results_dir), protocols, primary_only=False)

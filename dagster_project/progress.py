@@ -22,10 +22,12 @@ from dagster_project.assets.protocols import GROUP as RESULTS_GROUP
 from sicp.contract import SOURCES
 
 #: Materialisation metadata summed over a stage, with the words its line uses.
-_SUMS = {"rows_loaded": "rows loaded", "rows_quarantined": "quarantined",
-         "warnings": "warnings"}
-_STEP_ENDS = {dg.DagsterEventType.STEP_SUCCESS: "ok", dg.DagsterEventType.STEP_FAILURE: "failed",
-              dg.DagsterEventType.STEP_SKIPPED: "skipped"}
+_SUMS = {"rows_loaded": "rows loaded", "rows_quarantined": "quarantined", "warnings": "warnings"}
+_STEP_ENDS = {
+    dg.DagsterEventType.STEP_SUCCESS: "ok",
+    dg.DagsterEventType.STEP_FAILURE: "failed",
+    dg.DagsterEventType.STEP_SKIPPED: "skipped",
+}
 
 
 def stage_line(name: str, detail: str, seconds: float | None) -> str:
@@ -73,8 +75,13 @@ class Stage:
             if self.tally in metadata:
                 self.statuses[str(metadata[self.tally].value)] += 1
         elif (check := entry.asset_check_evaluation) is not None:
-            self.checks["passed" if check.passed else
-                        "warned" if check.severity == dg.AssetCheckSeverity.WARN else "failed"] += 1
+            self.checks[
+                "passed"
+                if check.passed
+                else "warned"
+                if check.severity == dg.AssetCheckSeverity.WARN
+                else "failed"
+            ] += 1
         elif event.event_type in _STEP_ENDS:
             self.ended[_STEP_ENDS[event.event_type]] += 1
 
@@ -82,12 +89,18 @@ class Stage:
         totals = Counter(self.kinds.values())
         parts = [", ".join(f"{self.done[k]}/{n} {k}" for k, n in sorted(totals.items()))]
         parts += [", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))]
-        parts += [", ".join(f"{self.sums[s]:,} {words}" for s, words in _SUMS.items()
-                            if self.sums[s])]
+        parts += [
+            ", ".join(f"{self.sums[s]:,} {words}" for s, words in _SUMS.items() if self.sums[s])
+        ]
         if self.checks:
             parts += ["checks " + ", ".join(f"{n} {c}" for c, n in sorted(self.checks.items()))]
-        parts += [", ".join(f"{n} step{'s' * (n != 1)} {e}" for e in ("failed", "skipped")
-                            if (n := self.ended[e]))]
+        parts += [
+            ", ".join(
+                f"{n} step{'s' * (n != 1)} {e}"
+                for e in ("failed", "skipped")
+                if (n := self.ended[e])
+            )
+        ]
         if self.first is None and not self.ended:
             parts.append("not run")
         return "; ".join(p for p in parts if p)
@@ -125,8 +138,8 @@ class RunProgress:
         self._by_step = {step: stage for stage in stages for step in stage.steps}
         self._out, self._live = out, live
         self._printed: set[str] = set()
-        self._blocked: set[str] = set()   # pools a step has waited for, said once each
-        self._shown = 0   # width of the line being rewritten in place
+        self._blocked: set[str] = set()  # pools a step has waited for, said once each
+        self._shown = 0  # width of the line being rewritten in place
 
     def __call__(self, entry: dg.EventLogEntry) -> None:
         event = entry.dagster_event
@@ -137,9 +150,11 @@ class RunProgress:
         pool = engine.metadata.get("pool") if engine is not None else None
         if pool is not None and pool.value not in self._blocked:
             self._blocked.add(pool.value)
-            self._say(f"{stage.name:<10} waiting: another run holds the pool {pool.value} (one "
-                      f"writer of the warehouse at a time); if that run was killed, free its "
-                      f"slot in the Dagster UI under Deployment > Concurrency")
+            self._say(
+                f"{stage.name:<10} waiting: another run holds the pool {pool.value} (one "
+                f"writer of the warehouse at a time); if that run was killed, free its "
+                f"slot in the Dagster UI under Deployment > Concurrency"
+            )
         stage.handle(entry)
         if stage.finished:
             self._print(stage)
@@ -167,7 +182,7 @@ class RunProgress:
         self._out.flush()
 
     def _rewrite(self, text: str) -> None:
-        text = text[:shutil.get_terminal_size().columns - 1]
+        text = text[: shutil.get_terminal_size().columns - 1]
         self._out.write("\r" + text.ljust(self._shown))
         self._out.flush()
         self._shown = len(text)

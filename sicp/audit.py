@@ -18,9 +18,15 @@ from analysis.protocol import Protocol, panel_columns_of
 from sicp.report_data import ReportInputs
 
 #: Measures whose practice-month total must equal the person-month sum.
-RECONCILED = ("emergency_admissions", "emergency_readmissions_30d", "ae_attendances",
-              "acsc_emergency_admissions", "permanent_care_home_admissions", "deaths",
-              "deaths_at_home")
+RECONCILED = (
+    "emergency_admissions",
+    "emergency_readmissions_30d",
+    "ae_attendances",
+    "acsc_emergency_admissions",
+    "permanent_care_home_admissions",
+    "deaths",
+    "deaths_at_home",
+)
 
 
 #: The order measures are shown in, by kind (the seed's ``kind``).
@@ -30,15 +36,19 @@ KINDS = ("record", "indicator", "survey", "cost")
 def measure_definitions(inputs: ReportInputs) -> pd.DataFrame:
     """The documented definitions, from the ``outcome_measures`` seed as loaded, by kind."""
     order = " ".join(f"when '{k}' then {i}" for i, k in enumerate(KINDS))
-    return inputs.query(f"select * from reference.outcome_measures "
-                        f"order by case kind {order} end, measure")
+    return inputs.query(
+        f"select * from reference.outcome_measures order by case kind {order} end, measure"
+    )
 
 
 def panel_columns(measure: pd.Series) -> list[tuple[str, str]]:
     """The (panel, column) pairs that carry a measure, in the seed's order (its
     ``panel_columns``, the measure's own column first)."""
-    return [tuple(item.strip().split(".", 1)) for item in str(measure["panel_columns"]).split(";")
-            if item.strip()]
+    return [
+        tuple(item.strip().split(".", 1))
+        for item in str(measure["panel_columns"]).split(";")
+        if item.strip()
+    ]
 
 
 def protocol_columns(protocol: Protocol) -> dict[tuple[str, str], str]:
@@ -65,8 +75,9 @@ def _role_rank(role: str) -> int:
     return {"outcome": 0, "cost consequence": 1}.get(role, 2)
 
 
-def measure_uses(measures: pd.DataFrame, protocols: Mapping[str, Protocol]
-                 ) -> dict[str, list[tuple[str, str]]]:
+def measure_uses(
+    measures: pd.DataFrame, protocols: Mapping[str, Protocol]
+) -> dict[str, list[tuple[str, str]]]:
     """Per measure, the protocols whose estimates are of it, with the role: matched on the
     exact panel columns, never on a name's prefix."""
     uses: dict[str, list[tuple[str, str]]] = {m: [] for m in measures["measure"]}
@@ -74,13 +85,14 @@ def measure_uses(measures: pd.DataFrame, protocols: Mapping[str, Protocol]
         roles = protocol_columns(protocol)
         for _, m in measures.iterrows():
             found = [roles[c] for c in panel_columns(m) if c in roles]
-            if found:   # the outcome before the cost consequence before an option
+            if found:  # the outcome before the cost consequence before an option
                 uses[m["measure"]].append((pid, min(found, key=_role_rank)))
     return uses
 
 
-def code_list(inputs: ReportInputs, manifest: dict[str, Any], seed: str
-              ) -> tuple[pd.DataFrame, str, str]:
+def code_list(
+    inputs: ReportInputs, manifest: dict[str, Any], seed: str
+) -> tuple[pd.DataFrame, str, str]:
     """A code-list seed in full, with its version and source (the seed's ``meta``)."""
     node = manifest["nodes"].get(f"seed.sicp.{seed}", {})
     meta = node.get("meta") or node.get("config", {}).get("meta") or {}
@@ -112,11 +124,20 @@ def measure_lineage(manifest: dict[str, Any], model: str) -> list[str]:
                 seen.add(parent)
                 upstream.append(parent)
                 stack.append(parent)
-    marts = sorted({c for c in children.get(start, []) if c.startswith("model.")
-                    and manifest["nodes"][c]["fqn"][1:2] == ["marts"]}
-                   | {g for c in children.get(start, []) if c.startswith("model.")
-                      for g in children.get(c, []) if g.startswith("model.")
-                      and manifest["nodes"][g]["fqn"][1:2] == ["marts"]})
+    marts = sorted(
+        {
+            c
+            for c in children.get(start, [])
+            if c.startswith("model.") and manifest["nodes"][c]["fqn"][1:2] == ["marts"]
+        }
+        | {
+            g
+            for c in children.get(start, [])
+            if c.startswith("model.")
+            for g in children.get(c, [])
+            if g.startswith("model.") and manifest["nodes"][g]["fqn"][1:2] == ["marts"]
+        }
+    )
 
     def label(uid: str) -> str:
         if uid.startswith("source."):
@@ -133,16 +154,21 @@ def measure_lineage(manifest: dict[str, Any], model: str) -> list[str]:
 NOT_IN_BUILD = "not in the last build"
 
 
-def model_test_results(manifest: dict[str, Any], results: dict[str, dict[str, Any]],
-                       model: str) -> pd.DataFrame:
+def model_test_results(
+    manifest: dict[str, Any], results: dict[str, dict[str, Any]], model: str
+) -> pd.DataFrame:
     """Each dbt data test attached to ``model``, by name, with its status in the build that
     made the warehouse's marts (``results``: sicp.warehouse.build_node_results)."""
     uid = _node_id(manifest, model)
     rows = [
-        {"test": node["name"], "column": node.get("column_name") or "",
-         "status": str(results.get(test_id, {}).get("status", NOT_IN_BUILD))}
+        {
+            "test": node["name"],
+            "column": node.get("column_name") or "",
+            "status": str(results.get(test_id, {}).get("status", NOT_IN_BUILD)),
+        }
         for test_id, node in sorted(manifest["nodes"].items())
-        if node.get("resource_type") == "test" and uid in node.get("depends_on", {}).get("nodes", [])
+        if node.get("resource_type") == "test"
+        and uid in node.get("depends_on", {}).get("nodes", [])
     ]
     return pd.DataFrame(rows, columns=["test", "column", "status"])
 
@@ -159,16 +185,19 @@ def reconciliation(inputs: ReportInputs) -> pd.DataFrame:
     sums = ", ".join(f"sum({m}) as {m}" for m in RECONCILED)
     practice = inputs.query(f"select {sums} from marts.practice_month_panel").iloc[0]
     person = inputs.query(f"select {sums} from marts.person_month_panel").iloc[0]
-    return pd.DataFrame({
-        "measure": list(RECONCILED),
-        "practice_month_total": [int(practice[m]) for m in RECONCILED],
-        "person_month_sum": [int(person[m]) for m in RECONCILED],
-        "agrees": ["yes" if int(practice[m]) == int(person[m]) else "NO" for m in RECONCILED],
-    })
+    return pd.DataFrame(
+        {
+            "measure": list(RECONCILED),
+            "practice_month_total": [int(practice[m]) for m in RECONCILED],
+            "person_month_sum": [int(person[m]) for m in RECONCILED],
+            "agrees": ["yes" if int(practice[m]) == int(person[m]) else "NO" for m in RECONCILED],
+        }
+    )
 
 
-def lineage_graph(manifest: dict[str, Any], protocols: Mapping[str, Protocol]
-                  ) -> tuple[dict[str, tuple[str, int]], list[tuple[str, str]]]:
+def lineage_graph(
+    manifest: dict[str, Any], protocols: Mapping[str, Protocol]
+) -> tuple[dict[str, tuple[str, int]], list[tuple[str, str]]]:
     """The warehouse's lineage as a graph, from the dbt manifest and the protocols: every raw
     source, seed and model upstream of a panel a protocol reads, the panels, and the protocols.
     Returns nodes (id -> (label, column)) and edges (parent, child); a node's column is its
@@ -198,7 +227,7 @@ def lineage_graph(manifest: dict[str, Any], protocols: Mapping[str, Protocol]
         return manifest["nodes"][uid]["name"]
 
     nodes = {uid: (label(uid), column(uid)) for uid in sorted(keep)}
-    marts = max(column(uid) for uid in panels)          # every panel in one column
+    marts = max(column(uid) for uid in panels)  # every panel in one column
     nodes |= {uid: (label(uid), marts) for uid in panels}
     edges = [(p, uid) for uid in sorted(keep) for p in parents.get(uid, []) if p in keep]
     last = marts + 1

@@ -74,8 +74,10 @@ def _require_build(paths: Paths, *, allow_failed: bool = False) -> None:
     from sicp.warehouse import check_current, last_build
 
     if not paths.warehouse.exists():
-        raise UsageError(f"the warehouse {paths.warehouse} does not exist; run `sicp ingest` "
-                         f"and `sicp build` first (or set SICP_WAREHOUSE)")
+        raise UsageError(
+            f"the warehouse {paths.warehouse} does not exist; run `sicp ingest` "
+            f"and `sicp build` first (or set SICP_WAREHOUSE)"
+        )
     if last_build(paths.warehouse) is None:
         raise UsageError(f"{paths.warehouse} has no recorded dbt build; run `sicp build` first")
     check_current(paths.warehouse, allow_failed=allow_failed)
@@ -90,8 +92,10 @@ def _selected_protocols(paths: Paths, wanted: Sequence[str] | None) -> list[Prot
     protocols = load_protocols(paths.protocols_dir)
     unknown = unknown_protocols(protocols, wanted or ())
     if unknown:
-        raise UsageError(f"--protocol: no protocol {', '.join(unknown)} in "
-                         f"{paths.protocols_dir}; known: {', '.join(p.id for p in protocols)}")
+        raise UsageError(
+            f"--protocol: no protocol {', '.join(unknown)} in "
+            f"{paths.protocols_dir}; known: {', '.join(p.id for p in protocols)}"
+        )
     return [p for p in protocols if not wanted or p.id in wanted]
 
 
@@ -127,9 +131,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     if not paths.input_dir.is_dir():
-        raise UsageError(f"the input folder {paths.input_dir} does not exist; set "
-                         f"SICP_INPUT_DIR (or input_dir in {CONFIG_FILE}) to the delivery's "
-                         f"folder, or write a synthetic one with `sicp synth`")
+        raise UsageError(
+            f"the input folder {paths.input_dir} does not exist; set "
+            f"SICP_INPUT_DIR (or input_dir in {CONFIG_FILE}) to the delivery's "
+            f"folder, or write a synthetic one with `sicp synth`"
+        )
     try:
         limit = max_quarantine_share(args.max_quarantine_share)
         report = ingest_all(paths.input_dir, paths.warehouse)
@@ -137,16 +143,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"sicp ingest: {exc}", file=sys.stderr)
         if isinstance(exc, IngestRunError):
             where = where_recorded(exc.warehouse, exc.run_log, exc.manifest)
-            if exc.outcome in ("in_use", "no_space"):   # the warehouse was not written
+            if exc.outcome in ("in_use", "no_space"):  # the warehouse was not written
                 where = f"run log: {exc.run_log}"
             print(where, file=sys.stderr)
         return 1
-    except Exception as exc:   # a fault in sicp itself: plain words, traceback on request
+    except Exception as exc:  # a fault in sicp itself: plain words, traceback on request
         if os.environ.get("SICP_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"sicp ingest: unexpected {type(exc).__name__}: {first} (set SICP_DEBUG=1 for "
-              f"the traceback)", file=sys.stderr)
+        print(
+            f"sicp ingest: unexpected {type(exc).__name__}: {first} (set SICP_DEBUG=1 for "
+            f"the traceback)",
+            file=sys.stderr,
+        )
         return 1
     print(report)
     try:
@@ -163,8 +172,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     if dbt_target() is None and not paths.warehouse.exists():
-        raise UsageError(f"the warehouse {paths.warehouse} does not exist; run `sicp ingest` "
-                         f"first (or set SICP_WAREHOUSE)")
+        raise UsageError(
+            f"the warehouse {paths.warehouse} does not exist; run `sicp ingest` "
+            f"first (or set SICP_WAREHOUSE)"
+        )
     problem = interrupted_ingest(paths.warehouse)
     if problem:
         print(f"sicp build: {problem}", file=sys.stderr)
@@ -187,14 +198,20 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         print(f"sicp analyse: {exc}", file=sys.stderr)
         return 1
     now = current_lineage(paths)
-    reasons = (dict.fromkeys((p.id for p in selected), "of --force") if args.force
-               else rerun_reasons(selected, now, paths.results_dir))
+    reasons = (
+        dict.fromkeys((p.id for p in selected), "of --force")
+        if args.force
+        else rerun_reasons(selected, now, paths.results_dir)
+    )
     to_run = [p.id for p in selected if reasons[p.id] is not None]
 
-    def done(o: ProtocolOutcome) -> None:   # a line as each protocol is stored, not at the end
+    def done(o: ProtocolOutcome) -> None:  # a line as each protocol is stored, not at the end
         detail = f"{len(o.rows)} rows" if o.status == STATUS_OK else o.reason
-        print(f"  [{len(outcomes) + 1}/{len(to_run)}] {o.protocol.id:<40} {o.status:<15} "
-              f"{detail}; ran because {reasons[o.protocol.id]} ({o.seconds:.1f} s)", flush=True)
+        print(
+            f"  [{len(outcomes) + 1}/{len(to_run)}] {o.protocol.id:<40} {o.status:<15} "
+            f"{detail}; ran because {reasons[o.protocol.id]} ({o.seconds:.1f} s)",
+            flush=True,
+        )
         outcomes[o.protocol.id] = o
 
     outcomes: dict[str, ProtocolOutcome] = {}
@@ -203,19 +220,28 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     stored = read_protocol_runs(paths.results_dir).set_index("protocol_id")
     for p in selected:
         if p.id not in outcomes:
-            print(f"  {p.id:<40} {stored.at[p.id, 'status']:<15} unchanged, kept "
-                  f"({stored.at[p.id, 'n_estimates']} rows)")
+            print(
+                f"  {p.id:<40} {stored.at[p.id, 'status']:<15} unchanged, kept "
+                f"({stored.at[p.id, 'n_estimates']} rows)"
+            )
     failed = [o for o in outcomes.values() if o.status == STATUS_FAILED]
     n_ok = sum(stored.at[p.id, "status"] == STATUS_OK for p in selected)
-    print(f"{len(read_results(paths.results_dir))} estimate rows in "
-          f"{paths.results_dir / 'estimates.parquet'}; {n_ok} of {len(selected)} protocols ok; "
-          f"{len(outcomes)} run, {len(selected) - len(outcomes)} unchanged and kept")
+    print(
+        f"{len(read_results(paths.results_dir))} estimate rows in "
+        f"{paths.results_dir / 'estimates.parquet'}; {n_ok} of {len(selected)} protocols ok; "
+        f"{len(outcomes)} run, {len(selected) - len(outcomes)} unchanged and kept"
+    )
     if len(outcomes) < len(selected) and now.code_version.endswith("-dirty"):
-        print(f"note: the code version {now.code_version} does not change with further "
-              f"uncommitted edits; after editing the code, run with --force")
+        print(
+            f"note: the code version {now.code_version} does not change with further "
+            f"uncommitted edits; after editing the code, run with --force"
+        )
     if failed:
-        print(f"sicp analyse: {len(failed)} protocol(s) failed: "
-              f"{', '.join(o.protocol.id for o in failed)}", file=sys.stderr)
+        print(
+            f"sicp analyse: {len(failed)} protocol(s) failed: "
+            f"{', '.join(o.protocol.id for o in failed)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -235,8 +261,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     except BuildError as exc:
         print(f"sicp report: {exc}", file=sys.stderr)
         return 1
-    written = render_all(paths, formats=tuple(args.format or ("html", "pdf")),
-                         threshold=args.suppress_below, protocol_ids=tuple(args.protocol or ()))
+    written = render_all(
+        paths,
+        formats=tuple(args.format or ("html", "pdf")),
+        threshold=args.suppress_below,
+        protocol_ids=tuple(args.protocol or ()),
+    )
     for out in written:
         print(out)
     return 0
@@ -254,10 +284,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out) if args.out else paths.results_dir / "panels"
     try:
-        written = export_marts(paths.warehouse, out,
-                               formats=tuple(args.format or ("parquet", "dta")),
-                               reports_dir=paths.reports_dir,
-                               dta_compression=args.dta_compression)
+        written = export_marts(
+            paths.warehouse,
+            out,
+            formats=tuple(args.format or ("parquet", "dta")),
+            reports_dir=paths.reports_dir,
+            dta_compression=args.dta_compression,
+        )
     except ExportError as exc:
         raise UsageError(f"--out: {exc}; choose a folder outside it") from None
     except ValueError as exc:
@@ -279,31 +312,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
     what the README cites."""
     from sicp.validate import run_monte_carlo, truth_protocols, update_monte_carlo
 
-    out = (Path(args.out) if args.out else COMMITTED_VALIDATION if args.update_docs
-           else Paths.from_env().results_dir / "validation")
+    out = (
+        Path(args.out)
+        if args.out
+        else COMMITTED_VALIDATION
+        if args.update_docs
+        else Paths.from_env().results_dir / "validation"
+    )
     if args.reps < 2:
-        raise UsageError(f"--reps {args.reps}: a Monte Carlo study needs at least 2 "
-                         f"replications")
+        raise UsageError(f"--reps {args.reps}: a Monte Carlo study needs at least 2 replications")
     try:
         truth_protocols(args.protocol or None)
     except ValueError as exc:
-        raise UsageError(f"--protocol: {exc} (only the protocols in protocols/ that declare a "
-                         f"truth can be validated)") from None
+        raise UsageError(
+            f"--protocol: {exc} (only the protocols in protocols/ that declare a "
+            f"truth can be validated)"
+        ) from None
     if args.update:
         if not args.protocol:
-            raise UsageError("--update reruns the protocols named with --protocol; name at "
-                             "least one")
+            raise UsageError(
+                "--update reruns the protocols named with --protocol; name at least one"
+            )
         if not (out / "replications.csv").exists():
-            raise UsageError(f"--update: no study in {out} (no replications.csv); run the "
-                             f"study first, or give --out or --update-docs for the one to "
-                             f"update")
-        table = update_monte_carlo(seed=args.seed, out=out, protocols=args.protocol,
-                                   scenario=args.scenario, workers=args.workers,
-                                   resume=args.resume)
+            raise UsageError(
+                f"--update: no study in {out} (no replications.csv); run the "
+                f"study first, or give --out or --update-docs for the one to "
+                f"update"
+            )
+        table = update_monte_carlo(
+            seed=args.seed,
+            out=out,
+            protocols=args.protocol,
+            scenario=args.scenario,
+            workers=args.workers,
+            resume=args.resume,
+        )
     else:
-        table = run_monte_carlo(reps=args.reps, seed=args.seed, out=out,
-                                scenario=args.scenario, protocols=args.protocol or None,
-                                workers=args.workers, resume=args.resume)
+        table = run_monte_carlo(
+            reps=args.reps,
+            seed=args.seed,
+            out=out,
+            scenario=args.scenario,
+            protocols=args.protocol or None,
+            workers=args.workers,
+            resume=args.resume,
+        )
     print(table.to_string(index=False))
     return 0
 
@@ -319,8 +372,10 @@ def cmd_consent(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     if not paths.warehouse.exists():
-        raise UsageError(f"the warehouse {paths.warehouse} does not exist; run `sicp ingest` "
-                         f"first (or set SICP_WAREHOUSE)")
+        raise UsageError(
+            f"the warehouse {paths.warehouse} does not exist; run `sicp ingest` "
+            f"first (or set SICP_WAREHOUSE)"
+        )
     if args.action == "list":
         with duckdb.connect(str(paths.warehouse), read_only=True) as con:
             rows = con.execute(f"SELECT * FROM {qualified(RAW.consent_ledger)} ORDER BY seq").df()
@@ -331,10 +386,12 @@ def cmd_consent(args: argparse.Namespace) -> int:
     with connect_writer(paths.warehouse) as con:
         try:
             seq = reinstate(con, args.person, args.scope, authorised_by=args.by, why=args.why)
-        except ValueError as exc:   # not excluded in that scope: nothing was written
+        except ValueError as exc:  # not excluded in that scope: nothing was written
             raise UsageError(f"reinstate: {exc} (see `sicp consent list`)") from None
-    print(f"ledger entry {seq}: {args.person} reinstated in scope {args.scope}; run `sicp build` "
-          f"so the marts follow the ledger")
+    print(
+        f"ledger entry {seq}: {args.person} reinstated in scope {args.scope}; run `sicp build` "
+        f"so the marts follow the ledger"
+    )
     return 0
 
 
@@ -382,25 +439,39 @@ def _input_folder_state(input_dir: Path, ingested: str | None) -> str:
         return f"{input_dir}: missing; set SICP_INPUT_DIR or input_dir in {CONFIG_FILE}"
     try:
         files = contract_files(input_dir, SOURCES.values())
-    except IngestError as exc:   # a refused delivery: ingest would stop on it
+    except IngestError as exc:  # a refused delivery: ingest would stop on it
         return f"{input_dir}: {_one_line(str(exc))}"
     now = input_fingerprint(files)
-    against = ("" if ingested is None else "; as last ingested" if now == ingested
-               else f"; changed since the last ingest ({_short(ingested)}): run `sicp ingest`")
+    against = (
+        ""
+        if ingested is None
+        else "; as last ingested"
+        if now == ingested
+        else f"; changed since the last ingest ({_short(ingested)}): run `sicp ingest`"
+    )
     return f"{input_dir}: fingerprint {_short(now)} ({len(files)} files){against}"
 
 
 def _build_state(build: dict[str, object] | None, fingerprint: str, consent: int) -> str:
     if build is None:
         return "none recorded; run `sicp build`"
-    outcome = "passed" if build["success"] else (
-        f"FAILED ({build['n_failed']} failed: {build['failed_nodes'] or '-'}, "
-        f"{build['n_skipped']} skipped)")
-    current = ("marts current" if (build["input_fingerprint"], build["consent_seq"])
-               == (fingerprint, consent)
-               else "marts stale (ingested or consent changed since): run `sicp build`")
-    return (f"#{build['build_seq']} at {build['built_at']} ({build['invoked_by']}): "
-            f"{outcome}, {build['n_nodes']} nodes; {current}")
+    outcome = (
+        "passed"
+        if build["success"]
+        else (
+            f"FAILED ({build['n_failed']} failed: {build['failed_nodes'] or '-'}, "
+            f"{build['n_skipped']} skipped)"
+        )
+    )
+    current = (
+        "marts current"
+        if (build["input_fingerprint"], build["consent_seq"]) == (fingerprint, consent)
+        else "marts stale (ingested or consent changed since): run `sicp build`"
+    )
+    return (
+        f"#{build['build_seq']} at {build['built_at']} ({build['invoked_by']}): "
+        f"{outcome}, {build['n_nodes']} nodes; {current}"
+    )
 
 
 def _results_state(results_dir: Path, protocols: list[Protocol], now: Lineage) -> str:
@@ -416,8 +487,11 @@ def _results_state(results_dir: Path, protocols: list[Protocol], now: Lineage) -
         if why is not None:
             by_reason.setdefault(why, []).append(pid)
     current = len(protocols) - sum(map(len, by_reason.values()))
-    others = "".join(f"; {len(ids)} to run again, as {why}: {', '.join(ids[:3])}"
-                     f"{', ...' if len(ids) > 3 else ''}" for why, ids in by_reason.items())
+    others = "".join(
+        f"; {len(ids)} to run again, as {why}: {', '.join(ids[:3])}"
+        f"{', ...' if len(ids) > 3 else ''}"
+        for why, ids in by_reason.items()
+    )
     return f"{results_dir}: {current} of {len(protocols)} protocols current{others}"
 
 
@@ -431,27 +505,42 @@ def status_lines(paths: Paths) -> list[tuple[str, str]]:
 
     settings = config_file()
     version = ("code version", code_version(PROJECT_ROOT))
-    lines = [("settings", f"{settings} (environment variables win over it)" if settings
-              else f"environment and defaults (no {CONFIG_FILE}; {CONFIG_ENV} unset)")]
+    lines = [
+        (
+            "settings",
+            f"{settings} (environment variables win over it)"
+            if settings
+            else f"environment and defaults (no {CONFIG_FILE}; {CONFIG_ENV} unset)",
+        )
+    ]
     try:
         state = _warehouse_state(paths.warehouse) if paths.warehouse.exists() else None
     except WarehouseInUse as exc:
-        return [*lines, ("input folder", _input_folder_state(paths.input_dir, None)),
-                ("warehouse", str(exc)), version]
-    lines.append(("input folder", _input_folder_state(paths.input_dir,
-                                                      state[0] if state else None)))
+        return [
+            *lines,
+            ("input folder", _input_folder_state(paths.input_dir, None)),
+            ("warehouse", str(exc)),
+            version,
+        ]
+    lines.append(
+        ("input folder", _input_folder_state(paths.input_dir, state[0] if state else None))
+    )
     if state is None:
         return [*lines, ("warehouse", f"{paths.warehouse}: missing; run `sicp ingest`"), version]
     fingerprint, consent, build = state
     protocols = load_protocols(paths.protocols_dir)
     now = Lineage(fingerprint, int(build["build_seq"]) if build else 0, version[1])
-    return [*lines,
-            ("warehouse", f"{paths.warehouse}: last ingest {_short(fingerprint)}, consent "
-                          f"ledger entry {consent}"),
-            ("last build", _build_state(build, fingerprint, consent)),
-            ("results", _results_state(paths.results_dir, protocols, now)),
-            ("protocols", f"{len(protocols)} in {paths.protocols_dir}"),
-            version]
+    return [
+        *lines,
+        (
+            "warehouse",
+            f"{paths.warehouse}: last ingest {_short(fingerprint)}, consent ledger entry {consent}",
+        ),
+        ("last build", _build_state(build, fingerprint, consent)),
+        ("results", _results_state(paths.results_dir, protocols, now)),
+        ("protocols", f"{len(protocols)} in {paths.protocols_dir}"),
+        version,
+    ]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -466,8 +555,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        summary = run_demo(Paths.from_env(), scenario=args.scenario, seed=args.seed,
-                           verbose=args.verbose)
+        summary = run_demo(
+            Paths.from_env(), scenario=args.scenario, seed=args.seed, verbose=args.verbose
+        )
     except PipelineError as exc:
         print(f"sicp demo: {exc}", file=sys.stderr)
         return 1
@@ -502,8 +592,13 @@ class _VersionAction(argparse.Action):
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         print(version_text())
         parser.exit()
 
@@ -520,10 +615,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sicp", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show tracebacks of unexpected errors (same as SICP_DEBUG=1)")
-    parser.add_argument("--version", action=_VersionAction,
-                        help="print the package version and git commit, and exit")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks of unexpected errors (same as SICP_DEBUG=1)",
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the package version and git commit, and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str):
@@ -531,96 +632,180 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("synth", cmd_synth, "Write a synthetic Salford world (every contract file + "
-            "truth.json with the true effects).")
-    p.add_argument("--scenario", default="default",
-                   help="scenario name in scenarios/ (default, null, small, gm) or a YAML path")
+    p = add(
+        "synth",
+        cmd_synth,
+        "Write a synthetic Salford world (every contract file + truth.json with the true effects).",
+    )
+    p.add_argument(
+        "--scenario",
+        default="default",
+        help="scenario name in scenarios/ (default, null, small, gm) or a YAML path",
+    )
     p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes")
     p.add_argument("--out", default=str(PROJECT_ROOT / "data" / "raw"), help="output folder")
 
-    p = add("ingest", cmd_ingest, "Validate, pseudonymise and load the input folder into the "
-            "warehouse's raw schema; bad rows go to raw.quarantine. Exits 1 when a source "
-            "cannot be ingested and 3 (data loaded) when a reference table lost rows or a "
-            "source lost more than the allowed share of its rows to quarantine.")
-    p.add_argument("--max-quarantine-share", type=float, default=None, metavar="SHARE",
-                   help="largest share (0-1) of a source's rows that may be quarantined "
-                        "before ingest fails (default: SICP_MAX_QUARANTINE_SHARE, else 0.05)")
-    p.add_argument("--rekey", action="store_true",
-                   help="pseudonymise with a new SICP_PSEUDONYM_KEY on purpose (same as "
-                        "SICP_REKEY=1): every pseudonymised source is rebuilt under it")
+    p = add(
+        "ingest",
+        cmd_ingest,
+        "Validate, pseudonymise and load the input folder into the "
+        "warehouse's raw schema; bad rows go to raw.quarantine. Exits 1 when a source "
+        "cannot be ingested and 3 (data loaded) when a reference table lost rows or a "
+        "source lost more than the allowed share of its rows to quarantine.",
+    )
+    p.add_argument(
+        "--max-quarantine-share",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="largest share (0-1) of a source's rows that may be quarantined "
+        "before ingest fails (default: SICP_MAX_QUARANTINE_SHARE, else 0.05)",
+    )
+    p.add_argument(
+        "--rekey",
+        action="store_true",
+        help="pseudonymise with a new SICP_PSEUDONYM_KEY on purpose (same as "
+        "SICP_REKEY=1): every pseudonymised source is rebuilt under it",
+    )
 
-    p = add("build", cmd_build, "Run dbt build (staging, exposure, outcome measures, marts, "
-            "data tests).")
+    p = add(
+        "build",
+        cmd_build,
+        "Run dbt build (staging, exposure, outcome measures, marts, data tests).",
+    )
     p.add_argument("--select", default=None, help="dbt selection, e.g. 'marts'")
 
     p = add("analyse", cmd_analyse, "Run the pre-specified protocols into the results store.")
     p.add_argument("--protocol", action="append", help="protocol id (repeatable); default all")
-    p.add_argument("--allow-failed-build", action="store_true",
-                   help="analyse even though the warehouse's last dbt build failed")
-    p.add_argument("--force", action="store_true",
-                   help="run every protocol, also those whose stored result is current (same "
-                        "protocol hash, input fingerprint, build and code version)")
+    p.add_argument(
+        "--allow-failed-build",
+        action="store_true",
+        help="analyse even though the warehouse's last dbt build failed",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run every protocol, also those whose stored result is current (same "
+        "protocol hash, input fingerprint, build and code version)",
+    )
 
-    p = add("report", cmd_report, "Render the evaluation report and the outcome audit "
-            "(HTML and PDF) and the results explorer (HTML) from the results store.")
-    p.add_argument("--format", action="append", choices=["html", "pdf"],
-                   default=None, help="output format (repeatable); default both")
-    p.add_argument("--suppress-below", type=int, default=5,
-                   help="small-number suppression threshold for counts (default 5)")
-    p.add_argument("--protocol", action="append",
-                   help="report only this protocol id (repeatable); default all")
+    p = add(
+        "report",
+        cmd_report,
+        "Render the evaluation report and the outcome audit "
+        "(HTML and PDF) and the results explorer (HTML) from the results store.",
+    )
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=["html", "pdf"],
+        default=None,
+        help="output format (repeatable); default both",
+    )
+    p.add_argument(
+        "--suppress-below",
+        type=int,
+        default=5,
+        help="small-number suppression threshold for counts (default 5)",
+    )
+    p.add_argument(
+        "--protocol", action="append", help="report only this protocol id (repeatable); default all"
+    )
 
     p = add("export", cmd_export, "Export the analysis panels (marts) as parquet and Stata .dta.")
     p.add_argument("--out", default=None, help="output folder (default <results>/panels)")
     p.add_argument("--format", action="append", choices=["parquet", "dta"], default=None)
-    p.add_argument("--dta-compression", choices=["auto", "zip", "none"], default="auto",
-                   help="zip the .dta files: auto (default) zips those above 100 MB")
+    p.add_argument(
+        "--dta-compression",
+        choices=["auto", "zip", "none"],
+        default="auto",
+        help="zip the .dta files: auto (default) zips those above 100 MB",
+    )
 
-    p = add("validate", cmd_validate, "Monte Carlo study: bias, empirical SE, model SE and 95 per cent "
-            "CI coverage of each estimator over re-generated worlds.")
+    p = add(
+        "validate",
+        cmd_validate,
+        "Monte Carlo study: bias, empirical SE, model SE and 95 per cent "
+        "CI coverage of each estimator over re-generated worlds.",
+    )
     p.add_argument("--reps", type=int, default=200, help="replications per estimator")
-    p.add_argument("--seed", type=int, default=20260101,
-                   help="master seed (the replications' world seeds derive from it)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=20260101,
+        help="master seed (the replications' world seeds derive from it)",
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None,
-                       help="folder for the study (default <results>/validation)")
-    where.add_argument("--update-docs", action="store_true",
-                       help="write the committed tables in docs/validation/ (what the README "
-                            "cites) instead")
+    where.add_argument(
+        "--out", default=None, help="folder for the study (default <results>/validation)"
+    )
+    where.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write the committed tables in docs/validation/ (what the README cites) instead",
+    )
     p.add_argument("--scenario", default="mc", help="scenario of the simulated worlds")
-    p.add_argument("--protocol", action="append", default=[],
-                   help="only this protocol (repeatable; default: every protocol with a truth)")
-    p.add_argument("--update", action="store_true",
-                   help="rerun only the --protocol protocols on the study in --out (same "
-                        "seed and scenario), replace their rows and re-summarise")
+    p.add_argument(
+        "--protocol",
+        action="append",
+        default=[],
+        help="only this protocol (repeatable; default: every protocol with a truth)",
+    )
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun only the --protocol protocols on the study in --out (same "
+        "seed and scenario), replace their rows and re-summarise",
+    )
     p.add_argument("--workers", type=int, default=2, help="worker processes")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a stopped run (or --update) from the replications it wrote")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped run (or --update) from the replications it wrote",
+    )
 
-    p = add("consent", cmd_consent, "The consent ledger: `list` it, or `reinstate` a person "
-            "(logged with who and why); withdrawals are otherwise kept for good.")
+    p = add(
+        "consent",
+        cmd_consent,
+        "The consent ledger: `list` it, or `reinstate` a person "
+        "(logged with who and why); withdrawals are otherwise kept for good.",
+    )
     p.add_argument("action", choices=["list", "reinstate"])
     p.add_argument("person", nargs="?", help="pseudonymous person_id to reinstate")
     p.add_argument("--scope", choices=["all", "records"], default="all")
     p.add_argument("--by", help="who authorised the reinstatement")
     p.add_argument("--why", help="why (e.g. the consent form reference)")
 
-    add("status", cmd_status, "Where things stand, one line each: settings, input folder "
+    add(
+        "status",
+        cmd_status,
+        "Where things stand, one line each: settings, input folder "
         "(fingerprint against the last ingest), warehouse, last dbt build, whether the results "
-        "are current, protocols and code version. Writes nothing and takes no lock.")
+        "are current, protocols and code version. Writes nothing and takes no lock.",
+    )
 
-    p = add("contract", cmd_contract, "Print the input data contract (from sicp/contract.py) "
-            "as Markdown, or as dbt's declaration of the raw tables.")
+    p = add(
+        "contract",
+        cmd_contract,
+        "Print the input data contract (from sicp/contract.py) "
+        "as Markdown, or as dbt's declaration of the raw tables.",
+    )
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
-    p.add_argument("--dbt-sources", action="store_true",
-                   help="print dbt's sources file (dbt/models/staging/_sources.yml) instead")
+    p.add_argument(
+        "--dbt-sources",
+        action="store_true",
+        help="print dbt's sources file (dbt/models/staging/_sources.yml) instead",
+    )
 
     p = add("demo", cmd_demo, "Generate a synthetic world and run the whole pipeline on it.")
     p.add_argument("--scenario", default="default")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--verbose", action="store_true",
-                   help="show the Dagster and dbt logs live instead of one line per stage "
-                        "(the logs otherwise go to a file named at the end)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the Dagster and dbt logs live instead of one line per stage "
+        "(the logs otherwise go to a file named at the end)",
+    )
     return parser
 
 
@@ -635,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except SystemExit as exc:   # --help and --version have printed what was asked
+    except SystemExit as exc:  # --help and --version have printed what was asked
         return int(exc.code or 0)
     if args.debug:
         os.environ["SICP_DEBUG"] = "1"
@@ -649,8 +834,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _user_mistake(exc):
             print(f"sicp {args.command}: {_one_line(str(exc))}", file=sys.stderr)
             return 2
-        print(f"sicp {args.command}: {type(exc).__name__}: {_one_line(str(exc))} (run with "
-              f"--debug for the traceback)", file=sys.stderr)
+        print(
+            f"sicp {args.command}: {type(exc).__name__}: {_one_line(str(exc))} (run with "
+            f"--debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

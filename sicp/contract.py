@@ -32,10 +32,24 @@ AGE_BANDS: tuple[str, ...] = ("0-64", "65-74", "75-84", "85+")
 
 #: HES admission method (ADMIMETH) codes accepted in ``hospital_spells``.
 ADMISSION_METHODS: tuple[str, ...] = (
-    "11", "12", "13",
-    "21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28",
-    "31", "32",
-    "81", "82", "83",
+    "11",
+    "12",
+    "13",
+    "21",
+    "22",
+    "23",
+    "24",
+    "25",
+    "2A",
+    "2B",
+    "2C",
+    "2D",
+    "28",
+    "31",
+    "32",
+    "81",
+    "82",
+    "83",
 )
 
 PLACES_OF_DEATH: tuple[str, ...] = ("home", "care_home", "hospital", "hospice", "other")
@@ -57,42 +71,68 @@ class DirectIdentifier:
 
 
 DIRECT_IDENTIFIERS: tuple[DirectIdentifier, ...] = (
-    DirectIdentifier("nhs_number", "an NHS number",
-                     "10 digits with a valid Modulus 11 check digit, unbroken or in 3-3-4 groups "
-                     "separated by spaces or hyphens (`943 476 5919`), alone or inside text"),
+    DirectIdentifier(
+        "nhs_number",
+        "an NHS number",
+        "10 digits with a valid Modulus 11 check digit, unbroken or in 3-3-4 groups "
+        "separated by spaces or hyphens (`943 476 5919`), alone or inside text",
+    ),
     DirectIdentifier("email", "an email address", "`name@domain.tld`", person_level_only=True),
-    DirectIdentifier("uk_postcode", "a UK postcode",
-                     "a full postcode (`M5 4WT`; `M54WT` when its area is a real one)", person_level_only=True),
-    DirectIdentifier("uk_phone", "a UK telephone number",
-                     "11 digits starting 01, 02, 03 or 07, or +44 and 10 digits, with or without "
-                     "spaces or hyphens", person_level_only=True),
+    DirectIdentifier(
+        "uk_postcode",
+        "a UK postcode",
+        "a full postcode (`M5 4WT`; `M54WT` when its area is a real one)",
+        person_level_only=True,
+    ),
+    DirectIdentifier(
+        "uk_phone",
+        "a UK telephone number",
+        "11 digits starting 01, 02, 03 or 07, or +44 and 10 digits, with or without "
+        "spaces or hyphens",
+        person_level_only=True,
+    ),
 )
 
 #: Value-label texts that mean the same as a contract label. Delivered labels are compared with
 #: the contract's after lower-casing, collapsing white space and underscores, and dropping a
 #: leading echo of the code (``1 = male``); then these synonyms (first = the contract's text).
 LABEL_SYNONYMS: tuple[tuple[str, ...], ...] = (
-    ("male", "m", "man"), ("female", "f", "woman"),
-    ("yes", "y"), ("no", "n"),
-    ("no problems", "no problem"), ("slight", "slight problems"),
-    ("moderate", "moderate problems"), ("severe", "severe problems"),
+    ("male", "m", "man"),
+    ("female", "f", "woman"),
+    ("yes", "y"),
+    ("no", "n"),
+    ("no problems", "no problem"),
+    ("slight", "slight problems"),
+    ("moderate", "moderate problems"),
+    ("severe", "severe problems"),
     ("extreme/unable", "extreme", "unable", "extreme problems", "extreme problems/unable"),
-    ("postal", "post", "by post", "paper"), ("online", "web", "internet"),
+    ("postal", "post", "by post", "paper"),
+    ("online", "web", "internet"),
     ("telephone", "phone", "by telephone", "by phone"),
-    ("not answered", "no answer"), ("not applicable", "n/a"),
+    ("not answered", "no answer"),
+    ("not applicable", "n/a"),
 )
 
 #: Items ``unit_costs.csv`` must price: the utilisation the warehouse costs
 #: (int_utilisation_events), each row of which is one of these.
 UNIT_COST_ITEMS: tuple[str, ...] = (
-    "emergency_admission", "elective_admission", "ae_attendance", "gp_contact",
-    "mdg_discussion", "coaching_session", "contact_centre_call",
+    "emergency_admission",
+    "elective_admission",
+    "ae_attendance",
+    "gp_contact",
+    "mdg_discussion",
+    "coaching_session",
+    "contact_centre_call",
 )
 
 #: Indicators ``area_month_indicators.csv`` must deliver (one column each in area_month_panel).
 AREA_INDICATORS: tuple[str, ...] = (
-    "emergency_admissions_65plus", "ae_attendances_65plus", "care_home_admissions_65plus",
-    "deaths_65plus", "deaths_at_home_65plus", "flu_vaccinated_65plus",
+    "emergency_admissions_65plus",
+    "ae_attendances_65plus",
+    "care_home_admissions_65plus",
+    "deaths_65plus",
+    "deaths_at_home_65plus",
+    "flu_vaccinated_65plus",
 )
 
 CONTACT_REASONS: tuple[str, ...] = ("advice", "navigation", "telecare", "coaching")
@@ -188,20 +228,30 @@ def _person(label: str = "Pseudonymous person identifier") -> Column:
 
 def _practice(label: str = "GP practice (ODS-style code)", nullable: bool = False) -> Column:
     return Column(
-        "practice_code", "str", label, nullable=nullable, pattern=PRACTICE_CODE_PATTERN,
+        "practice_code",
+        "str",
+        label,
+        nullable=nullable,
+        pattern=PRACTICE_CODE_PATTERN,
         references=("practices", "practice_code"),
     )
 
 
 def _date(name: str, label: str, nullable: bool = False) -> Column:
-    return Column(name, "date", label, nullable=nullable, window_start=EARLIEST_DATE,
-                  window_end=LATEST_DATE)
+    return Column(
+        name, "date", label, nullable=nullable, window_start=EARLIEST_DATE, window_end=LATEST_DATE
+    )
 
 
 def _items(prefix: str, n: int, low: int, high: int, label: str) -> tuple[Column, ...]:
     return tuple(
         Column(
-            f"{prefix}_{i:02d}", "int", f"{label}, item {i}", nullable=True, min=low, max=high,
+            f"{prefix}_{i:02d}",
+            "int",
+            f"{label}, item {i}",
+            nullable=True,
+            min=low,
+            max=high,
             missing_codes=SURVEY_MISSING_CODES,
         )
         for i in range(1, n + 1)
@@ -210,7 +260,13 @@ def _items(prefix: str, n: int, low: int, high: int, label: str) -> tuple[Column
 
 def _survey_item(name: str, label: str, low: int, high: int | None) -> Column:
     return Column(
-        name, "int", label, nullable=True, min=low, max=high, missing_codes=SURVEY_MISSING_CODES,
+        name,
+        "int",
+        label,
+        nullable=True,
+        min=low,
+        max=high,
+        missing_codes=SURVEY_MISSING_CODES,
     )
 
 
@@ -226,25 +282,43 @@ def _register(*sources: Source) -> None:
 
 _register(
     Source(
-        name="practices", folder="reference", stem="practices", formats=("csv",),
+        name="practices",
+        folder="reference",
+        stem="practices",
+        formats=("csv",),
         description="One row per GP practice, with its neighbourhood, MDG and MDG start. The "
-                    "neighbourhoods, MDGs and roll-out are whatever this file declares.",
+        "neighbourhoods, MDGs and roll-out are whatever this file declares.",
         primary_key=("practice_code",),
         columns=(
-            Column("practice_code", "str", "GP practice (ODS-style code)",
-                   pattern=PRACTICE_CODE_PATTERN),
+            Column(
+                "practice_code",
+                "str",
+                "GP practice (ODS-style code)",
+                pattern=PRACTICE_CODE_PATTERN,
+            ),
             Column("practice_name", "str", "Practice name"),
             Column("neighbourhood", "str", "Neighbourhood (any non-empty name)"),
-            _date("mdg_start_date", "First month the practice's patients were in scope of an "
-                  "MDG; empty means the practice never took part", nullable=True),
-            Column("mdg", "str", "MDG the practice belongs to, where it is not its "
-                   "neighbourhood's own (two neighbourhoods sharing one MDG, a practice with "
-                   "an MDG of its own); empty or absent = the neighbourhood's name",
-                   nullable=True, optional=True),
+            _date(
+                "mdg_start_date",
+                "First month the practice's patients were in scope of an "
+                "MDG; empty means the practice never took part",
+                nullable=True,
+            ),
+            Column(
+                "mdg",
+                "str",
+                "MDG the practice belongs to, where it is not its "
+                "neighbourhood's own (two neighbourhoods sharing one MDG, a practice with "
+                "an MDG of its own); empty or absent = the neighbourhood's name",
+                nullable=True,
+                optional=True,
+            ),
         ),
     ),
     Source(
-        name="practice_population", folder="reference", stem="practice_population",
+        name="practice_population",
+        folder="reference",
+        stem="practice_population",
         formats=("csv",),
         description="Registered population by practice, month (first day) and age band.",
         primary_key=("practice_code", "month", "age_band"),
@@ -256,9 +330,12 @@ _register(
         ),
     ),
     Source(
-        name="study_area", folder="reference", stem="study_area", formats=("csv",),
+        name="study_area",
+        folder="reference",
+        stem="study_area",
+        formats=("csv",),
         description="The area (or areas) the programme ran in, among those of "
-                    "area_month_indicators: the treated unit of the area-level comparisons.",
+        "area_month_indicators: the treated unit of the area-level comparisons.",
         primary_key=("area_code",),
         columns=(
             Column("area_code", "str", "ONS local authority code", pattern=AREA_CODE_PATTERN),
@@ -266,50 +343,103 @@ _register(
         ),
     ),
     Source(
-        name="recruitment", folder="cohort", stem="recruitment", formats=("sav",),
+        name="recruitment",
+        folder="cohort",
+        stem="recruitment",
+        formats=("sav",),
         description="One row per cohort member at recruitment (SPSS, labelled).",
-        primary_key=("person_id",), person_level=True, consent_scope="cohort",
+        primary_key=("person_id",),
+        person_level=True,
+        consent_scope="cohort",
         columns=(
             _person(),
             _practice("Practice at recruitment"),
             _date("recruited_on", "Date recruited"),
-            Column("birth_year", "int", "Year of birth", min=EARLIEST_DATE.year - 20,
-                   max=LATEST_DATE.year),
+            Column(
+                "birth_year",
+                "int",
+                "Year of birth",
+                min=EARLIEST_DATE.year - 20,
+                max=LATEST_DATE.year,
+            ),
             Column("sex", "int", "Sex", allowed=(1, 2), value_labels={1: "male", 2: "female"}),
-            Column("imd_decile", "int", "Index of Multiple Deprivation decile (1 = most deprived)",
-                   min=1, max=10),
+            Column(
+                "imd_decile",
+                "int",
+                "Index of Multiple Deprivation decile (1 = most deprived)",
+                min=1,
+                max=10,
+            ),
             Column("n_ltc", "int", "Number of long-term conditions", min=0, max=30),
-            Column("social_care_need", "int", "Social care need", allowed=(0, 1, 2),
-                   value_labels={0: "none", 1: "some", 2: "substantial"}),
-            Column("consent_linkage", "int", "Consent to record linkage", allowed=(0, 1),
-                   value_labels={0: "no", 1: "yes"}),
-            Column("consent_trials", "int", "Consent to be approached for trials",
-                   allowed=(0, 1), value_labels={0: "no", 1: "yes"}),
+            Column(
+                "social_care_need",
+                "int",
+                "Social care need",
+                allowed=(0, 1, 2),
+                value_labels={0: "none", 1: "some", 2: "substantial"},
+            ),
+            Column(
+                "consent_linkage",
+                "int",
+                "Consent to record linkage",
+                allowed=(0, 1),
+                value_labels={0: "no", 1: "yes"},
+            ),
+            Column(
+                "consent_trials",
+                "int",
+                "Consent to be approached for trials",
+                allowed=(0, 1),
+                value_labels={0: "no", 1: "yes"},
+            ),
             _date("withdrawn_on", "Date all consent was withdrawn", nullable=True),
         ),
     ),
     Source(
-        name="practice_moves", folder="cohort", stem="practice_moves", formats=("csv",),
+        name="practice_moves",
+        folder="cohort",
+        stem="practice_moves",
+        formats=("csv",),
         description="Changes of practice after recruitment.",
-        primary_key=("person_id", "from_date"), person_level=True, consent_scope="cohort",
+        primary_key=("person_id", "from_date"),
+        person_level=True,
+        consent_scope="cohort",
         may_be_empty=True,
         columns=(_person(), _practice("New practice"), _date("from_date", "Registered from")),
     ),
     Source(
-        name="survey_wave", folder="cohort", stem="survey_wave_[0-9][0-9]", formats=("sav",),
+        name="survey_wave",
+        folder="cohort",
+        stem="survey_wave_[0-9][0-9]",
+        formats=("sav",),
         description="One row per returned six-monthly questionnaire; one file per wave. "
-                    "User-missing codes: -9 not answered, -8 not applicable, -7 unreadable.",
-        primary_key=("person_id", "wave"), person_level=True, consent_scope="cohort",
+        "User-missing codes: -9 not answered, -8 not applicable, -7 unreadable.",
+        primary_key=("person_id", "wave"),
+        person_level=True,
+        consent_scope="cohort",
         per_wave=True,
         columns=(
             _person(),
             Column("wave", "int", "Survey wave", min=1, max=40),
             _date("returned_on", "Date questionnaire returned"),
-            Column("mode", "int", "Mode of completion", allowed=(1, 2, 3),
-                   value_labels={1: "postal", 2: "online", 3: "telephone"}),
+            Column(
+                "mode",
+                "int",
+                "Mode of completion",
+                allowed=(1, 2, 3),
+                value_labels={1: "postal", 2: "online", 3: "telephone"},
+            ),
             *(
-                Column(f"eq_{d}", "int", f"EQ-5D-5L {d}", nullable=True, min=1, max=5,
-                       value_labels=_EQ5D_LEVELS, missing_codes=SURVEY_MISSING_CODES)
+                Column(
+                    f"eq_{d}",
+                    "int",
+                    f"EQ-5D-5L {d}",
+                    nullable=True,
+                    min=1,
+                    max=5,
+                    value_labels=_EQ5D_LEVELS,
+                    missing_codes=SURVEY_MISSING_CODES,
+                )
                 for d in ("mobility", "selfcare", "activities", "pain", "anxiety")
             ),
             _survey_item("eq_vas", "EQ-5D visual analogue scale (0-100)", 0, 100),
@@ -319,24 +449,42 @@ _register(
             *_items("lonely", 3, 1, 3, "Loneliness (3-item scale)"),
             _survey_item("satisfied_care", "Satisfaction with care and support", 1, 5),
             _survey_item("supported_selfcare", "Feel supported to manage my condition", 1, 4),
-            Column("has_care_plan", "int", "Has a care plan", nullable=True, allowed=(0, 1),
-                   value_labels={0: "no", 1: "yes"}, missing_codes=SURVEY_MISSING_CODES),
+            Column(
+                "has_care_plan",
+                "int",
+                "Has a care plan",
+                nullable=True,
+                allowed=(0, 1),
+                value_labels={0: "no", 1: "yes"},
+                missing_codes=SURVEY_MISSING_CODES,
+            ),
             _survey_item("gp_visits_6m", "GP visits in the last 6 months", 0, None),
             _survey_item("ae_visits_6m", "A&E visits in the last 6 months", 0, None),
-            _survey_item("nights_in_hospital_6m", "Nights in hospital in the last 6 months",
-                         0, None),
+            _survey_item(
+                "nights_in_hospital_6m", "Nights in hospital in the last 6 months", 0, None
+            ),
         ),
     ),
     Source(
-        name="population", folder="records", stem="population", formats=("parquet", "csv"),
+        name="population",
+        folder="records",
+        stem="population",
+        formats=("parquet", "csv"),
         description="Registered population (65+, or all ages where the extract has them), "
-                    "with registration spells.",
-        primary_key=("person_id", "registered_from"), person_level=True,
+        "with registration spells.",
+        primary_key=("person_id", "registered_from"),
+        person_level=True,
         consent_scope="records",
         columns=(
-            _person(), _practice(),
-            Column("birth_year", "int", "Year of birth", min=EARLIEST_DATE.year - 20,
-                   max=LATEST_DATE.year),
+            _person(),
+            _practice(),
+            Column(
+                "birth_year",
+                "int",
+                "Year of birth",
+                min=EARLIEST_DATE.year - 20,
+                max=LATEST_DATE.year,
+            ),
             Column("sex", "int", "Sex (1 male, 2 female)", allowed=(1, 2)),
             Column("imd_decile", "int", "IMD decile (1 = most deprived)", min=1, max=10),
             _date("registered_from", "Registered from"),
@@ -344,106 +492,163 @@ _register(
         ),
     ),
     Source(
-        name="hospital_spells", folder="records", stem="hospital_spells",
+        name="hospital_spells",
+        folder="records",
+        stem="hospital_spells",
         formats=("parquet", "csv"),
         description="Hospital spells (admissions) with HES admission method and diagnosis.",
-        primary_key=("spell_id",), person_level=True, consent_scope="records",
+        primary_key=("spell_id",),
+        person_level=True,
+        consent_scope="records",
         columns=(
             Column("spell_id", "str", "Spell identifier"),
             _person(),
             _date("admitted_on", "Admission date"),
-            _date("discharged_on", "Discharge date (empty = not yet discharged)",
-                  nullable=True),
-            Column("admission_method", "str", "HES admission method (ADMIMETH)",
-                   allowed=ADMISSION_METHODS),
-            Column("primary_diagnosis", "str", "Primary diagnosis (ICD-10)",
-                   pattern=r"^[A-Z][0-9]{2}(\.[0-9X]{1,2})?$"),
+            _date("discharged_on", "Discharge date (empty = not yet discharged)", nullable=True),
+            Column(
+                "admission_method",
+                "str",
+                "HES admission method (ADMIMETH)",
+                allowed=ADMISSION_METHODS,
+            ),
+            Column(
+                "primary_diagnosis",
+                "str",
+                "Primary diagnosis (ICD-10)",
+                pattern=r"^[A-Z][0-9]{2}(\.[0-9X]{1,2})?$",
+            ),
             Column("discharge_destination", "str", "Discharge destination", nullable=True),
         ),
     ),
     Source(
-        name="ae_attendances", folder="records", stem="ae_attendances",
+        name="ae_attendances",
+        folder="records",
+        stem="ae_attendances",
         formats=("parquet", "csv"),
         description="A&E attendances.",
-        primary_key=("attendance_id",), person_level=True, consent_scope="records",
+        primary_key=("attendance_id",),
+        person_level=True,
+        consent_scope="records",
         columns=(
             Column("attendance_id", "str", "Attendance identifier"),
-            _person(), _date("arrived_on", "Arrival date"),
+            _person(),
+            _date("arrived_on", "Arrival date"),
             Column("disposal", "str", "Attendance disposal", nullable=True),
         ),
     ),
     Source(
-        name="gp_contacts", folder="records", stem="gp_contacts", formats=("parquet", "csv"),
+        name="gp_contacts",
+        folder="records",
+        stem="gp_contacts",
+        formats=("parquet", "csv"),
         description="GP contacts.",
-        person_level=True, consent_scope="records",
+        person_level=True,
+        consent_scope="records",
         columns=(
-            _person(), _date("contact_on", "Contact date"),
-            Column("contact_type", "str", "Contact type",
-                   allowed=("surgery", "home", "telephone")),
+            _person(),
+            _date("contact_on", "Contact date"),
+            Column("contact_type", "str", "Contact type", allowed=("surgery", "home", "telephone")),
         ),
     ),
     Source(
-        name="care_home_admissions", folder="records", stem="care_home_admissions",
+        name="care_home_admissions",
+        folder="records",
+        stem="care_home_admissions",
         formats=("parquet", "csv"),
         description="Admissions to residential and nursing homes.",
-        primary_key=("person_id", "admitted_on"), person_level=True, consent_scope="records",
+        primary_key=("person_id", "admitted_on"),
+        person_level=True,
+        consent_scope="records",
         columns=(
-            _person(), _date("admitted_on", "Admission date"),
+            _person(),
+            _date("admitted_on", "Admission date"),
             Column("home_type", "str", "Home type", allowed=("residential", "nursing")),
             Column("permanent", "bool", "Permanent admission"),
         ),
     ),
     Source(
-        name="deaths", folder="records", stem="deaths", formats=("parquet", "csv"),
+        name="deaths",
+        folder="records",
+        stem="deaths",
+        formats=("parquet", "csv"),
         description="Deaths and place of death.",
-        primary_key=("person_id",), person_level=True, consent_scope="records",
+        primary_key=("person_id",),
+        person_level=True,
+        consent_scope="records",
         columns=(
-            _person(), _date("died_on", "Date of death"),
+            _person(),
+            _date("died_on", "Date of death"),
             Column("place_of_death", "str", "Place of death", allowed=PLACES_OF_DEATH),
         ),
     ),
     Source(
-        name="flu_vaccinations", folder="records", stem="flu_vaccinations",
+        name="flu_vaccinations",
+        folder="records",
+        stem="flu_vaccinations",
         formats=("parquet", "csv"),
         description="Seasonal influenza vaccinations.",
-        primary_key=("person_id", "vaccinated_on"), person_level=True, consent_scope="records",
+        primary_key=("person_id", "vaccinated_on"),
+        person_level=True,
+        consent_scope="records",
         columns=(_person(), _date("vaccinated_on", "Vaccination date")),
     ),
     Source(
-        name="risk_scores", folder="records", stem="risk_scores", formats=("parquet", "csv"),
+        name="risk_scores",
+        folder="records",
+        stem="risk_scores",
+        formats=("parquet", "csv"),
         description="Quarterly risk stratification (4 tiers of each practice's 65+ register).",
-        primary_key=("person_id", "quarter_start"), person_level=True, consent_scope="records",
+        primary_key=("person_id", "quarter_start"),
+        person_level=True,
+        consent_scope="records",
         columns=(
-            _person(), _date("quarter_start", "Quarter (first day)"),
+            _person(),
+            _date("quarter_start", "Quarter (first day)"),
             Column("risk_score", "float", "Predicted risk (0-1)", min=0.0, max=1.0),
             Column("risk_tier", "int", "Risk tier (4 = highest)", allowed=(1, 2, 3, 4)),
         ),
     ),
     Source(
-        name="mdg_caseload", folder="records", stem="mdg_caseload", formats=("parquet", "csv"),
+        name="mdg_caseload",
+        folder="records",
+        stem="mdg_caseload",
+        formats=("parquet", "csv"),
         description="People the MDG took on: discussion date and whether a care plan was agreed.",
-        primary_key=("person_id", "discussed_on"), person_level=True, consent_scope="records",
+        primary_key=("person_id", "discussed_on"),
+        person_level=True,
+        consent_scope="records",
         columns=(
-            _person(), _date("discussed_on", "Date discussed at the MDG"),
+            _person(),
+            _date("discussed_on", "Date discussed at the MDG"),
             Column("care_plan_agreed", "bool", "Shared care plan agreed"),
         ),
     ),
     Source(
-        name="coaching_randomisation", folder="twic", stem="coaching_randomisation",
+        name="coaching_randomisation",
+        folder="twic",
+        stem="coaching_randomisation",
         formats=("csv",),
         description="Randomisation of consenting cohort members to the offer of telephone "
-                    "health coaching.",
-        primary_key=("person_id",), person_level=True, consent_scope="cohort",
+        "health coaching.",
+        primary_key=("person_id",),
+        person_level=True,
+        consent_scope="cohort",
         columns=(
-            _person(), _date("randomised_on", "Date randomised"),
+            _person(),
+            _date("randomised_on", "Date randomised"),
             Column("stratum", "str", "Randomisation stratum"),
             Column("arm", "str", "Arm", allowed=("offer", "control")),
         ),
     ),
     Source(
-        name="coaching_uptake", folder="twic", stem="coaching_uptake", formats=("csv",),
+        name="coaching_uptake",
+        folder="twic",
+        stem="coaching_uptake",
+        formats=("csv",),
         description="Acceptance of the coaching offer and sessions completed.",
-        primary_key=("person_id",), person_level=True, consent_scope="cohort",
+        primary_key=("person_id",),
+        person_level=True,
+        consent_scope="cohort",
         may_be_empty=True,
         columns=(
             _person(),
@@ -452,7 +657,10 @@ _register(
         ),
     ),
     Source(
-        name="community_assets", folder="programme", stem="community_assets", formats=("csv",),
+        name="community_assets",
+        folder="programme",
+        stem="community_assets",
+        formats=("csv",),
         description="Community-asset investment by neighbourhood and month.",
         primary_key=("neighbourhood", "month"),
         columns=(
@@ -464,37 +672,54 @@ _register(
         ),
     ),
     Source(
-        name="contact_centre_calls", folder="programme", stem="contact_centre_calls",
+        name="contact_centre_calls",
+        folder="programme",
+        stem="contact_centre_calls",
         formats=("csv",),
         description="Calls to and from the centre of contact.",
-        primary_key=("call_id",), person_level=True, consent_scope="records",
+        primary_key=("call_id",),
+        person_level=True,
+        consent_scope="records",
         columns=(
             Column("call_id", "str", "Call identifier"),
-            _person(), _date("called_on", "Call date"),
+            _person(),
+            _date("called_on", "Call date"),
             Column("direction", "str", "Direction", allowed=("inbound", "outbound")),
             Column("reason", "str", "Reason", allowed=CONTACT_REASONS),
             Column("duration_min", "float", "Duration (minutes)", min=0.0, max=600.0),
         ),
     ),
     Source(
-        name="milestones", folder="programme", stem="milestones", formats=("csv",),
+        name="milestones",
+        folder="programme",
+        stem="milestones",
+        formats=("csv",),
         description="The programme's dated milestones (its launch, a service opening), one "
-                    "row each: protocols may name a milestone instead of a month, so the "
-                    "same protocol asks its question at each site's own date.",
+        "row each: protocols may name a milestone instead of a month, so the "
+        "same protocol asks its question at each site's own date.",
         primary_key=("milestone",),
         columns=(
-            Column("milestone", "str", "Milestone name (lower case, digits, underscores)",
-                   pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+            Column(
+                "milestone",
+                "str",
+                "Milestone name (lower case, digits, underscores)",
+                pattern=r"^[a-z][a-z0-9_]{0,63}$",
+            ),
             _date("month", "First month the milestone was in effect (first day)"),
-            Column("description", "str", "What happened, and the source of the date",
-                   nullable=True),
+            Column(
+                "description", "str", "What happened, and the source of the date", nullable=True
+            ),
         ),
     ),
     Source(
-        name="unit_costs", folder="programme", stem="unit_costs", formats=("csv",),
+        name="unit_costs",
+        folder="programme",
+        stem="unit_costs",
+        formats=("csv",),
         description="Unit costs for pricing utilisation, each in a stated price year; one row "
-                    "for each priced item.",
-        primary_key=("item",), required_values=(("item", UNIT_COST_ITEMS),),
+        "for each priced item.",
+        primary_key=("item",),
+        required_values=(("item", UNIT_COST_ITEMS),),
         columns=(
             Column("item", "str", "Item priced"),
             Column("unit", "str", "Unit"),
@@ -504,10 +729,12 @@ _register(
         ),
     ),
     Source(
-        name="area_month_indicators", folder="comparators", stem="area_month_indicators",
+        name="area_month_indicators",
+        folder="comparators",
+        stem="area_month_indicators",
         formats=("csv",),
         description="Routinely published indicators for the study area and its comparator "
-                    "areas, long format, with the 65+ population as denominator.",
+        "areas, long format, with the 65+ population as denominator.",
         primary_key=("area_code", "month", "indicator"),
         required_values=(("indicator", AREA_INDICATORS),),
         columns=(
@@ -523,13 +750,17 @@ _register(
 
 #: DuckDB type of each contract dtype, for the ``raw`` schema.
 DUCKDB_TYPES: dict[DType, str] = {
-    "str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "date": "DATE", "bool": "BOOLEAN",
+    "str": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "date": "DATE",
+    "bool": "BOOLEAN",
 }
 
 #: Lineage columns the ingest layer adds to every ``raw.<source>`` table.
 LINEAGE_COLUMNS: dict[str, str] = {
-    "_source_file": "VARCHAR",   # path relative to the input folder
-    "_source_row": "BIGINT",     # 1-based data row number in that file
+    "_source_file": "VARCHAR",  # path relative to the input folder
+    "_source_row": "BIGINT",  # 1-based data row number in that file
     "_file_sha256": "VARCHAR",
 }
 
@@ -556,22 +787,22 @@ RAW = RawLayout()
 #: which sicp.contract_docs.dbt_sources_yaml generates), with what each holds.
 DBT_BOOKKEEPING_SOURCES: dict[str, str] = {
     RAW.value_labels: "Value labels of labelled columns (SPSS/Stata labels and contract labels): "
-                      "source_name, column_name, value, label.",
+    "source_name, column_name, value, label.",
     RAW.variable_labels: "Variable labels of every column: source_name, column_name, label.",
     RAW.vocabulary: "The data contract's controlled vocabularies (sicp/contract.py), written by "
-                    "ingest: source_name, column_name, value and whether a delivery must "
-                    "contain it. The warehouse reads reasons and priced items from here instead "
-                    "of restating them.",
+    "ingest: source_name, column_name, value and whether a delivery must "
+    "contain it. The warehouse reads reasons and priced items from here instead "
+    "of restating them.",
     RAW.quarantine: "Rows rejected by ingest, one row per offending value: source_name, "
-                    "source_file, source_row, column_name, offending_value, reason.",
+    "source_file, source_row, column_name, offending_value, reason.",
     RAW.ingest_log: "One row per file ingested, with row counts.",
     RAW.consent_exclusions: "People to exclude: scope 'all' (withdrew all consent; exclude "
-                            "everywhere) or 'records' (no record-linkage consent; exclude from "
-                            "record sources).",
+    "everywhere) or 'records' (no record-linkage consent; exclude from "
+    "record sources).",
     RAW.input_fingerprint: "Fingerprint of the whole input folder at the last ingest "
-                           "(fingerprint, n_files).",
+    "(fingerprint, n_files).",
     RAW.missing_reasons: "Which SPSS user-missing code (-9 not answered, -8 not applicable, -7 "
-                         "unreadable) each survey value carried before ingest set it to NULL.",
+    "unreadable) each survey value carried before ingest set it to NULL.",
 }
 
 
@@ -594,7 +825,8 @@ def vocabulary_rows() -> list[tuple[str, str, str, bool]]:
             if col.allowed is not None and col.dtype == "str":
                 for value in col.allowed:
                     rows[(src.name, col.name, str(value))] = str(value) in required.get(
-                        col.name, ())
+                        col.name, ()
+                    )
             for value in required.get(col.name, ()):
                 rows[(src.name, col.name, value)] = True
     return [(s, c, v, r) for (s, c, v), r in rows.items()]

@@ -55,9 +55,12 @@ def contract_markdown() -> str:
         "by a keyed HMAC pseudonym (key in `SICP_PSEUDONYM_KEY`) and quarantines invalid numbers.",
         "- Direct identifiers never pass: every delivered value (text, and whole numbers of 10 "
         "digits) is scanned for "
-        + "; ".join(f"{d.label}: {d.description} ("
-                    + ("person-level files" if d.person_level_only else "every file") + ")"
-                    for d in c.DIRECT_IDENTIFIERS)
+        + "; ".join(
+            f"{d.label}: {d.description} ("
+            + ("person-level files" if d.person_level_only else "every file")
+            + ")"
+            for d in c.DIRECT_IDENTIFIERS
+        )
         + ". A hit quarantines the row with a reason naming the column and the kind of "
         f"identifier, and the value is shown masked (`{MASK}`), so no table stores it. Value "
         "and variable labels of `.sav` files are scanned too; a hit there fails the file.",
@@ -77,7 +80,7 @@ def contract_markdown() -> str:
         "value that hides a valid answer fails the file, showing the expected and delivered "
         "labels. The comparison ignores case, white space and underscores, a leading echo of "
         "the code (`1 = male`) and these synonyms: "
-        + "; ".join(" = ".join(f"\"{t}\"" for t in group) for group in c.LABEL_SYNONYMS)
+        + "; ".join(" = ".join(f'"{t}"' for t in group) for group in c.LABEL_SYNONYMS)
         + ". A file without labels (plain numbers) is accepted, and so is a label on a code "
         "the contract does not know that takes no contract meaning (such values are "
         "quarantined as outside the allowed set anyway).",
@@ -95,7 +98,7 @@ def contract_markdown() -> str:
         "its own); where it is absent or empty the MDG is the neighbourhood.",
         "- A column marked optional may be left out of the file altogether; every other "
         "column must be present, even where its values may be empty.",
-        "- Some files must contain given values (see \"Required values\" below, e.g. a unit "
+        '- Some files must contain given values (see "Required values" below, e.g. a unit '
         "cost for every item the warehouse prices); a delivery without one fails that source, "
         "naming the file, column and values, and its previous load stays in place.",
         "- Files may arrive again (a new wave, a refreshed extract): ingest is idempotent and a "
@@ -106,15 +109,17 @@ def contract_markdown() -> str:
         "wave 9). Every entry at the top of the input folder and in its folders ("
         + ", ".join(f"`{f}/`" for f in dict.fromkeys(s.folder for s in c.SOURCES.values()))
         + ") must be a contract file or an allowed extra, which ingest lists and never reads: "
-        + "; ".join(f"{names}{' at the top' if where == 'top' else ''} ({what})"
-                    for where, _, names, what in EXTRA_FILES)
+        + "; ".join(
+            f"{names}{' at the top' if where == 'top' else ''} ({what})"
+            for where, _, names, what in EXTRA_FILES
+        )
         + ". Anything else stops the ingest before anything is loaded, naming the file: a "
         "file or folder that matches no source (`survey_wave_08 (copy).sav`), a second file "
         "for a source that takes one (`gp_contacts.parquet` beside `gp_contacts.csv`) or for "
         "one survey wave (`survey_wave_8.sav` beside `survey_wave_08.sav`), a symbolic link "
         "(never followed) and anything that resolves outside the input folder.",
-        "- Every file must hold at least one data row, except in the sources marked \"may be "
-        "empty\" below: a header-only (or zero-row) file is almost always a failed export, and "
+        '- Every file must hold at least one data row, except in the sources marked "may be '
+        'empty" below: a header-only (or zero-row) file is almost always a failed export, and '
         "fails its source, naming the file.",
         "- Parquet timestamps with a time zone in a date column are read as the calendar date "
         "in the timestamp's own zone (the zone the file records; UTC if it records none): "
@@ -144,14 +149,17 @@ def contract_markdown() -> str:
         if src.consent_scope != "none":
             lines.append(f"Consent scope: `{src.consent_scope}`.")
         if src.may_be_empty:
-            lines.append("May be empty: a file with a header and no data row is a valid "
-                         "delivery.")
+            lines.append("May be empty: a file with a header and no data row is a valid delivery.")
         for column, values in src.required_values:
-            lines.append(f"Required values: `{column}` must include every one of "
-                         + ", ".join(f"`{v}`" for v in values) + ".")
+            lines.append(
+                f"Required values: `{column}` must include every one of "
+                + ", ".join(f"`{v}`" for v in values)
+                + "."
+            )
         lines += ["", "| column | type | label | rules |", "|---|---|---|---|"]
-        lines += [f"| `{col.name}` | {col.dtype} | {col.label} | {_rules(col)} |"
-                  for col in src.columns]
+        lines += [
+            f"| `{col.name}` | {col.dtype} | {col.label} | {_rules(col)} |" for col in src.columns
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -184,8 +192,10 @@ def dbt_sources_yaml() -> str:
     def table(name: str, description: str, scope: str | None) -> None:
         meta = f'{{dagster: {{asset_key: ["{c.RAW.schema}", "{name}"]}}'
         meta += f", consent_scope: {scope}}}" if scope else "}"
-        lines.append(f"      - name: {name}\n        description: {json.dumps(description)}\n"
-                     f"        meta: {meta}\n")
+        lines.append(
+            f"      - name: {name}\n        description: {json.dumps(description)}\n"
+            f"        meta: {meta}\n"
+        )
 
     for src in c.SOURCES.values():
         table(src.name, src.description, src.consent_scope)

@@ -74,15 +74,22 @@ class CompiledProject:
 
     def sources(self, marts: Sequence[str]) -> set[str]:
         """The raw tables the marts read (``source.sicp.raw.<table>``)."""
-        return {dep.rsplit(".", 1)[-1] for uid in self.upstream(marts)
-                for dep in self.nodes[uid]["depends_on"] if dep.startswith("source.")}
+        return {
+            dep.rsplit(".", 1)[-1]
+            for uid in self.upstream(marts)
+            for dep in self.nodes[uid]["depends_on"]
+            if dep.startswith("source.")
+        }
 
 
 def _dbt(*args: str, env: Mapping[str, str]) -> None:
     dbt = str(Path(sys.executable).parent / "dbt")
-    done = subprocess.run([dbt, *args, "--project-dir", str(DBT_DIR), "--profiles-dir",
-                           str(DBT_DIR), "--quiet"], env=dict(env), capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [dbt, *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--quiet"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
         raise RuntimeError(f"dbt {args[0]} failed:\n{tail}")
@@ -94,16 +101,24 @@ def compile_project(work: Path) -> CompiledProject:
     template = work / "template" / WAREHOUSE_FILE
     template.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != DBT_TARGET_ENV}
-    env |= {"SICP_WAREHOUSE": str(template), "DBT_TARGET_PATH": str(work / "target"),
-            "DBT_LOG_PATH": str(work / "logs")}
+    env |= {
+        "SICP_WAREHOUSE": str(template),
+        "DBT_TARGET_PATH": str(work / "target"),
+        "DBT_LOG_PATH": str(work / "logs"),
+    }
     _dbt("seed", env=env)
     _dbt("compile", "--select", "resource_type:model", env=env)
     manifest = json.loads((work / "target" / "manifest.json").read_text(encoding="utf-8"))
     nodes = {
-        uid: {"name": n["name"], "schema": n["schema"],
-              "materialized": n["config"]["materialized"], "sql": n.get("compiled_code", ""),
-              "depends_on": tuple(n["depends_on"].get("nodes", []))}
-        for uid, n in manifest["nodes"].items() if n["resource_type"] in ("model", "seed")
+        uid: {
+            "name": n["name"],
+            "schema": n["schema"],
+            "materialized": n["config"]["materialized"],
+            "sql": n.get("compiled_code", ""),
+            "depends_on": tuple(n["depends_on"].get("nodes", [])),
+        }
+        for uid, n in manifest["nodes"].items()
+        if n["resource_type"] in ("model", "seed")
     }
     missing = [uid for uid, n in nodes.items() if n["materialized"] != "seed" and not n["sql"]]
     if missing:
@@ -111,8 +126,13 @@ def compile_project(work: Path) -> CompiledProject:
     return CompiledProject(template, nodes)
 
 
-def build_marts(project: CompiledProject, frames: Mapping[str, pd.DataFrame],
-                marts: Sequence[str], *, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+def build_marts(
+    project: CompiledProject,
+    frames: Mapping[str, pd.DataFrame],
+    marts: Sequence[str],
+    *,
+    workdir: Path | None = None,
+) -> dict[str, pd.DataFrame]:
     """The named marts of a world given as its frames (``sicp.synth.simulate_world``)."""
     from sicp.ingest.discovery import scan
     from sicp.ingest.load import ingest_order, ingest_source, referenced_sources
@@ -121,7 +141,7 @@ def build_marts(project: CompiledProject, frames: Mapping[str, pd.DataFrame],
     with tempfile.TemporaryDirectory(prefix="sicp-replay-", dir=workdir) as tmp:
         raw, warehouse = Path(tmp) / "raw", Path(tmp) / WAREHOUSE_FILE
         needed = loaded_sources(project.sources(marts))
-        for source in ingest_order():       # what the needed sources' keys are checked against
+        for source in ingest_order():  # what the needed sources' keys are checked against
             if source.name in needed:
                 needed |= referenced_sources(source)
         write_frames({k: v for k, v in frames.items() if k in needed}, raw)
@@ -131,8 +151,10 @@ def build_marts(project: CompiledProject, frames: Mapping[str, pd.DataFrame],
                 if source.name in needed:
                     ingest_source(con, raw, source, delivery=delivery)
             _replay(con, project, project.upstream(marts))
-            return {m: con.execute(f'SELECT * FROM {MARTS_LAYER}."{m}" ORDER BY ALL').df()
-                    for m in marts}
+            return {
+                m: con.execute(f'SELECT * FROM {MARTS_LAYER}."{m}" ORDER BY ALL').df()
+                for m in marts
+            }
 
 
 def loaded_sources(tables: set[str]) -> set[str]:
@@ -150,8 +172,9 @@ def loaded_sources(tables: set[str]) -> set[str]:
         RAW.consent_ledger: {CONSENT_SOURCE},
         RAW.value_labels: {n for n, s in SOURCES.items() if "sav" in s.formats},
         RAW.variable_labels: {n for n, s in SOURCES.items() if "sav" in s.formats},
-        RAW.missing_reasons: {n for n, s in SOURCES.items()
-                              if any(c.missing_codes for c in s.columns)},
+        RAW.missing_reasons: {
+            n for n, s in SOURCES.items() if any(c.missing_codes for c in s.columns)
+        },
     }
     found = {t for t in tables if t in SOURCES}
     for table in tables - found:
@@ -159,8 +182,7 @@ def loaded_sources(tables: set[str]) -> set[str]:
     return found
 
 
-def _replay(con: duckdb.DuckDBPyConnection, project: CompiledProject,
-            order: Sequence[str]) -> None:
+def _replay(con: duckdb.DuckDBPyConnection, project: CompiledProject, order: Sequence[str]) -> None:
     """Seeds copied from the template, then each model as dbt materialises it."""
     con.execute(f"ATTACH '{project.template}' AS seeds (READ_ONLY)")
     try:

@@ -25,8 +25,18 @@ from sicp.settings import DBT_DIR
 #: The parse artefact of the project (not a run's target folder: a property of the code).
 MANIFEST = DBT_DIR / "target" / "manifest.json"
 #: What dbt reads to build the manifest; a newer file means the manifest is stale.
-PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml",
-                 "models", "macros", "seeds", "snapshots", "tests", "analyses")
+PROJECT_FILES = (
+    "dbt_project.yml",
+    "profiles.yml",
+    "packages.yml",
+    "dependencies.yml",
+    "models",
+    "macros",
+    "seeds",
+    "snapshots",
+    "tests",
+    "analyses",
+)
 #: The tag a mart carries when protocols may name it as their ``data.panel``.
 ANALYSIS_PANEL_TAG = "analysis_panel"
 MARTS_LAYER = "marts"
@@ -71,12 +81,15 @@ def parse_project(manifest: Path = MANIFEST) -> None:
     state that a later build in the same process must not inherit)."""
     dbt = shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
     env = {**os.environ, "DBT_TARGET_PATH": str(manifest.parent)}
-    done = subprocess.run([dbt, "parse", "--project-dir", str(DBT_DIR), "--profiles-dir",
-                           str(DBT_DIR), "--quiet"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [dbt, "parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0 or not manifest.exists():
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        raise RuntimeError("dbt parse failed, so the marts' schema is unknown:\n"
-                           + "\n".join(tail))
+        raise RuntimeError("dbt parse failed, so the marts' schema is unknown:\n" + "\n".join(tail))
 
 
 @functools.cache
@@ -94,12 +107,20 @@ def load_manifest(manifest: Path = MANIFEST) -> dict[str, Any]:
 @functools.cache
 def _marts(manifest: Path, mtime: float) -> dict[str, Mart]:
     nodes = _load(manifest, mtime)["nodes"].values()
-    marts = (n for n in nodes if n["resource_type"] == "model" and len(n["fqn"]) > 2
-             and n["fqn"][1] == MARTS_LAYER)
-    return {n["name"]: Mart(n["name"], n.get("description", ""),
-                            tuple(n.get("config", {}).get("tags", []) or n.get("tags", [])),
-                            {c: meta.get("description", "") for c, meta in n["columns"].items()})
-            for n in sorted(marts, key=lambda n: n["name"])}
+    marts = (
+        n
+        for n in nodes
+        if n["resource_type"] == "model" and len(n["fqn"]) > 2 and n["fqn"][1] == MARTS_LAYER
+    )
+    return {
+        n["name"]: Mart(
+            n["name"],
+            n.get("description", ""),
+            tuple(n.get("config", {}).get("tags", []) or n.get("tags", [])),
+            {c: meta.get("description", "") for c, meta in n["columns"].items()},
+        )
+        for n in sorted(marts, key=lambda n: n["name"])
+    }
 
 
 def marts(manifest: Path = MANIFEST) -> dict[str, Mart]:

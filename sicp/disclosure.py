@@ -23,8 +23,9 @@ def primary_mask(values: np.ndarray, threshold: int) -> np.ndarray:
     return (values > 0) & (values < threshold)
 
 
-def _lines(shape: tuple[int, int], along: Sequence[str], groups: np.ndarray | None
-           ) -> list[tuple[np.ndarray, np.ndarray]]:
+def _lines(
+    shape: tuple[int, int], along: Sequence[str], groups: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The lines of cells that add up to a shown total: each row (``along`` has "rows"),
     and each column, or each column within each group of rows (``along`` has "columns")."""
     n_rows, n_cols = shape
@@ -39,8 +40,12 @@ def _lines(shape: tuple[int, int], along: Sequence[str], groups: np.ndarray | No
     return lines
 
 
-def _complete(mask: np.ndarray, values: np.ndarray, along: Sequence[str] = ("rows", "columns"),
-              groups: np.ndarray | None = None) -> np.ndarray:
+def _complete(
+    mask: np.ndarray,
+    values: np.ndarray,
+    along: Sequence[str] = ("rows", "columns"),
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
     """Add secondary suppressions until no line has a lone hidden cell: the next-smallest
     positive count of that line is hidden too, so its total cannot give the hidden one back."""
     mask = mask.copy()
@@ -61,9 +66,14 @@ def _complete(mask: np.ndarray, values: np.ndarray, along: Sequence[str] = ("row
     return mask
 
 
-def suppression_mask(table: pd.DataFrame, count_columns: Sequence[str], threshold: int,
-                     totals: bool = True, along: Sequence[str] = ("rows", "columns"),
-                     groups: str | None = None) -> pd.DataFrame:
+def suppression_mask(
+    table: pd.DataFrame,
+    count_columns: Sequence[str],
+    threshold: int,
+    totals: bool = True,
+    along: Sequence[str] = ("rows", "columns"),
+    groups: str | None = None,
+) -> pd.DataFrame:
     """Boolean frame, True where a count must be hidden.
 
     With ``totals`` the counts are treated as adding up to shown totals along ``along``: across
@@ -79,11 +89,15 @@ def suppression_mask(table: pd.DataFrame, count_columns: Sequence[str], threshol
     return pd.DataFrame(mask, index=table.index, columns=list(count_columns))
 
 
-def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
-                   threshold: int = DEFAULT_THRESHOLD, totals: bool = True,
-                   derived: dict[str, str] | None = None,
-                   along: Sequence[str] = ("rows", "columns"),
-                   groups: str | None = None) -> pd.DataFrame:
+def suppress_table(
+    table: pd.DataFrame,
+    count_columns: Sequence[str],
+    threshold: int = DEFAULT_THRESHOLD,
+    totals: bool = True,
+    derived: dict[str, str] | None = None,
+    along: Sequence[str] = ("rows", "columns"),
+    groups: str | None = None,
+) -> pd.DataFrame:
     """A display copy of ``table`` with suppressed counts replaced by ``[c]``.
 
     ``derived`` maps a column computed from a count (a rate, a share) to that count's column;
@@ -98,8 +112,13 @@ def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
     return shown
 
 
-def mask_derived(table: pd.DataFrame, derived: dict[str, str], count_columns: Sequence[str],
-                 threshold: int = DEFAULT_THRESHOLD, totals: bool = True) -> pd.DataFrame:
+def mask_derived(
+    table: pd.DataFrame,
+    derived: dict[str, str],
+    count_columns: Sequence[str],
+    threshold: int = DEFAULT_THRESHOLD,
+    totals: bool = True,
+) -> pd.DataFrame:
     """A copy for a figure: each column of ``derived`` (a rate, say) set to NaN wherever the
     count it comes from (``derived[column]``) is hidden in the table beside it."""
     mask = suppression_mask(table, count_columns, threshold, totals)

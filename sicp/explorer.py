@@ -67,16 +67,20 @@ def _analysis_type(analysis_id: str) -> str:
     return COST if analysis_id == COST_CONSEQUENCE_ID else SENSITIVITY
 
 
-def _scale(protocol: Protocol, scale: str, headline_scale: str | None, outcome: str
-           ) -> tuple[str | None, dict[str, Any]]:
+def _scale(
+    protocol: Protocol, scale: str, headline_scale: str | None, outcome: str
+) -> tuple[str | None, dict[str, Any]]:
     """How a row is shown and drawn: the transform (``exp`` when its scale is log and the
     protocol reports on the exp scale, as the evaluation report does), then its kind, its unit
     (the protocol's where the row is on its headline's scale, else the store's scale) and the
     forest-plot axis it goes on."""
     how = protocol.reporting.transform if scale == "log" else None
     kind = RATIO if how == "exp" else STATISTIC if scale in STATISTIC_SCALES else DIFFERENCE
-    unit = (protocol.reporting.unit if protocol.reporting.unit and scale == headline_scale
-            else SCALE_WORDS.get(scale, scale))
+    unit = (
+        protocol.reporting.unit
+        if protocol.reporting.unit and scale == headline_scale
+        else SCALE_WORDS.get(scale, scale)
+    )
     if kind == RATIO:
         axis, title, null = f"{kind}|{unit}", f"{unit}: log axis, no effect at 1", 1.0
     elif kind == STATISTIC:
@@ -95,21 +99,28 @@ def _methods(protocol: Protocol) -> dict[str, tuple[str, dict[str, Any]]]:
     return {a.analysis_id: (a.method.name, _plain(dict(a.method.options))) for a in analyses}
 
 
-def _protocol_entry(protocol: Protocol, status: str, reason: str, run: pd.Series | None
-                    ) -> dict[str, Any]:
+def _protocol_entry(
+    protocol: Protocol, status: str, reason: str, run: pd.Series | None
+) -> dict[str, Any]:
     """What the page says about a protocol: its pre-specification and its last run."""
 
     def recorded(key: str) -> str:
         value = None if run is None else run.get(key)
         return "" if value is None or pd.isna(value) else str(value)
 
-    return {"title": protocol.title, "question": protocol.question,
-            "component": protocol.component, "design": protocol.method.name,
-            "level": protocol.level,
-            "protocol_hash": recorded("protocol_hash") or protocol.hash,
-            "input_fingerprint": recorded("input_fingerprint"),
-            "code_version": recorded("code_version"), "build_seq": recorded("build_seq"),
-            "status": status.replace("_", " "), "reason": reason}
+    return {
+        "title": protocol.title,
+        "question": protocol.question,
+        "component": protocol.component,
+        "design": protocol.method.name,
+        "level": protocol.level,
+        "protocol_hash": recorded("protocol_hash") or protocol.hash,
+        "input_fingerprint": recorded("input_fingerprint"),
+        "code_version": recorded("code_version"),
+        "build_seq": recorded("build_seq"),
+        "status": status.replace("_", " "),
+        "reason": reason,
+    }
 
 
 def explorer_data(inputs: ReportInputs, threshold: int, subset: str = "") -> dict[str, Any]:
@@ -126,51 +137,80 @@ def explorer_data(inputs: ReportInputs, threshold: int, subset: str = "") -> dic
     for pid, protocol in sorted(protocols.items()):
         run = recorded.loc[pid] if pid in recorded.index else None
         note = not_estimated_note(statuses, pid)
-        entries[pid] = _protocol_entry(protocol, str(statuses.at[pid, "status"]), note or "",
-                                       run)
+        entries[pid] = _protocol_entry(protocol, str(statuses.at[pid, "status"]), note or "", run)
         methods = _methods(protocol)
         if note is not None:
             name, options = methods["primary"]
             headline = "log" if protocol.reporting.transform == "exp" else ""
             _, scale = _scale(protocol, headline, headline, protocol.outcome)
-            rows.append({
-                "protocol_id": pid, "analysis_id": "primary", "analysis_type": PRIMARY,
-                "term": protocol.reporting.term, "outcome": protocol.outcome,
-                "outcome_label": protocol.outcome_label,
-                "method_name": name, "options": options, "estimator": "", "se_type": "",
-                "estimate": None, "ci_low": None, "ci_high": None, "p_value": None,
-                "n_obs": suppress_value(pd.NA, threshold),
-                "n_clusters": suppress_value(pd.NA, threshold), "note": note, **scale})
+            rows.append(
+                {
+                    "protocol_id": pid,
+                    "analysis_id": "primary",
+                    "analysis_type": PRIMARY,
+                    "term": protocol.reporting.term,
+                    "outcome": protocol.outcome,
+                    "outcome_label": protocol.outcome_label,
+                    "method_name": name,
+                    "options": options,
+                    "estimator": "",
+                    "se_type": "",
+                    "estimate": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                    "p_value": None,
+                    "n_obs": suppress_value(pd.NA, threshold),
+                    "n_clusters": suppress_value(pd.NA, threshold),
+                    "note": note,
+                    **scale,
+                }
+            )
             continue
         own = estimates[estimates["protocol_id"] == pid]
-        headline = own[(own["analysis_id"] == "primary")
-                       & (own["term"] == protocol.reporting.term)]
+        headline = own[(own["analysis_id"] == "primary") & (own["term"] == protocol.reporting.term)]
         headline_scale = str(headline["scale"].iloc[0]) if len(headline) else None
         order = list(methods)
-        ranked = sorted(own.iterrows(), key=lambda item: (
-            order.index(item[1]["analysis_id"]) if item[1]["analysis_id"] in order
-            else len(order), item[1]["term"] != protocol.reporting.term, item[0]))
+        ranked = sorted(
+            own.iterrows(),
+            key=lambda item: (
+                order.index(item[1]["analysis_id"])
+                if item[1]["analysis_id"] in order
+                else len(order),
+                item[1]["term"] != protocol.reporting.term,
+                item[0],
+            ),
+        )
         for _, row in ranked:
             analysis_id = str(row["analysis_id"])
-            how, scale = _scale(protocol, str(row["scale"]), headline_scale,
-                                str(row["outcome"]))
+            how, scale = _scale(protocol, str(row["scale"]), headline_scale, str(row["outcome"]))
             shown = transform(row, how)
-            rows.append({
-                "protocol_id": pid, "analysis_id": analysis_id,
-                "analysis_type": _analysis_type(analysis_id), "term": str(row["term"]),
-                "outcome": str(row["outcome"]),
-                "outcome_label": (protocol.outcome_label if row["outcome"] == protocol.outcome
-                                  else str(row["outcome"])),
-                "method_name": str(row["method_name"]),
-                "options": methods.get(analysis_id, ("", {}))[1],
-                "estimator": str(row["method"]), "se_type": str(row["se_type"]),
-                **{k: _number(v) for k, v in shown.items()},
-                "p_value": _number(row["p_value"]),
-                "n_obs": suppress_value(row["n_obs"], threshold),
-                "n_clusters": suppress_value(row["n_clusters"], threshold),
-                "input_fingerprint": str(row["input_fingerprint"]),
-                "code_version": str(row["code_version"]),
-                "protocol_hash": str(row["protocol_hash"]), "note": "", **scale})
+            rows.append(
+                {
+                    "protocol_id": pid,
+                    "analysis_id": analysis_id,
+                    "analysis_type": _analysis_type(analysis_id),
+                    "term": str(row["term"]),
+                    "outcome": str(row["outcome"]),
+                    "outcome_label": (
+                        protocol.outcome_label
+                        if row["outcome"] == protocol.outcome
+                        else str(row["outcome"])
+                    ),
+                    "method_name": str(row["method_name"]),
+                    "options": methods.get(analysis_id, ("", {}))[1],
+                    "estimator": str(row["method"]),
+                    "se_type": str(row["se_type"]),
+                    **{k: _number(v) for k, v in shown.items()},
+                    "p_value": _number(row["p_value"]),
+                    "n_obs": suppress_value(row["n_obs"], threshold),
+                    "n_clusters": suppress_value(row["n_clusters"], threshold),
+                    "input_fingerprint": str(row["input_fingerprint"]),
+                    "code_version": str(row["code_version"]),
+                    "protocol_hash": str(row["protocol_hash"]),
+                    "note": "",
+                    **scale,
+                }
+            )
     return {"threshold": threshold, "protocols": entries, "rows": rows}
 
 
@@ -189,10 +229,15 @@ def _csp_hash(text: str) -> str:
 
 def explorer_html(payload: dict[str, Any], synthetic: bool) -> str:
     """The page: static markup, the data as JSON, and the script that draws it."""
-    csp = (f"default-src 'none'; script-src {_csp_hash(_SCRIPT)}; "
-           f"style-src {_csp_hash(_STYLE)}; base-uri 'none'; form-action 'none'")
-    banner = (f'<div class="banner" role="note">{html.escape(SYNTHETIC_BANNER)}</div>\n'
-              if synthetic else "")
+    csp = (
+        f"default-src 'none'; script-src {_csp_hash(_SCRIPT)}; "
+        f"style-src {_csp_hash(_STYLE)}; base-uri 'none'; form-action 'none'"
+    )
+    banner = (
+        f'<div class="banner" role="note">{html.escape(SYNTHETIC_BANNER)}</div>\n'
+        if synthetic
+        else ""
+    )
     threshold = int(payload["threshold"])
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -36,17 +36,34 @@ _STATA_LABEL_MAX = 80
 _STATA_STR_MAX = 2045
 #: Stata's integer types (DuckDB type, smallest and largest non-missing value, bytes): the
 #: top of each range is reserved for missing values.
-_STATA_INTEGERS = (("TINYINT", -127, 100, 1), ("SMALLINT", -32767, 32740, 2),
-                   ("INTEGER", -2147483647, 2147483620, 4))
+_STATA_INTEGERS = (
+    ("TINYINT", -127, 100, 1),
+    ("SMALLINT", -32767, 32740, 2),
+    ("INTEGER", -2147483647, 2147483620, 4),
+)
 #: A double holds every integer up to 2**53 exactly, and Stata has no 64-bit integer.
 _EXACT_IN_DOUBLE = 2**53
-_INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                            "USMALLINT", "UINTEGER", "UBIGINT"})
+_INTEGER_TYPES = frozenset(
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+    }
+)
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE"})
 #: Arrow integers to pandas' nullable integers, which to_stata writes with Stata missing
 #: values (NumPy integers cannot hold a missing value; floats would undo the compaction).
-_NULLABLE_INTEGERS = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
-                      pa.int32(): pd.Int32Dtype()}
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+}
 
 
 @dataclass(frozen=True)
@@ -68,11 +85,12 @@ class _Profile:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[_Column]:
-    return [_Column(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()]
+    return [
+        _Column(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()
+    ]
 
 
-def _profile(con: duckdb.DuckDBPyConnection, relation: str,
-             columns: list[_Column]) -> _Profile:
+def _profile(con: duckdb.DuckDBPyConnection, relation: str, columns: list[_Column]) -> _Profile:
     """One aggregate query over the mart (DuckDB, vectorised: 0.02 s on 3 million rows)."""
     aggregates = ["count(*)"]
     for c in columns:
@@ -80,10 +98,12 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str,
         if c.kind in _INTEGER_TYPES:
             aggregates += [f"min({q})", f"max({q})"]
         elif c.kind in _FLOAT_TYPES:
-            aggregates += [f"min({q})", f"max({q})",
-                           f"bool_and({q} IS NULL OR (isfinite({q}) AND {q} = trunc({q})))",
-                           f"bool_and({q} IS NULL OR coalesce(TRY_CAST({q} AS FLOAT) = {q}, "
-                           "false))"]
+            aggregates += [
+                f"min({q})",
+                f"max({q})",
+                f"bool_and({q} IS NULL OR (isfinite({q}) AND {q} = trunc({q})))",
+                f"bool_and({q} IS NULL OR coalesce(TRY_CAST({q} AS FLOAT) = {q}, false))",
+            ]
         elif c.kind == "VARCHAR":
             aggregates.append(f"coalesce(max(strlen({q})), 0)")
     values = iter(con.execute(f"SELECT {', '.join(aggregates)} FROM {relation}").fetchall()[0])
@@ -94,8 +114,9 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str,
     for c in columns:
         if c.kind in _INTEGER_TYPES or c.kind in _FLOAT_TYPES:
             low, high = next(values), next(values)
-            integral, exact32 = (next(values), next(values)) if c.kind in _FLOAT_TYPES \
-                else (True, False)
+            integral, exact32 = (
+                (next(values), next(values)) if c.kind in _FLOAT_TYPES else (True, False)
+            )
             if integral or low is None:
                 ranges[c.name] = None if low is None else (int(low), int(high))
             elif exact32:
@@ -111,22 +132,36 @@ def _provenance(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     fingerprint, _ = inputs_state(con)
     if not table_exists(con, "meta", "dbt_builds"):
         return {"input_fingerprint": fingerprint}
-    rows = con.execute(f"SELECT build_seq, built_at, invoked_by, input_fingerprint FROM "
-                       f"{BUILD_LOG} ORDER BY build_seq DESC LIMIT 1").fetchall()
+    rows = con.execute(
+        f"SELECT build_seq, built_at, invoked_by, input_fingerprint FROM "
+        f"{BUILD_LOG} ORDER BY build_seq DESC LIMIT 1"
+    ).fetchall()
     if not rows:
         return {"input_fingerprint": fingerprint}
     seq, built_at, invoked_by, built_from = rows[0]
-    return {"input_fingerprint": str(built_from), "build_seq": str(seq),
-            "built_at": str(built_at), "build_invoked_by": str(invoked_by)}
+    return {
+        "input_fingerprint": str(built_from),
+        "build_seq": str(seq),
+        "built_at": str(built_at),
+        "build_invoked_by": str(invoked_by),
+    }
 
 
-def _write_parquet(con: duckdb.DuckDBPyConnection, relation: str, columns: list[_Column],
-                   path: Path, docs: MartDocs, value_labels: dict[str, dict[int, str]],
-                   table_metadata: dict[str, str]) -> None:
+def _write_parquet(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    columns: list[_Column],
+    path: Path,
+    docs: MartDocs,
+    value_labels: dict[str, dict[int, str]],
+    table_metadata: dict[str, str],
+) -> None:
     """One mart as parquet through Arrow, which (unlike DuckDB's COPY) writes field metadata.
     The types stay those DuckDB's COPY wrote (HUGEINT sums as DOUBLE)."""
-    select = ", ".join(f'CAST("{c.name}" AS DOUBLE) AS "{c.name}"' if c.kind == "HUGEINT"
-                       else f'"{c.name}"' for c in columns)
+    select = ", ".join(
+        f'CAST("{c.name}" AS DOUBLE) AS "{c.name}"' if c.kind == "HUGEINT" else f'"{c.name}"'
+        for c in columns
+    )
     table = con.sql(f"SELECT {select} FROM {relation}").to_arrow_table()
     fields = []
     for c in columns:
@@ -139,8 +174,11 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, relation: str, columns: list[
     pq.write_table(table.cast(pa.schema(fields, metadata=table_metadata)), path)
 
 
-def _stata_select(relation: str, columns: list[_Column], profile: _Profile,
-                  ) -> tuple[str, int]:
+def _stata_select(
+    relation: str,
+    columns: list[_Column],
+    profile: _Profile,
+) -> tuple[str, int]:
     """The SELECT that casts each column to the smallest Stata type holding its values exactly,
     and the bytes of one row in the ``.dta``.
 
@@ -166,8 +204,9 @@ def _stata_select(relation: str, columns: list[_Column], profile: _Profile,
     return f"SELECT {', '.join(select)} FROM {relation}", row_bytes
 
 
-def _stata_integer(relation: str, column: _Column,
-                   values: tuple[int, int] | None) -> tuple[str, int]:
+def _stata_integer(
+    relation: str, column: _Column, values: tuple[int, int] | None
+) -> tuple[str, int]:
     """The smallest Stata integer type (as DuckDB's) for an integer-valued column, else
     double: exact for a double column, and for integers up to 2**53."""
     if values is None:
@@ -178,13 +217,23 @@ def _stata_integer(relation: str, column: _Column,
             return cast, width
     if column.kind in _FLOAT_TYPES or (low >= -_EXACT_IN_DOUBLE and high <= _EXACT_IN_DOUBLE):
         return "DOUBLE", 8
-    raise ValueError(f"{relation}.{column.name}: values from {low} to {high} cannot be held "
-                     "exactly in Stata (no 64-bit integers; doubles are exact up to 2**53)")
+    raise ValueError(
+        f"{relation}.{column.name}: values from {low} to {high} cannot be held "
+        "exactly in Stata (no 64-bit integers; doubles are exact up to 2**53)"
+    )
 
 
-def _write_dta(con: duckdb.DuckDBPyConnection, relation: str, columns: list[_Column],
-               profile: _Profile, path: Path, compression: str, docs: MartDocs,
-               value_labels: dict[str, dict[int, str]], data_label: str) -> Path:
+def _write_dta(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    columns: list[_Column],
+    profile: _Profile,
+    path: Path,
+    compression: str,
+    docs: MartDocs,
+    value_labels: dict[str, dict[int, str]],
+    data_label: str,
+) -> Path:
     """One mart as Stata 14+ ``.dta`` (format 118) through pandas; returns the file written,
     ``<path>.zip`` when zipped.
 
@@ -195,23 +244,35 @@ def _write_dta(con: duckdb.DuckDBPyConnection, relation: str, columns: list[_Col
     """
     too_long = [c.name for c in columns if len(c.name) > _STATA_NAME_MAX]
     if too_long:
-        raise ValueError(f"{relation}: column names longer than Stata's "
-                         f"{_STATA_NAME_MAX} characters: {too_long}")
+        raise ValueError(
+            f"{relation}: column names longer than Stata's {_STATA_NAME_MAX} characters: {too_long}"
+        )
     query, row_bytes = _stata_select(relation, columns, profile)
     zipped = compression == "zip" or (
-        compression == "auto" and profile.rows * row_bytes > ZIP_DTA_ABOVE_BYTES)
+        compression == "auto" and profile.rows * row_bytes > ZIP_DTA_ABOVE_BYTES
+    )
     target = path.with_name(path.name + ".zip") if zipped else path
     table = con.sql(query).to_arrow_table()
     df = table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get, date_as_object=False)
-    dates = {c.name: "td" if c.kind == "DATE" else "tc" for c in columns
-             if c.kind == "DATE" or c.kind.startswith("TIMESTAMP")}
-    variable_labels = {c: text[:_STATA_LABEL_MAX] for c, text in docs.columns.items()
-                       if text and c in df.columns}
-    df.to_stata(target, write_index=False, version=118, convert_dates=dates,
-                variable_labels=variable_labels, value_labels=value_labels,
-                data_label=data_label,
-                convert_strl=[c for c, n in profile.string_bytes.items() if n > _STATA_STR_MAX],
-                compression={"method": "zip", "archive_name": path.name} if zipped else None)
+    dates = {
+        c.name: "td" if c.kind == "DATE" else "tc"
+        for c in columns
+        if c.kind == "DATE" or c.kind.startswith("TIMESTAMP")
+    }
+    variable_labels = {
+        c: text[:_STATA_LABEL_MAX] for c, text in docs.columns.items() if text and c in df.columns
+    }
+    df.to_stata(
+        target,
+        write_index=False,
+        version=118,
+        convert_dates=dates,
+        variable_labels=variable_labels,
+        value_labels=value_labels,
+        data_label=data_label,
+        convert_strl=[c for c, n in profile.string_bytes.items() if n > _STATA_STR_MAX],
+        compression={"method": "zip", "archive_name": path.name} if zipped else None,
+    )
     # The other form from an earlier export would be stale beside this one.
     (path if zipped else path.with_name(path.name + ".zip")).unlink(missing_ok=True)
     return target
@@ -234,10 +295,16 @@ class ExportError(ValueError):
     """An export that would put row-level data where it must not go."""
 
 
-def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMATS,
-                 marts: Iterable[str] | None = None,
-                 reports_dir: Path | None = None, *, dta_compression: str = "auto",
-                 manifest: Path = MANIFEST) -> dict[str, list[Path]]:
+def export_marts(
+    warehouse: Path,
+    out_dir: Path,
+    formats: Iterable[str] = FORMATS,
+    marts: Iterable[str] | None = None,
+    reports_dir: Path | None = None,
+    *,
+    dta_compression: str = "auto",
+    manifest: Path = MANIFEST,
+) -> dict[str, list[Path]]:
     """Write each mart (default: every analysis panel of the dbt project,
     :func:`sicp.dbt_schema.analysis_panels`) as ``out_dir/<mart>.parquet`` and ``<mart>.dta`` (``.dta.zip`` when
     zipped, see :data:`DTA_COMPRESSION`), with the row-level notice beside them; return the
@@ -248,15 +315,18 @@ def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMAT
     The warehouse is opened read-only, so an export can run beside readers (not beside dbt).
     """
     if reports_dir is not None and out_dir.resolve().is_relative_to(reports_dir.resolve()):
-        raise ExportError(f"{out_dir} is inside the reports folder {reports_dir}: row-level "
-                          "panels are not disclosure-controlled and may not go with the reports")
+        raise ExportError(
+            f"{out_dir} is inside the reports folder {reports_dir}: row-level "
+            "panels are not disclosure-controlled and may not go with the reports"
+        )
     formats = tuple(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {list(FORMATS)}")
     if dta_compression not in DTA_COMPRESSION:
-        raise ValueError(f"unknown .dta compression {dta_compression!r}; known: "
-                         f"{list(DTA_COMPRESSION)}")
+        raise ValueError(
+            f"unknown .dta compression {dta_compression!r}; known: {list(DTA_COMPRESSION)}"
+        )
     marts = tuple(marts) if marts is not None else tuple(analysis_panels())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ROW_LEVEL_NOTICE).write_text(_NOTICE, encoding="utf-8")
@@ -274,21 +344,37 @@ def export_marts(warehouse: Path, out_dir: Path, formats: Iterable[str] = FORMAT
             files: list[Path] = []
             if "parquet" in formats:
                 path = out_dir / f"{mart}.parquet"
-                metadata = {"sicp.mart": mart, "sicp.description": mart_docs.description,
-                            "sicp.notice": _NOTICE.splitlines()[0],
-                            **{f"sicp.{k}": v for k, v in provenance.items()}}
+                metadata = {
+                    "sicp.mart": mart,
+                    "sicp.description": mart_docs.description,
+                    "sicp.notice": _NOTICE.splitlines()[0],
+                    **{f"sicp.{k}": v for k, v in provenance.items()},
+                }
                 _write_parquet(con, relation, columns, path, mart_docs, value_labels, metadata)
                 files.append(path)
             if "dta" in formats:
-                files.append(_write_dta(con, relation, columns, profile, out_dir / f"{mart}.dta",
-                                        dta_compression, mart_docs, value_labels,
-                                        _data_label(mart, provenance)))
+                files.append(
+                    _write_dta(
+                        con,
+                        relation,
+                        columns,
+                        profile,
+                        out_dir / f"{mart}.dta",
+                        dta_compression,
+                        mart_docs,
+                        value_labels,
+                        _data_label(mart, provenance),
+                    )
+                )
             written[mart] = files
     return written
 
 
 def _data_label(mart: str, provenance: dict[str, str]) -> str:
     """The Stata dataset label: the mart, its build and inputs (80 characters at most)."""
-    build = (f", build {provenance['build_seq']} of {provenance['built_at'][:10]}"
-             if "build_seq" in provenance else "")
+    build = (
+        f", build {provenance['build_seq']} of {provenance['built_at'][:10]}"
+        if "build_seq" in provenance
+        else ""
+    )
     return f"{mart}{build}, inputs {provenance['input_fingerprint'][:12]}"[:_STATA_LABEL_MAX]

@@ -49,22 +49,29 @@ def dbt_docs(manifest: Path, marts: Iterable[str]) -> dict[str, MartDocs]:
         return {}
     nodes = json.loads(manifest.read_text())["nodes"].values()
     wanted = set(marts)
-    models = {n["unique_id"]: n for n in nodes
-              if n.get("resource_type") == "model" and n["name"] in wanted}
+    models = {
+        n["unique_id"]: n
+        for n in nodes
+        if n.get("resource_type") == "model" and n["name"] in wanted
+    }
     tested: dict[str, set[str]] = {uid: set() for uid in models}
     for n in nodes:
         meta = n.get("test_metadata") or {}
         kwargs = meta.get("kwargs") or {}
-        if (n.get("resource_type") == "test" and meta.get("name") == "accepted_values"
-                and n.get("attached_node") in tested
-                and sorted(kwargs.get("values") or ()) == [0, 1]):
+        if (
+            n.get("resource_type") == "test"
+            and meta.get("name") == "accepted_values"
+            and n.get("attached_node") in tested
+            and sorted(kwargs.get("values") or ()) == [0, 1]
+        ):
             tested[n["attached_node"]].add(n.get("column_name") or kwargs.get("column_name"))
     out = {}
     for uid, model in models.items():
         columns = {c: meta.get("description", "") for c, meta in model["columns"].items()}
         described = {c for c, text in columns.items() if _SAYS_WHAT_ONE_MEANS.search(text)}
-        out[model["name"]] = MartDocs(model.get("description", ""), columns,
-                                      frozenset(tested[uid] | described))
+        out[model["name"]] = MartDocs(
+            model.get("description", ""), columns, frozenset(tested[uid] | described)
+        )
     return out
 
 
@@ -83,8 +90,12 @@ def _merge(by_source: Iterable[tuple[str, dict[int, str]]]) -> dict[str, dict[in
 
 def contract_value_labels() -> dict[str, dict[int, str]]:
     """The contract's value labels by column name."""
-    return _merge((c.name, dict(c.value_labels)) for s in SOURCES.values()
-                  for c in s.columns if c.value_labels)
+    return _merge(
+        (c.name, dict(c.value_labels))
+        for s in SOURCES.values()
+        for c in s.columns
+        if c.value_labels
+    )
 
 
 def delivered_value_labels(con: duckdb.DuckDBPyConnection) -> dict[str, dict[int, str]]:
@@ -93,11 +104,13 @@ def delivered_value_labels(con: duckdb.DuckDBPyConnection) -> dict[str, dict[int
     Stata labels integers only, so other codes are skipped; so are the contract's user-missing
     codes, which ingest turned into missing values: no mart holds them.
     """
-    missing = {(s.name, c.name): set(c.missing_codes or ()) for s in SOURCES.values()
-               for c in s.columns}
+    missing = {
+        (s.name, c.name): set(c.missing_codes or ()) for s in SOURCES.values() for c in s.columns
+    }
     per_source: dict[tuple[str, str], dict[int, str]] = {}
-    rows = con.execute("SELECT source_name, column_name, value, label FROM raw.value_labels"
-                       ).fetchall()
+    rows = con.execute(
+        "SELECT source_name, column_name, value, label FROM raw.value_labels"
+    ).fetchall()
     for source, column, value, label in rows:
         try:
             number = float(value)
@@ -113,13 +126,17 @@ def named_value_labels(con: duckdb.DuckDBPyConnection) -> dict[str, dict[int, st
     label (ingest has checked they mean the same; the contract's words are stable)."""
     contract = contract_value_labels()
     delivered = delivered_value_labels(con)
-    return {name: {**delivered.get(name, {}), **contract.get(name, {})}
-            for name in contract.keys() | delivered.keys()}
+    return {
+        name: {**delivered.get(name, {}), **contract.get(name, {})}
+        for name in contract.keys() | delivered.keys()
+    }
 
 
-def mart_value_labels(integer_ranges: dict[str, tuple[int, int] | None],
-                      named: dict[str, dict[int, str]],
-                      docs: MartDocs) -> dict[str, dict[int, str]]:
+def mart_value_labels(
+    integer_ranges: dict[str, tuple[int, int] | None],
+    named: dict[str, dict[int, str]],
+    docs: MartDocs,
+) -> dict[str, dict[int, str]]:
     """The value labels of one mart's integer columns (``integer_ranges``: column -> (min,
     max), None when every value is missing): named labels first, else yes/no for a documented
     0/1 column whose values are 0 and 1 only (so a count is never labelled yes/no)."""

@@ -15,8 +15,9 @@ REPORTS = ("evaluation_report", "outcome_audit")
 EXPLORER = "explorer"
 
 
-def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = ()
-                  ) -> dict[str, object]:
+def report_params(
+    paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = ()
+) -> dict[str, object]:
     """The Quarto-style parameters every report takes: where to read, the suppression bar and
     (optionally) the subset of protocols to report."""
     return {
@@ -29,9 +30,13 @@ def report_params(paths: Paths, threshold: int, protocol_ids: tuple[str, ...] = 
     }
 
 
-def render_all(paths: Paths, formats: tuple[str, ...] = ("html", "pdf"), threshold: int = 5,
-               names: tuple[str, ...] = (*REPORTS, EXPLORER),
-               protocol_ids: tuple[str, ...] = ()) -> list[Path]:
+def render_all(
+    paths: Paths,
+    formats: tuple[str, ...] = ("html", "pdf"),
+    threshold: int = 5,
+    names: tuple[str, ...] = (*REPORTS, EXPLORER),
+    protocol_ids: tuple[str, ...] = (),
+) -> list[Path]:
     """Render each report to ``paths.reports_dir``, and the results explorer beside them when
     HTML is among the formats; returns the files written."""
     params = report_params(paths, threshold, protocol_ids)
@@ -39,10 +44,19 @@ def render_all(paths: Paths, formats: tuple[str, ...] = ("html", "pdf"), thresho
     for name in names:
         if name == EXPLORER:
             if "html" in formats:
-                written.append(write_explorer(ReportInputs.from_params(params),
-                                              paths.reports_dir / EXPLORER_FILE, threshold,
-                                              subset=",".join(protocol_ids)))
+                written.append(
+                    write_explorer(
+                        ReportInputs.from_params(params),
+                        paths.reports_dir / EXPLORER_FILE,
+                        threshold,
+                        subset=",".join(protocol_ids),
+                    )
+                )
             continue
-        written += render_report(PROJECT_ROOT / "reports" / f"{name}.qmd", paths.reports_dir,
-                                 params=params, formats=formats)
+        written += render_report(
+            PROJECT_ROOT / "reports" / f"{name}.qmd",
+            paths.reports_dir,
+            params=params,
+            formats=formats,
+        )
     return written

@@ -19,9 +19,13 @@ DBT_DIR = PROJECT_ROOT / "dbt"
 CONFIG_ENV = "SICP_CONFIG"
 CONFIG_FILE = "sicp.toml"
 #: The keys a settings file may hold, each with the environment variable that overrides it.
-PATH_SETTINGS = {"input_dir": "SICP_INPUT_DIR", "warehouse": "SICP_WAREHOUSE",
-                 "results_dir": "SICP_RESULTS_DIR", "reports_dir": "SICP_REPORTS_DIR",
-                 "protocols_dir": "SICP_PROTOCOLS_DIR"}
+PATH_SETTINGS = {
+    "input_dir": "SICP_INPUT_DIR",
+    "warehouse": "SICP_WAREHOUSE",
+    "results_dir": "SICP_RESULTS_DIR",
+    "reports_dir": "SICP_REPORTS_DIR",
+    "protocols_dir": "SICP_PROTOCOLS_DIR",
+}
 
 
 class ConfigError(ValueError):
@@ -35,8 +39,9 @@ def config_file() -> Path | None:
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
-            raise ConfigError(f"{CONFIG_ENV}={named}: no such file; point it at a sicp.toml "
-                              f"or unset it")
+            raise ConfigError(
+                f"{CONFIG_ENV}={named}: no such file; point it at a sicp.toml or unset it"
+            )
         return path
     local = Path.cwd() / CONFIG_FILE
     return local if local.is_file() else None
@@ -51,13 +56,13 @@ def read_config(path: Path) -> dict[str, Path]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     unknown = sorted(set(data) - set(PATH_SETTINGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; the keys are "
-                          f"{', '.join(PATH_SETTINGS)}")
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(PATH_SETTINGS)}"
+        )
     settings: dict[str, Path] = {}
     for key, value in data.items():
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{path}: {key} must be a path in quotes, e.g. "
-                              f'{key} = "data/raw"')
+            raise ConfigError(f'{path}: {key} must be a path in quotes, e.g. {key} = "data/raw"')
         settings[key] = (path.parent / Path(value).expanduser()).resolve()
     return settings
 

@@ -63,9 +63,17 @@ class Target:
 
 
 def _targets(protocols: Sequence[Protocol]) -> list[Target]:
-    return [Target(p.id, analysis_id, str(spec["term"]), str(spec["effect"]),
-                   spec.get("transform") == "exp")
-            for p in protocols for analysis_id, spec in p.truth.items()]
+    return [
+        Target(
+            p.id,
+            analysis_id,
+            str(spec["term"]),
+            str(spec["effect"]),
+            spec.get("transform") == "exp",
+        )
+        for p in protocols
+        for analysis_id, spec in p.truth.items()
+    ]
 
 
 def truth_protocols(ids: Sequence[str] | None) -> list[Protocol]:
@@ -111,8 +119,13 @@ def _simulate(scenario: str, world_seed: int, sources: set[str]) -> World:
     return simulate_world(scenario, world_seed)
 
 
-def run_replication(rep: int, world_seed: int, scenario: str, protocols: Sequence[Protocol],
-                    project: CompiledProject) -> list[dict[str, Any]]:
+def run_replication(
+    rep: int,
+    world_seed: int,
+    scenario: str,
+    protocols: Sequence[Protocol],
+    project: CompiledProject,
+) -> list[dict[str, Any]]:
     """Simulate one world, build its marts (:func:`sicp.dbt_replay.build_marts`) and run each
     protocol's truth-bearing analyses through :func:`analysis.runner.attempt_protocol`, the
     path of every run (milestones resolved, prepare, filter, fit); one row per target.
@@ -125,25 +138,39 @@ def run_replication(rep: int, world_seed: int, scenario: str, protocols: Sequenc
     rows = []
     for protocol in protocols:
         targets = _targets([protocol])
-        outcome = attempt_protocol(protocol, panels.__getitem__,
-                                   fingerprint=f"simulated {scenario} world {world_seed}",
-                                   version="monte carlo",
-                                   analyses={t.analysis_id for t in targets})
+        outcome = attempt_protocol(
+            protocol,
+            panels.__getitem__,
+            fingerprint=f"simulated {scenario} world {world_seed}",
+            version="monte carlo",
+            analyses={t.analysis_id for t in targets},
+        )
         for target in targets:
             truth = float(effects[target.effect]["value"])
             row: dict[str, Any] = {
-                "rep": rep, "world_seed": world_seed, "protocol_id": protocol.id,
-                "analysis_id": target.analysis_id, "term": target.term,
+                "rep": rep,
+                "world_seed": world_seed,
+                "protocol_id": protocol.id,
+                "analysis_id": target.analysis_id,
+                "term": target.term,
                 "truth_key": target.effect,
                 "truth": math.log(truth) if target.log_scale else truth,
-                "estimate": math.nan, "std_error": math.nan, "ci_low": math.nan,
-                "ci_high": math.nan, "p_value": math.nan, "error": outcome.reason,
+                "estimate": math.nan,
+                "std_error": math.nan,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "p_value": math.nan,
+                "error": outcome.reason,
             }
             if outcome.run is not None:
                 tidy = outcome.run.results[target.analysis_id].tidy.set_index("term")
                 if target.term in tidy.index:
-                    row.update({k: float(tidy.at[target.term, k]) for k in
-                                ("estimate", "std_error", "ci_low", "ci_high", "p_value")})
+                    row.update(
+                        {
+                            k: float(tidy.at[target.term, k])
+                            for k in ("estimate", "std_error", "ci_low", "ci_high", "p_value")
+                        }
+                    )
                 else:
                     row["error"] = f"KeyError: {target.term!r}"
             rows.append(row)
@@ -155,28 +182,31 @@ def summarise(replications: pd.DataFrame) -> pd.DataFrame:
     out = []
     keys = ["protocol_id", "analysis_id", "term", "truth_key"]
     for key, group in replications.groupby(keys, sort=True):
-        ok = group.loc[group["error"].eq("") & group["estimate"].notna()
-                       & group["std_error"].notna()]
+        ok = group.loc[
+            group["error"].eq("") & group["estimate"].notna() & group["std_error"].notna()
+        ]
         n = len(ok)
         error = ok["estimate"] - ok["truth"]
         covered = (ok["ci_low"] <= ok["truth"]) & (ok["truth"] <= ok["ci_high"])
         coverage = float(covered.mean()) if n else math.nan
         rejection = float((ok["p_value"] < 0.05).mean()) if n else math.nan
-        out.append({
-            **dict(zip(keys, key, strict=True)),
-            "reps": n,
-            "failed": len(group) - n,
-            "mean_truth": ok["truth"].mean(),
-            "mean_estimate": ok["estimate"].mean(),
-            "bias": error.mean(),
-            "bias_mcse": error.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan,
-            "empirical_se": ok["estimate"].std(ddof=1),
-            "sd_error": error.std(ddof=1),
-            "model_se": ok["std_error"].mean(),
-            "coverage": coverage,
-            "coverage_mcse": math.sqrt(coverage * (1 - coverage) / n) if n else math.nan,
-            "rejection": rejection,
-        })
+        out.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "reps": n,
+                "failed": len(group) - n,
+                "mean_truth": ok["truth"].mean(),
+                "mean_estimate": ok["estimate"].mean(),
+                "bias": error.mean(),
+                "bias_mcse": error.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan,
+                "empirical_se": ok["estimate"].std(ddof=1),
+                "sd_error": error.std(ddof=1),
+                "model_se": ok["std_error"].mean(),
+                "coverage": coverage,
+                "coverage_mcse": math.sqrt(coverage * (1 - coverage) / n) if n else math.nan,
+                "rejection": rejection,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -206,7 +236,8 @@ def _markdown(summary: pd.DataFrame, *, reps: int, seed: int, scenario: str) -> 
             f"| {r.protocol_id} | {r.analysis_id} | {r.term} | {r.reps} | {r.failed} "
             f"| {g(r.mean_truth)} | {g(r.bias)} ({g(r.bias_mcse)}) | {g(r.empirical_se)} "
             f"| {g(r.sd_error)} | {g(r.model_se)} "
-            f"| {g(100 * r.coverage)}% ({g(100 * r.coverage_mcse)}) | {g(100 * r.rejection)}% |")
+            f"| {g(100 * r.coverage)}% ({g(100 * r.coverage_mcse)}) | {g(100 * r.rejection)}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -226,21 +257,25 @@ def _single_threaded_blas() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _replicate(args: Sequence[tuple[int, int, str, list[Protocol], CompiledProject]],
-               workers: int) -> Iterator[list[dict[str, Any]]]:
+def _replicate(
+    args: Sequence[tuple[int, int, str, list[Protocol], CompiledProject]], workers: int
+) -> Iterator[list[dict[str, Any]]]:
     """Replication rows in replication order, as they finish."""
     if workers <= 1:
         yield from (run_replication(*a) for a in args)
         return
-    with _single_threaded_blas(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with (
+        _single_threaded_blas(),
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool,
+    ):
         yield from pool.map(run_replication, *zip(*args, strict=True))
 
 
 def read_replications(path: Path) -> pd.DataFrame:
     """A replications.csv as written (an empty ``error`` is an empty string, not NaN)."""
-    replications = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                               dtype={"error": str})
+    replications = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"error": str})
     replications["error"] = replications["error"].fillna("")
     return replications
 
@@ -248,8 +283,13 @@ def read_replications(path: Path) -> pd.DataFrame:
 def write_replications(frame: pd.DataFrame, path: Path, *, append: bool = False) -> None:
     """The one CSV format of replications (10 significant digits, which read back and
     rewritten give the same text)."""
-    frame.to_csv(path, mode="a" if append else "w", header=not (append and path.exists()),
-                 index=False, float_format="%.10g")
+    frame.to_csv(
+        path,
+        mode="a" if append else "w",
+        header=not (append and path.exists()),
+        index=False,
+        float_format="%.10g",
+    )
 
 
 def write_tables(out: Path, *, seed: int, scenario: str) -> pd.DataFrame:
@@ -260,14 +300,22 @@ def write_tables(out: Path, *, seed: int, scenario: str) -> pd.DataFrame:
     replications = read_replications(out / "replications.csv")
     summary = summarise(replications)
     summary.to_csv(out / "monte_carlo.csv", index=False, float_format="%.10g")
-    (out / "monte_carlo.md").write_text(_markdown(
-        summary, reps=int(replications["rep"].nunique()), seed=seed, scenario=scenario))
+    (out / "monte_carlo.md").write_text(
+        _markdown(summary, reps=int(replications["rep"].nunique()), seed=seed, scenario=scenario)
+    )
     return summary
 
 
-def _run_into(path: Path, reps: Sequence[tuple[int, int]], scenario: str,
-              protocols: list[Protocol], workers: int, *, resume: bool,
-              project: CompiledProject | None) -> None:
+def _run_into(
+    path: Path,
+    reps: Sequence[tuple[int, int]],
+    scenario: str,
+    protocols: list[Protocol],
+    workers: int,
+    *,
+    resume: bool,
+    project: CompiledProject | None,
+) -> None:
     """Run replications (rep, world seed) of ``protocols``, appending their rows to ``path``
     as each finishes, in replication order. The file is started afresh, or with ``resume``
     the replications it already holds (a stopped run's) are kept and not run again."""
@@ -275,25 +323,34 @@ def _run_into(path: Path, reps: Sequence[tuple[int, int]], scenario: str,
     if resume and path.exists():
         held = read_replications(path)
         seeds = dict(reps)
-        if (set(held["protocol_id"]) != {p.id for p in protocols}
-                or any(seeds.get(r) != s for r, s in zip(held["rep"], held["world_seed"],
-                                                          strict=True))):
+        if set(held["protocol_id"]) != {p.id for p in protocols} or any(
+            seeds.get(r) != s for r, s in zip(held["rep"], held["world_seed"], strict=True)
+        ):
             raise ValueError(f"{path} holds other protocols or seeds; cannot resume it")
         done = set(held["rep"])
     else:
         path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="sicp-validate-") as work:
         project = project or compile_project(Path(work))
-        args = [(rep, world_seed, scenario, protocols, project) for rep, world_seed in reps
-                if rep not in done]
+        args = [
+            (rep, world_seed, scenario, protocols, project)
+            for rep, world_seed in reps
+            if rep not in done
+        ]
         for rows in _replicate(args, workers):
             write_replications(pd.DataFrame(rows), path, append=True)
 
 
-def run_monte_carlo(reps: int, seed: int, out: Path, scenario: str = "mc",
-                    protocols: list[str] | None = None, workers: int = 2,
-                    resume: bool = False,
-                    project: CompiledProject | None = None) -> pd.DataFrame:
+def run_monte_carlo(
+    reps: int,
+    seed: int,
+    out: Path,
+    scenario: str = "mc",
+    protocols: list[str] | None = None,
+    workers: int = 2,
+    resume: bool = False,
+    project: CompiledProject | None = None,
+) -> pd.DataFrame:
     """Run ``reps`` replications on ``scenario`` with ``workers`` processes and return the
     summary. ``out/replications.csv`` (one row per replication and target) grows as
     replications finish, so an interrupted study keeps them (see :func:`write_tables`) and
@@ -304,13 +361,21 @@ def run_monte_carlo(reps: int, seed: int, out: Path, scenario: str = "mc",
         raise ValueError("a Monte Carlo study needs at least 2 replications")
     selected = truth_protocols(protocols)
     out.mkdir(parents=True, exist_ok=True)
-    _run_into(out / "replications.csv", list(enumerate(replication_seeds(seed, reps), start=1)),
-              scenario, selected, workers, resume=resume, project=project)
+    _run_into(
+        out / "replications.csv",
+        list(enumerate(replication_seeds(seed, reps), start=1)),
+        scenario,
+        selected,
+        workers,
+        resume=resume,
+        project=project,
+    )
     return write_tables(out, seed=seed, scenario=scenario)
 
 
-def merge_replications(existing: pd.DataFrame, rerun: pd.DataFrame,
-                       protocol_ids: Sequence[str]) -> pd.DataFrame:
+def merge_replications(
+    existing: pd.DataFrame, rerun: pd.DataFrame, protocol_ids: Sequence[str]
+) -> pd.DataFrame:
     """``existing`` with every row of ``protocol_ids`` replaced by ``rerun``'s rows, which
     must cover the same replications; rows stay ordered by replication, then protocol (the
     order a full run writes them in)."""
@@ -323,9 +388,15 @@ def merge_replications(existing: pd.DataFrame, rerun: pd.DataFrame,
     return merged.sort_values(["rep", "protocol_id"], kind="stable").reset_index(drop=True)
 
 
-def update_monte_carlo(seed: int, out: Path, protocols: list[str], scenario: str = "mc",
-                       workers: int = 2, resume: bool = False,
-                       project: CompiledProject | None = None) -> pd.DataFrame:
+def update_monte_carlo(
+    seed: int,
+    out: Path,
+    protocols: list[str],
+    scenario: str = "mc",
+    workers: int = 2,
+    resume: bool = False,
+    project: CompiledProject | None = None,
+) -> pd.DataFrame:
     """Rerun only ``protocols`` on the replications of the study in ``out`` (same scenario and
     master seed; its replication seeds are checked against ``seed``), replace their rows in
     ``out/replications.csv``, keep every other row as it is, and re-summarise.
@@ -339,13 +410,13 @@ def update_monte_carlo(seed: int, out: Path, protocols: list[str], scenario: str
     seeds = dict(enumerate(replication_seeds(seed, reps), start=1))
     recorded = existing.drop_duplicates("rep").set_index("rep")["world_seed"]
     if set(recorded.index) != set(seeds) or any(seeds[r] != s for r, s in recorded.items()):
-        raise ValueError(f"{path} is not a study of replications 1-{reps} from master seed "
-                         f"{seed}")
+        raise ValueError(f"{path} is not a study of replications 1-{reps} from master seed {seed}")
     selected = truth_protocols(protocols)
     ids = [p.id for p in selected]
     partial = out / "replications.update.csv"
-    _run_into(partial, sorted(seeds.items()), scenario, selected, workers, resume=resume,
-              project=project)
+    _run_into(
+        partial, sorted(seeds.items()), scenario, selected, workers, resume=resume, project=project
+    )
     write_replications(merge_replications(existing, read_replications(partial), ids), path)
     partial.unlink()
     return write_tables(out, seed=seed, scenario=scenario)

@@ -52,8 +52,10 @@ class WarehouseInUse(RuntimeError):
 
     def __init__(self, warehouse: Path, pid: int | None) -> None:
         holder = f" (pid {pid})" if pid is not None else ""
-        super().__init__(f"the warehouse {warehouse} is in use by another process{holder}; "
-                         f"wait for it to finish and run again")
+        super().__init__(
+            f"the warehouse {warehouse} is in use by another process{holder}; "
+            f"wait for it to finish and run again"
+        )
         self.warehouse = warehouse
         self.pid = pid
 
@@ -104,8 +106,15 @@ def dbt_target() -> str | None:
 
 def dbt_args(paths: Paths, command: str, *extra: str) -> list[str]:
     target = ["--target", t] if (t := dbt_target()) else []
-    return [command, "--project-dir", str(paths.dbt_dir), "--profiles-dir", str(paths.dbt_dir),
-            *target, *extra]
+    return [
+        command,
+        "--project-dir",
+        str(paths.dbt_dir),
+        "--profiles-dir",
+        str(paths.dbt_dir),
+        *target,
+        *extra,
+    ]
 
 
 def dbt_build(paths: Paths, select: str | None = None) -> int:
@@ -119,7 +128,8 @@ def dbt_build(paths: Paths, select: str | None = None) -> int:
 
     os.environ["SICP_WAREHOUSE"] = str(paths.warehouse)
     extra = ([] if sys.stdout.isatty() else ["--no-use-colors"]) + (
-        ["--select", select] if select else [])
+        ["--select", select] if select else []
+    )
     target = Path(os.environ.get("DBT_TARGET_PATH", paths.dbt_dir / "target"))
     run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)
@@ -127,8 +137,11 @@ def dbt_build(paths: Paths, select: str | None = None) -> int:
     if not run_results.exists():
         print(f"dbt build FAILED before running any node: {result.exception}")
         return 1
-    summary = record_build(paths.warehouse, json.loads(run_results.read_text()),
-                           invoked_by="sicp build" + (f" --select {select}" if select else ""))
+    summary = record_build(
+        paths.warehouse,
+        json.loads(run_results.read_text()),
+        invoked_by="sicp build" + (f" --select {select}" if select else ""),
+    )
     print(report_build(summary))
     return 0 if result.success and summary["success"] else 1
 
@@ -146,22 +159,28 @@ class BuildError(RuntimeError):
 def build_summary(run_results: dict) -> dict[str, object]:
     """Counts and failed node names from a dbt ``run_results.json`` (as a dict)."""
     results = run_results.get("results", [])
-    failed = sorted(r["unique_id"].split(".", 2)[-1] if r["unique_id"].count(".") >= 2
-                    else r["unique_id"] for r in results
-                    if str(r.get("status")).lower() in _FAILED)
+    failed = sorted(
+        r["unique_id"].split(".", 2)[-1] if r["unique_id"].count(".") >= 2 else r["unique_id"]
+        for r in results
+        if str(r.get("status")).lower() in _FAILED
+    )
     skipped = sum(str(r.get("status")).lower() == "skipped" for r in results)
     return {
         "built_at": str(run_results.get("metadata", {}).get("generated_at", "")),
         "success": not failed and not skipped,
-        "n_nodes": len(results), "n_failed": len(failed), "n_skipped": int(skipped),
+        "n_nodes": len(results),
+        "n_failed": len(failed),
+        "n_skipped": int(skipped),
         "failed_nodes": ", ".join(failed),
     }
 
 
 def table_exists(con, schema: str, table: str) -> bool:
     """Whether ``schema.table`` exists in the connected warehouse."""
-    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                       "AND table_name = ?", [schema, table]).fetchall()
+    rows = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchall()
     return bool(rows[0][0])
 
 
@@ -187,16 +206,25 @@ def _scalar(con, sql: str, schema: str, table: str, default: object) -> object:
 def inputs_state(con) -> tuple[str, int]:
     """What the warehouse's raw layer holds now: the input fingerprint and the consent
     ledger's latest sequence number (sicp.ingest.consent)."""
-    fingerprint = _scalar(con, "SELECT fingerprint FROM raw.input_fingerprint", "raw",
-                          "input_fingerprint", "")
+    fingerprint = _scalar(
+        con, "SELECT fingerprint FROM raw.input_fingerprint", "raw", "input_fingerprint", ""
+    )
     consent = _scalar(con, "SELECT max(seq) FROM raw.consent_ledger", "raw", "consent_ledger", 0)
     return str(fingerprint), int(consent)
 
 
-_BUILD_COLUMNS = {"build_seq": "BIGINT", "built_at": "VARCHAR", "success": "BOOLEAN",
-                  "n_nodes": "BIGINT", "n_failed": "BIGINT", "n_skipped": "BIGINT",
-                  "failed_nodes": "VARCHAR", "invoked_by": "VARCHAR",
-                  "input_fingerprint": "VARCHAR", "consent_seq": "BIGINT"}
+_BUILD_COLUMNS = {
+    "build_seq": "BIGINT",
+    "built_at": "VARCHAR",
+    "success": "BOOLEAN",
+    "n_nodes": "BIGINT",
+    "n_failed": "BIGINT",
+    "n_skipped": "BIGINT",
+    "failed_nodes": "VARCHAR",
+    "invoked_by": "VARCHAR",
+    "input_fingerprint": "VARCHAR",
+    "consent_seq": "BIGINT",
+}
 
 
 def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[str, object]:
@@ -209,18 +237,35 @@ def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[st
         con.execute(f"CREATE TABLE IF NOT EXISTS {BUILD_LOG} ({body})")
         for column, dtype in _BUILD_COLUMNS.items():  # a log begun by an older version
             con.execute(f"ALTER TABLE {BUILD_LOG} ADD COLUMN IF NOT EXISTS {column} {dtype}")
-        seq = int(_scalar(con, f"SELECT max(build_seq) FROM {BUILD_LOG}", "meta", "dbt_builds",
-                          0)) + 1
+        seq = (
+            int(_scalar(con, f"SELECT max(build_seq) FROM {BUILD_LOG}", "meta", "dbt_builds", 0))
+            + 1
+        )
         fingerprint, consent = inputs_state(con)
-        summary = {"build_seq": seq, **build_summary(run_results), "invoked_by": invoked_by,
-                   "input_fingerprint": fingerprint, "consent_seq": consent}
-        con.execute(f"INSERT INTO {BUILD_LOG} ({', '.join(summary)}) VALUES "
-                    f"({', '.join('?' for _ in summary)})", list(summary.values()))
+        summary = {
+            "build_seq": seq,
+            **build_summary(run_results),
+            "invoked_by": invoked_by,
+            "input_fingerprint": fingerprint,
+            "consent_seq": consent,
+        }
+        con.execute(
+            f"INSERT INTO {BUILD_LOG} ({', '.join(summary)}) VALUES "
+            f"({', '.join('?' for _ in summary)})",
+            list(summary.values()),
+        )
         body = ", ".join(f"{c} {t}" for c, t in _NODE_COLUMNS.items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {NODE_RESULTS} ({body})")
-        rows = [(seq, r["unique_id"], str(r.get("status", "")), r.get("failures"),
-                 (str(r.get("message") or "").strip().splitlines() or [""])[0])
-                for r in run_results.get("results", [])]
+        rows = [
+            (
+                seq,
+                r["unique_id"],
+                str(r.get("status", "")),
+                r.get("failures"),
+                (str(r.get("message") or "").strip().splitlines() or [""])[0],
+            )
+            for r in run_results.get("results", [])
+        ]
         if rows:
             con.executemany(f"INSERT INTO {NODE_RESULTS} VALUES (?, ?, ?, ?, ?)", rows)
     return summary
@@ -230,8 +275,13 @@ def record_build(warehouse: Path, run_results: dict, invoked_by: str) -> dict[st
 #: warn) and failing-row count: the audit shows the tests of the build that made the marts,
 #: whether the CLI or Dagster (with its per-run target folders) ran it.
 NODE_RESULTS = "meta.dbt_node_results"
-_NODE_COLUMNS = {"build_seq": "BIGINT", "unique_id": "VARCHAR", "status": "VARCHAR",
-                 "failures": "BIGINT", "message": "VARCHAR"}
+_NODE_COLUMNS = {
+    "build_seq": "BIGINT",
+    "unique_id": "VARCHAR",
+    "status": "VARCHAR",
+    "failures": "BIGINT",
+    "message": "VARCHAR",
+}
 
 
 def build_node_results(warehouse: Path) -> tuple[dict[str, object], dict[str, dict]]:
@@ -245,14 +295,24 @@ def build_node_results(warehouse: Path) -> tuple[dict[str, object], dict[str, di
     if build is None:
         raise BuildError(f"{warehouse} has no recorded dbt build; run `sicp build` first")
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        rows = [] if not table_exists(con, "meta", "dbt_node_results") else con.execute(
-            f"SELECT unique_id, status, failures, message FROM {NODE_RESULTS} "
-            f"WHERE build_seq = ?", [build["build_seq"]]).fetchall()
+        rows = (
+            []
+            if not table_exists(con, "meta", "dbt_node_results")
+            else con.execute(
+                f"SELECT unique_id, status, failures, message FROM {NODE_RESULTS} "
+                f"WHERE build_seq = ?",
+                [build["build_seq"]],
+            ).fetchall()
+        )
     if not rows:
-        raise BuildError(f"{warehouse}: build {build['build_seq']} has no node results "
-                         f"recorded; run `sicp build` again")
-    return build, {uid: {"status": status, "failures": failures, "message": message}
-                   for uid, status, failures, message in rows}
+        raise BuildError(
+            f"{warehouse}: build {build['build_seq']} has no node results "
+            f"recorded; run `sicp build` again"
+        )
+    return build, {
+        uid: {"status": status, "failures": failures, "message": message}
+        for uid, status, failures, message in rows
+    }
 
 
 def last_build(warehouse: Path) -> dict[str, object] | None:
@@ -281,19 +341,24 @@ def check_current(warehouse: Path, *, allow_failed: bool = False) -> dict[str, o
         raise BuildError(f"{warehouse} has no recorded dbt build; run `sicp build` first")
     if not build["success"] and not allow_failed:
         failed = build["failed_nodes"] or f"{build['n_skipped']} node(s) skipped"
-        raise BuildError(f"the warehouse's last dbt build ({build['built_at']}, "
-                         f"{build['invoked_by']}) failed: {build['n_failed']} failed: {failed}. "
-                         "Fix the cause and run `sicp build` again, or pass "
-                         "--allow-failed-build to analyse it anyway")
+        raise BuildError(
+            f"the warehouse's last dbt build ({build['built_at']}, "
+            f"{build['invoked_by']}) failed: {build['n_failed']} failed: {failed}. "
+            "Fix the cause and run `sicp build` again, or pass "
+            "--allow-failed-build to analyse it anyway"
+        )
     with duckdb.connect(str(warehouse), read_only=True) as con:
         fingerprint, consent = inputs_state(con)
     if consent != build["consent_seq"]:
-        raise BuildError(f"the marts are stale: the consent ledger changed after the last build "
-                         f"(ledger entry {consent}, built from {build['consent_seq']}); people "
-                         "who withdrew may still be in them. Run `sicp build` first")
+        raise BuildError(
+            f"the marts are stale: the consent ledger changed after the last build "
+            f"(ledger entry {consent}, built from {build['consent_seq']}); people "
+            "who withdrew may still be in them. Run `sicp build` first"
+        )
     if fingerprint != build["input_fingerprint"]:
-        raise BuildError("the marts are stale: files were ingested after the last build; run "
-                         "`sicp build` first")
+        raise BuildError(
+            "the marts are stale: files were ingested after the last build; run `sicp build` first"
+        )
     return build
 
 
@@ -304,16 +369,23 @@ def check_results_current(warehouse: Path, results_dir: Path) -> None:
 
     build = check_current(warehouse)
     runs = read_protocol_runs(results_dir)
-    stale = sorted(runs.loc[runs["build_seq"].astype("Int64") != int(build["build_seq"]),
-                            "protocol_id"].astype(str))
+    stale = sorted(
+        runs.loc[
+            runs["build_seq"].astype("Int64") != int(build["build_seq"]), "protocol_id"
+        ].astype(str)
+    )
     if stale:
-        raise BuildError(f"the results of {len(stale)} protocol(s) ({', '.join(stale[:5])}"
-                         f"{', ...' if len(stale) > 5 else ''}) were computed before the "
-                         f"warehouse's last build; run `sicp analyse` first")
+        raise BuildError(
+            f"the results of {len(stale)} protocol(s) ({', '.join(stale[:5])}"
+            f"{', ...' if len(stale) > 5 else ''}) were computed before the "
+            f"warehouse's last build; run `sicp analyse` first"
+        )
 
 
 def report_build(summary: dict[str, object]) -> str:
     if summary["success"]:
         return f"dbt build passed: {summary['n_nodes']} nodes"
-    return (f"dbt build FAILED: {summary['n_failed']} of {summary['n_nodes']} nodes failed, "
-            f"{summary['n_skipped']} skipped. Failed: {summary['failed_nodes'] or '-'}")
+    return (
+        f"dbt build FAILED: {summary['n_failed']} of {summary['n_nodes']} nodes failed, "
+        f"{summary['n_skipped']} skipped. Failed: {summary['failed_nodes'] or '-'}"
+    )

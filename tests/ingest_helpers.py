@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 
 _spec = importlib.util.spec_from_file_location(
-    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py")
+    "sicp_tiny_world", Path(__file__).parent / "fixtures" / "ingest" / "tiny_world.py"
+)
 tw = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = tw
 _spec.loader.exec_module(tw)
@@ -26,7 +27,11 @@ def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
 def dump(warehouse: Path) -> dict[str, list[tuple]]:
     """Every raw table's rows, in storage order, for exact comparisons."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
-            "ORDER BY table_name").fetchall()]
+        tables = [
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
         return {t: con.execute(f"SELECT * FROM raw.{t}").fetchall() for t in tables}

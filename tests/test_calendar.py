@@ -36,11 +36,14 @@ def test_a_month_resolves_to_the_period_the_data_give_it() -> None:
     assert resolve_month(shifted, "2016-01", "period", what="interventions") == 25.0
 
 
-@pytest.mark.parametrize(("month", "message"), [
-    ("2014-03", "interventions 2014-03 lies outside the data's calendar (2015-04 to 2017-03)"),
-    ("2017-04", "interventions 2017-04 lies outside the data's calendar"),
-    ("2015-04", "interventions 2015-04 is the calendar's first month, with no month before it"),
-])
+@pytest.mark.parametrize(
+    ("month", "message"),
+    [
+        ("2014-03", "interventions 2014-03 lies outside the data's calendar (2015-04 to 2017-03)"),
+        ("2017-04", "interventions 2017-04 lies outside the data's calendar"),
+        ("2015-04", "interventions 2015-04 is the calendar's first month, with no month before it"),
+    ],
+)
 def test_a_month_outside_the_calendar_is_a_calendar_error(month: str, message: str) -> None:
     with pytest.raises(CalendarError, match=re.escape(message)):
         resolve_month(_panel(), month, "period", what="interventions")
@@ -57,19 +60,25 @@ def test_period_numbers_are_refused_when_a_protocol_loads() -> None:
     problems = check_options("its_segmented", {"time": "period", "interventions": 27})
     assert any("name the calendar month (e.g. 2014-03)" in p for p in problems)
     assert not check_options("its_segmented", {"time": "period", "interventions": "2014-03"})
-    assert not check_options("its_segmented",
-                             {"time": "period", "interventions": {"milestone": "mdg_launch"}})
+    assert not check_options(
+        "its_segmented", {"time": "period", "interventions": {"milestone": "mdg_launch"}}
+    )
 
 
 def test_milestones_resolve_to_the_months_the_delivery_declares() -> None:
-    content = {"method": {"options": {"interventions": {"milestone": "mdg_launch"}}},
-               "data": {"derive": {"post": "is_study_area * (month >= milestone('mdg_launch'))"}}}
+    content = {
+        "method": {"options": {"interventions": {"milestone": "mdg_launch"}}},
+        "data": {"derive": {"post": "is_study_area * (month >= milestone('mdg_launch'))"}},
+    }
     assert uses_milestones(content)
     got = resolve_milestones(content, {"mdg_launch": pd.Timestamp("2016-10-01")})
     assert got["method"]["options"]["interventions"] == "2016-10"
     assert got["data"]["derive"]["post"] == "is_study_area * (month >= '2016-10-01')"
-    with pytest.raises(CalendarError, match="milestone 'mdg_launch' is not declared .*"
-                                            r"\(declared: contact_centre_launch\)"):
+    with pytest.raises(
+        CalendarError,
+        match="milestone 'mdg_launch' is not declared .*"
+        r"\(declared: contact_centre_launch\)",
+    ):
         resolve_milestones(content, {"contact_centre_launch": pd.Timestamp("2017-04-01")})
 
 

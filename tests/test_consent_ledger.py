@@ -34,8 +34,9 @@ def _deliver(raw: Path, recruitment: pd.DataFrame) -> None:
 
 def _excluded(warehouse: Path) -> dict[str, str]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        rows = con.execute("SELECT person_id, reason FROM raw.consent_exclusions "
-                           "WHERE scope = 'all'").fetchall()
+        rows = con.execute(
+            "SELECT person_id, reason FROM raw.consent_exclusions WHERE scope = 'all'"
+        ).fetchall()
     return dict(rows)
 
 
@@ -45,13 +46,19 @@ def _ledger(warehouse: Path) -> pd.DataFrame:
 
 
 def _sicp(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SICP_INPUT_DIR": str(root / "raw"),
-           "SICP_WAREHOUSE": str(root / "warehouse.duckdb"),
-           "SICP_RESULTS_DIR": str(root / "results"), "SICP_REPORTS_DIR": str(root / "reports"),
-           "DBT_TARGET_PATH": str(root / "target"), "DBT_LOG_PATH": str(root / "logs"),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "0"}
-    return subprocess.run([str(SICP), *args], cwd=root, env=env, capture_output=True,
-                          text=True, check=False)
+    env = {
+        **os.environ,
+        "SICP_INPUT_DIR": str(root / "raw"),
+        "SICP_WAREHOUSE": str(root / "warehouse.duckdb"),
+        "SICP_RESULTS_DIR": str(root / "results"),
+        "SICP_REPORTS_DIR": str(root / "reports"),
+        "DBT_TARGET_PATH": str(root / "target"),
+        "DBT_LOG_PATH": str(root / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "0",
+    }
+    return subprocess.run(
+        [str(SICP), *args], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
 
 
 @pytest.fixture
@@ -90,8 +97,16 @@ def test_only_a_logged_reinstatement_brings_a_person_back(tiny, tmp_path: Path) 
     assert refused.returncode == 2 and "--by and --why" in refused.stderr
     nobody = _sicp(tmp_path, "consent", "reinstate", "NOT-EXCLUDED", "--by", "x", "--why", "y")
     assert nobody.returncode == 2 and "not excluded" in nobody.stderr
-    done = _sicp(tmp_path, "consent", "reinstate", person, "--by", "Dr A (data manager)",
-                 "--why", "form CF-17: withdrawal entered against the wrong person")
+    done = _sicp(
+        tmp_path,
+        "consent",
+        "reinstate",
+        person,
+        "--by",
+        "Dr A (data manager)",
+        "--why",
+        "form CF-17: withdrawal entered against the wrong person",
+    )
     assert done.returncode == 0, done.stderr
     assert _excluded(wh) == {}
     ledger = _ledger(wh)
@@ -108,7 +123,8 @@ def test_only_a_logged_reinstatement_brings_a_person_back(tiny, tmp_path: Path) 
 
 
 def test_outputs_of_a_warehouse_built_before_a_withdrawal_are_refused(
-        small_dbt_world: BuiltWorld, tmp_path: Path) -> None:
+    small_dbt_world: BuiltWorld, tmp_path: Path
+) -> None:
     """Ingest a new withdrawal after the build: export, analyse and report refuse until the
     marts are rebuilt, and then the person is in none of them."""
     root = tmp_path
@@ -116,17 +132,24 @@ def test_outputs_of_a_warehouse_built_before_a_withdrawal_are_refused(
     assert _sicp(root, "ingest").returncode == 0
     assert _sicp(root, "build").returncode == 0
     assert _sicp(root, "analyse", "--protocol", "twic_eq5d").returncode == 0
-    marts = query(root / "warehouse.duckdb", "select distinct person_id from "
-                                             "marts.person_wave_panel")
+    marts = query(
+        root / "warehouse.duckdb", "select distinct person_id from marts.person_wave_panel"
+    )
     person = sorted(marts["person_id"])[0]
     recruitment_file = root / "raw" / "cohort" / "recruitment.sav"
     import pyreadstat
-    frame, meta = pyreadstat.read_sav(str(recruitment_file), user_missing=True,
-                                      dates_as_pandas_datetime=True)
+
+    frame, meta = pyreadstat.read_sav(
+        str(recruitment_file), user_missing=True, dates_as_pandas_datetime=True
+    )
     frame.loc[frame["person_id"] == person, "withdrawn_on"] = pd.Timestamp("2018-01-15")
-    pyreadstat.write_sav(frame, str(recruitment_file), column_labels=meta.column_labels,
-                         variable_value_labels=meta.variable_value_labels,
-                         missing_ranges=meta.missing_ranges)
+    pyreadstat.write_sav(
+        frame,
+        str(recruitment_file),
+        column_labels=meta.column_labels,
+        variable_value_labels=meta.variable_value_labels,
+        missing_ranges=meta.missing_ranges,
+    )
     assert _sicp(root, "ingest").returncode == 0
     for command in (["export"], ["analyse", "--protocol", "twic_eq5d"], ["report"]):
         run = _sicp(root, *command)
@@ -146,14 +169,24 @@ def test_outputs_of_a_warehouse_built_before_a_withdrawal_are_refused(
 
 
 def test_row_level_exports_are_marked_and_kept_out_of_the_reports(
-        small_dbt_world: BuiltWorld, tmp_path: Path) -> None:
+    small_dbt_world: BuiltWorld, tmp_path: Path
+) -> None:
     from sicp.export import ROW_LEVEL_NOTICE, ExportError, export_marts
 
-    written = export_marts(small_dbt_world.warehouse, tmp_path / "panels", formats=("parquet",),
-                           marts=("twic_analysis_set",), reports_dir=tmp_path / "reports")
+    written = export_marts(
+        small_dbt_world.warehouse,
+        tmp_path / "panels",
+        formats=("parquet",),
+        marts=("twic_analysis_set",),
+        reports_dir=tmp_path / "reports",
+    )
     assert written["twic_analysis_set"][0].exists()
     notice = (tmp_path / "panels" / ROW_LEVEL_NOTICE).read_text()
     assert "NOT FOR RELEASE" in notice and "no small-number suppression" in notice
     with pytest.raises(ExportError, match="inside the reports folder"):
-        export_marts(small_dbt_world.warehouse, tmp_path / "reports" / "panels",
-                     formats=("parquet",), reports_dir=tmp_path / "reports")
+        export_marts(
+            small_dbt_world.warehouse,
+            tmp_path / "reports" / "panels",
+            formats=("parquet",),
+            reports_dir=tmp_path / "reports",
+        )

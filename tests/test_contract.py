@@ -21,18 +21,37 @@ def test_committed_contract_docs_match_the_code():
 def test_dbt_sources_are_generated_from_the_contract():
     committed = (ROOT / "dbt" / DBT_SOURCES_YML).read_text(encoding="utf-8")
     assert committed == dbt_sources_yaml(), (
-        "run `sicp contract --dbt-sources --out dbt/models/staging/_sources.yml`")
+        "run `sicp contract --dbt-sources --out dbt/models/staging/_sources.yml`"
+    )
     for name in contract.SOURCES:
         assert f"      - name: {name}\n" in committed
 
 
 def test_every_file_of_the_written_contract_is_declared():
-    names = {"practices", "practice_population", "recruitment", "practice_moves", "survey_wave",
-             "population", "hospital_spells", "ae_attendances", "gp_contacts",
-             "care_home_admissions", "deaths", "flu_vaccinations", "risk_scores", "mdg_caseload",
-             "coaching_randomisation", "coaching_uptake", "community_assets",
-             "contact_centre_calls", "unit_costs", "area_month_indicators", "study_area",
-             "milestones"}
+    names = {
+        "practices",
+        "practice_population",
+        "recruitment",
+        "practice_moves",
+        "survey_wave",
+        "population",
+        "hospital_spells",
+        "ae_attendances",
+        "gp_contacts",
+        "care_home_admissions",
+        "deaths",
+        "flu_vaccinations",
+        "risk_scores",
+        "mdg_caseload",
+        "coaching_randomisation",
+        "coaching_uptake",
+        "community_assets",
+        "contact_centre_calls",
+        "unit_costs",
+        "area_month_indicators",
+        "study_area",
+        "milestones",
+    }
     assert set(contract.SOURCES) == names
 
 
@@ -66,10 +85,16 @@ def test_survey_items_carry_the_user_missing_codes():
         (contract.source("hospital_spells").column("admission_method"), "99", "allowed set"),
         (contract.source("survey_wave").column("eq_pain"), 6, "above the maximum"),
         (contract.source("practices").column("practice_code"), "P8700", "pattern"),
-        (contract.source("deaths").column("died_on"), dt.date(2100, 1, 1),
-         "implausible date: after 2099-12-31"),
-        (contract.source("deaths").column("died_on"), dt.date(1899, 12, 31),
-         "implausible date: before 1900-01-01"),
+        (
+            contract.source("deaths").column("died_on"),
+            dt.date(2100, 1, 1),
+            "implausible date: after 2099-12-31",
+        ),
+        (
+            contract.source("deaths").column("died_on"),
+            dt.date(1899, 12, 31),
+            "implausible date: before 1900-01-01",
+        ),
     ],
 )
 def test_check_value_names_the_broken_rule(column, value, reason):
@@ -84,10 +109,11 @@ def test_no_neighbourhood_name_or_study_date_is_fixed_by_the_contract():
     for src in contract.SOURCES.values():
         for col in src.columns:
             if col.dtype == "date":
-                assert (col.window_start, col.window_end) == (contract.EARLIEST_DATE,
-                                                              contract.LATEST_DATE), col.name
-    assert dict(contract.source("unit_costs").required_values)["item"] == \
-        contract.UNIT_COST_ITEMS
+                assert (col.window_start, col.window_end) == (
+                    contract.EARLIEST_DATE,
+                    contract.LATEST_DATE,
+                ), col.name
+    assert dict(contract.source("unit_costs").required_values)["item"] == contract.UNIT_COST_ITEMS
 
 
 def test_check_value_accepts_a_valid_value():

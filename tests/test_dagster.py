@@ -40,14 +40,24 @@ def test_definitions_load_with_every_source_and_dbt_wired_to_raw():
     graph = defs.resolve_asset_graph()
     keys = set(graph.get_all_asset_keys())
     assert {raw_key(name) for name in SOURCES} <= keys
-    raw_tables = {raw_key(t) for t in (RAW.quarantine, RAW.ingest_log, RAW.value_labels,
-                                        RAW.variable_labels, RAW.missing_reasons,
-                                        RAW.consent_exclusions, RAW.input_fingerprint)}
+    raw_tables = {
+        raw_key(t)
+        for t in (
+            RAW.quarantine,
+            RAW.ingest_log,
+            RAW.value_labels,
+            RAW.variable_labels,
+            RAW.missing_reasons,
+            RAW.consent_exclusions,
+            RAW.input_fingerprint,
+        )
+    }
     assert raw_tables <= keys
     # Every raw table a dbt model reads is produced by an ingest asset (none is external).
     ingest_keys = {k for a in INGEST_ASSETS for k in a.keys}
-    dbt_upstream = {d for k in sicp_dbt_assets.keys for d in graph.get(k).parent_keys
-                    if d.path[0] == RAW.schema}
+    dbt_upstream = {
+        d for k in sicp_dbt_assets.keys for d in graph.get(k).parent_keys if d.path[0] == RAW.schema
+    }
     assert dbt_upstream and dbt_upstream <= ingest_keys
     # Every asset that writes the warehouse shares the single-writer pool.
     for assets_def in [*INGEST_ASSETS, sicp_dbt_assets]:
@@ -62,7 +72,7 @@ def test_dbt_models_are_grouped_by_layer_and_every_singular_test_is_an_asset_che
         groups.setdefault(graph.get(key).group_name, set()).add(key)
     assert set(groups) == {"staging", "intermediate", "marts", "data_quality", "seeds"}
     for layer in ("staging", "intermediate", "marts", "data_quality"):
-        assert {k.path[0] for k in groups[layer]} == {layer}   # the model's schema is its layer
+        assert {k.path[0] for k in groups[layer]} == {layer}  # the model's schema is its layer
     assert {k.path[0] for k in groups["seeds"]} == {"reference"}
     checks = {spec.name: spec for spec in sicp_dbt_assets.check_specs}
     singular = {path.stem for path in (DBT_DIR / "tests").glob("*.sql")}
@@ -71,30 +81,38 @@ def test_dbt_models_are_grouped_by_layer_and_every_singular_test_is_an_asset_che
     assert consent.asset_key.path[0] == "marts" and consent.blocking
     others = {d.asset_key for d in consent.additional_deps}
     assert raw_key(RAW.consent_exclusions) in others and len(others) >= 6
-    assert checks["assert_no_critical_data_quality_findings"].blocking is False   # severity warn
+    assert checks["assert_no_critical_data_quality_findings"].blocking is False  # severity warn
 
 
 def test_a_singular_test_of_several_models_is_attached_to_the_most_derived_one():
     def node(kind: str, name: str, *deps: str, ref: str | None = None) -> dict:
         meta = {"dagster": {"ref": {"name": ref}}} if ref else {}
-        return {"resource_type": kind, "name": name, "package_name": "p",
-                "config": {"meta": meta}, "depends_on": {"nodes": list(deps)}}
+        return {
+            "resource_type": kind,
+            "name": name,
+            "package_name": "p",
+            "config": {"meta": meta},
+            "depends_on": {"nodes": list(deps)},
+        }
 
     manifest = {
-        "nodes": {"model.p.a": node("model", "a"), "model.p.b": node("model", "b", "model.p.a"),
-                  "model.p.c": node("model", "c"),
-                  "test.p.t": node("test", "t", "model.p.a", "model.p.b", "source.p.raw.x"),
-                  "test.p.tie": node("test", "tie", "model.p.c", "model.p.a"),
-                  "test.p.own": node("test", "own", "model.p.a", "model.p.b", ref="a"),
-                  "test.p.one": node("test", "one", "model.p.b")},
+        "nodes": {
+            "model.p.a": node("model", "a"),
+            "model.p.b": node("model", "b", "model.p.a"),
+            "model.p.c": node("model", "c"),
+            "test.p.t": node("test", "t", "model.p.a", "model.p.b", "source.p.raw.x"),
+            "test.p.tie": node("test", "tie", "model.p.c", "model.p.a"),
+            "test.p.own": node("test", "own", "model.p.a", "model.p.b", ref="a"),
+            "test.p.one": node("test", "one", "model.p.b"),
+        },
         "parent_map": {"model.p.a": [], "model.p.b": ["model.p.a"], "model.p.c": []},
     }
     attached = attach_singular_tests(manifest)["nodes"]
     assert attached["test.p.t"]["config"]["meta"]["dagster"]["ref"] == {"name": "b", "package": "p"}
     assert attached["test.p.tie"]["config"]["meta"]["dagster"]["ref"]["name"] == "c"
-    for kept in ("test.p.own", "test.p.one", "model.p.b"):   # own ref, one model, not a test
+    for kept in ("test.p.own", "test.p.one", "model.p.b"):  # own ref, one model, not a test
         assert attached[kept] is manifest["nodes"][kept]
-    assert manifest["nodes"]["test.p.t"]["config"]["meta"] == {}   # the input is not changed
+    assert manifest["nodes"]["test.p.t"]["config"]["meta"] == {}  # the input is not changed
 
 
 def test_dbt_target_follows_the_environment_in_dagster_and_the_cli(tmp_path, monkeypatch):
@@ -115,17 +133,19 @@ def test_ingest_assets_materialise_with_metadata_and_checks(tmp_path):
     frames = tw.build(raw)
     result = dg.materialize(INGEST_ASSETS, resources=resources(raw, wh))
     assert result.success
-    metadata = {e.asset_key: e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
+    metadata = {
+        e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()
+    }
     recruitment = metadata[raw_key("recruitment")]
     assert recruitment["rows_read"].value == len(frames["recruitment"])
     assert recruitment["rows_loaded"].value == len(frames["recruitment"])
     assert recruitment["rows_quarantined"].value == 0
     assert recruitment["dagster/row_count"].value == len(frames["recruitment"])
     assert metadata[raw_key("survey_wave")]["rows_loaded"].value == sum(
-        len(frames[f"survey_wave_{w:02d}"]) for w in tw.WAVES)
+        len(frames[f"survey_wave_{w:02d}"]) for w in tw.WAVES
+    )
     with duckdb.connect(str(wh), read_only=True) as con:
-        (fingerprint, n_files), = con.execute("SELECT * FROM raw.input_fingerprint").fetchall()
+        ((fingerprint, n_files),) = con.execute("SELECT * FROM raw.input_fingerprint").fetchall()
     assert metadata[raw_key(RAW.input_fingerprint)]["fingerprint"].value == fingerprint
     assert n_files == len(frames)
     checks = {(e.asset_key, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
@@ -144,14 +164,21 @@ def test_quarantined_rows_show_in_metadata_and_a_broken_file_fails_its_asset(tmp
     tw.path_for(raw, "unit_costs").write_bytes(b"")
     result = dg.materialize(INGEST_ASSETS, resources=resources(raw, wh), raise_on_error=False)
     assert not result.success
-    failures = {e.step_key: e.event_specific_data.error.message for e in result.all_events
-                if e.is_step_failure}
+    failures = {
+        e.step_key: e.event_specific_data.error.message
+        for e in result.all_events
+        if e.is_step_failure
+    }
     assert set(failures) == {"raw_unit_costs"}
     assert "programme/unit_costs.csv: the file is empty (0 bytes)" in failures["raw_unit_costs"]
-    meta = {e.asset_key: e.materialization.metadata
-            for e in result.get_asset_materialization_events()}[raw_key("deaths")]
-    assert (meta["rows_read"].value, meta["rows_loaded"].value,
-            meta["rows_quarantined"].value) == (6, 5, 1)
+    meta = {
+        e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()
+    }[raw_key("deaths")]
+    assert (meta["rows_read"].value, meta["rows_loaded"].value, meta["rows_quarantined"].value) == (
+        6,
+        5,
+        1,
+    )
     assert "value not in the allowed set" in meta["quarantine"].value
     checks = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
     loss = checks[(raw_key("deaths"), LOSS_CHECK)]
@@ -175,14 +202,17 @@ def test_progress_is_one_line_per_stage_counting_sources_rows_checks_and_failure
 
     ingest = dg.Definitions(assets=[*INGEST_ASSETS, priced], resources=resources(raw, wh))
     plain, live = io.StringIO(), io.StringIO()
-    listeners = [RunProgress(pipeline_stages(ingest), plain),
-                 RunProgress(pipeline_stages(ingest), live, live=True)]
+    listeners = [
+        RunProgress(pipeline_stages(ingest), plain),
+        RunProgress(pipeline_stages(ingest), live, live=True),
+    ]
     run_id = str(uuid.uuid4())
     with dg.instance_for_test() as instance:
         for listener in listeners:
             instance.add_event_listener(run_id, listener)
         ingest.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, run_id=run_id, raise_on_error=False)
+            instance=instance, run_id=run_id, raise_on_error=False
+        )
     for listener in listeners:
         listener.finish()
     rows = sum(len(f) for name, f in frames.items() if name != "unit_costs") - 1
@@ -190,7 +220,9 @@ def test_progress_is_one_line_per_stage_counting_sources_rows_checks_and_failure
     assert re.fullmatch(
         rf"ingest     {n - 1}/{n} sources; {rows:,} rows loaded, 1 quarantined; "
         rf"checks 1 failed, {2 * (n - 1) - 1} passed; 1 step failed \(\d+\.\d s\)\n"
-        r"protocols  0/1 protocols; not run\n", plain.getvalue()), plain.getvalue()
+        r"protocols  0/1 protocols; not run\n",
+        plain.getvalue(),
+    ), plain.getvalue()
     assert "\r" in live.getvalue()
     shown = [line.rsplit("\r", 1)[-1].rstrip() for line in live.getvalue().split("\n")]
     assert shown == plain.getvalue().split("\n")
@@ -217,7 +249,8 @@ def test_a_step_waiting_for_the_warehouse_pool_says_why(tmp_path):
         instance.add_event_listener(run_id, RunProgress(pipeline_stages(single), out))
         instance.add_event_listener(run_id, free_once_said)
         result = single.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, run_id=run_id)
+            instance=instance, run_id=run_id
+        )
     assert result.success
     waiting, done = out.getvalue().splitlines()
     assert waiting.startswith(f"ingest     waiting: another run holds the pool {WAREHOUSE_POOL}")
@@ -226,15 +259,18 @@ def test_a_step_waiting_for_the_warehouse_pool_says_why(tmp_path):
 
 
 def test_sensor_requests_a_survey_refresh_when_a_new_wave_arrives(tmp_path):
-    assert new_survey_wave.default_status == dg.DefaultSensorStatus.STOPPED   # until switched on
+    assert new_survey_wave.default_status == dg.DefaultSensorStatus.STOPPED  # until switched on
     raw = tmp_path / "raw"
     frames = tw.build(raw)
     context = dg.build_sensor_context(resources={"input_folder": Folder(path=str(raw))})
     first = new_survey_wave(context)
     assert isinstance(first, dg.RunRequest)
-    assert isinstance(new_survey_wave(context), dg.SkipReason)   # nothing new since
-    tw.write(frames["survey_wave_02"].assign(wave=3), raw / "cohort" / "survey_wave_03.sav",
-             SOURCES["survey_wave"])
+    assert isinstance(new_survey_wave(context), dg.SkipReason)  # nothing new since
+    tw.write(
+        frames["survey_wave_02"].assign(wave=3),
+        raw / "cohort" / "survey_wave_03.sav",
+        SOURCES["survey_wave"],
+    )
     request = new_survey_wave(context)
     assert isinstance(request, dg.RunRequest)
     assert request.tags["sicp/survey_files_changed"] == "cohort/survey_wave_03.sav"
@@ -242,12 +278,11 @@ def test_sensor_requests_a_survey_refresh_when_a_new_wave_arrives(tmp_path):
     assert isinstance(new_survey_wave(context), dg.SkipReason)
     target = new_survey_wave.job.selection.resolve(defs.resolve_asset_graph())
     assert raw_key("survey_wave") in target
-    assert any(k.path[0] == "staging" for k in target)   # and what depends on it
+    assert any(k.path[0] == "staging" for k in target)  # and what depends on it
     assert raw_key("recruitment") not in target
 
 
-def test_the_instance_lives_beside_the_warehouse_with_the_project_settings(tmp_path,
-                                                                          monkeypatch):
+def test_the_instance_lives_beside_the_warehouse_with_the_project_settings(tmp_path, monkeypatch):
     """Not in the source tree: beside the warehouse, or $DAGSTER_HOME; created with the pool
     limit of dagster.yaml, and a dagster.yaml already there is the site's own and kept."""
     paths = world_paths(tmp_path)
@@ -273,8 +308,9 @@ _WRITERS = ("practices", "recruitment", "survey_wave", "deaths", "risk_scores")
 
 def _multiprocess_job() -> dg.JobDefinition:
     """Rebuilt in each step's process from SICP_INPUT_DIR / SICP_WAREHOUSE (set by the test)."""
-    selection = dg.AssetSelection.assets(*(a for a in INGEST_ASSETS
-                                           if a.op.name in {f"raw_{n}" for n in _WRITERS}))
+    selection = dg.AssetSelection.assets(
+        *(a for a in INGEST_ASSETS if a.op.name in {f"raw_{n}" for n in _WRITERS})
+    )
     return _job_with_multiprocess_executor("multiprocess_ingest", selection)
 
 
@@ -284,10 +320,12 @@ def _job_with_multiprocess_executor(name: str, selection: dg.AssetSelection) -> 
     return dg.Definitions.merge(definitions, dg.Definitions(jobs=[job])).resolve_job_def(name)
 
 
-_MULTIPROCESS = dg.multiprocess_executor.configured({
-    "max_concurrent": 4,
-    "start_method": {"forkserver": {"preload_modules": ["dagster_project.definitions"]}},
-})
+_MULTIPROCESS = dg.multiprocess_executor.configured(
+    {
+        "max_concurrent": 4,
+        "start_method": {"forkserver": {"preload_modules": ["dagster_project.definitions"]}},
+    }
+)
 
 
 def test_multiprocess_run_never_has_two_warehouse_writers_at_once(tmp_path, monkeypatch):

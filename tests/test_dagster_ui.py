@@ -39,15 +39,27 @@ def test_quiet_output_sends_this_process_and_its_children_to_the_log(tmp_path, c
         print("printed by python")
         print("warned by python", file=sys.stderr)
         os.write(1, b"written to fd 1\n")
-        subprocess.run([sys.executable, "-c", "import sys; print('child stdout'); "
-                        "print('child stderr', file=sys.stderr)"], check=True, timeout=60)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('child stdout'); print('child stderr', file=sys.stderr)",
+            ],
+            check=True,
+            timeout=60,
+        )
         console.stream.write("stage line\n")
     out, err = capfd.readouterr()
     assert (out, err) == ("stage line\n", "")
     assert not console.colours
     text = log.read_text()
-    for line in ("printed by python", "warned by python", "written to fd 1", "child stdout",
-                 "child stderr"):
+    for line in (
+        "printed by python",
+        "warned by python",
+        "written to fd 1",
+        "child stdout",
+        "child stderr",
+    ):
         assert line in text
 
 
@@ -60,13 +72,30 @@ def demo(tmp_path_factory) -> dict[str, Any]:
     for name in PROTOCOLS:
         shutil.copy(PROJECT_ROOT / "protocols" / f"{name}.yml", root / "protocols")
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "SICP_CONFIG")}
-    env |= {"SICP_INPUT_DIR": str(root / "raw"), "SICP_WAREHOUSE": str(root / "warehouse.duckdb"),
-            "SICP_RESULTS_DIR": str(root / "results"), "SICP_REPORTS_DIR": str(root / "reports"),
-            "SICP_PROTOCOLS_DIR": str(root / "protocols")}
-    proc = subprocess.run([str(BIN / "sicp"), "demo", "--scenario", "small", "--seed", "5"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    home = subprocess.run([sys.executable, "-m", "dagster_project.instance"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    env |= {
+        "SICP_INPUT_DIR": str(root / "raw"),
+        "SICP_WAREHOUSE": str(root / "warehouse.duckdb"),
+        "SICP_RESULTS_DIR": str(root / "results"),
+        "SICP_REPORTS_DIR": str(root / "reports"),
+        "SICP_PROTOCOLS_DIR": str(root / "protocols"),
+    }
+    proc = subprocess.run(
+        [str(BIN / "sicp"), "demo", "--scenario", "small", "--seed", "5"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    home = subprocess.run(
+        [sys.executable, "-m", "dagster_project.instance"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.strip()
     return {"root": root, "env": env, "proc": proc, "home": Path(home)}
 
 
@@ -98,8 +127,11 @@ def _free_port() -> int:
 
 
 def _graphql(url: str, query: str, timeout: float = 30) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         answer = json.load(response)
     assert "errors" not in answer, answer
@@ -114,10 +146,21 @@ def ui(demo) -> Iterator[str]:
     log = demo["root"] / "webserver.log"
     with open(log, "w") as sink:
         server = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-m", "dagster_project.definitions",
-             "-h", "127.0.0.1", "-p", str(port)],
-            cwd=demo["root"], env={**demo["env"], "DAGSTER_HOME": str(demo["home"])},
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(BIN / "dagster-webserver"),
+                "-m",
+                "dagster_project.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=demo["root"],
+            env={**demo["env"], "DAGSTER_HOME": str(demo["home"])},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/graphql"
     try:
         deadline = time.monotonic() + 240
@@ -149,11 +192,15 @@ def test_ui_shows_the_asset_graph_by_layer_and_the_sensor_off(ui):
     assert {groups[("results", p)] for p in PROTOCOLS} == {"results"}
     assert {"intermediate", "data_quality", "seeds"} <= set(groups.values())
     assert "default" not in groups.values()
-    sensors = _graphql(ui, """{ sensorsOrError(repositorySelector: {
+    sensors = _graphql(
+        ui,
+        """{ sensorsOrError(repositorySelector: {
         repositoryName: "__repository__", repositoryLocationName: "dagster_project.definitions"})
-        { ... on Sensors { results { name sensorState { status } } } } }""")
+        { ... on Sensors { results { name sensorState { status } } } } }""",
+    )
     assert sensors["sensorsOrError"]["results"] == [
-        {"name": "new_survey_wave", "sensorState": {"status": "STOPPED"}}]
+        {"name": "new_survey_wave", "sensorState": {"status": "STOPPED"}}
+    ]
 
 
 def test_ui_shows_the_demo_run_its_materialisations_and_checks(ui, demo):
@@ -161,9 +208,15 @@ def test_ui_shows_the_demo_run_its_materialisations_and_checks(ui, demo):
     [run] = runs["runsOrError"]["results"]
     assert (run["jobName"], run["status"]) == ("ingest_and_build", "SUCCESS")
     assert f"Dagster run (make ui)          {run['runId']} in " in demo["proc"].stdout
-    mart = _graphql(ui, """{ assetOrError(assetKey: {path: ["marts", "person_wave_panel"]})
-        { ... on Asset { assetMaterializations(limit: 1) { runId } } } }""")
+    mart = _graphql(
+        ui,
+        """{ assetOrError(assetKey: {path: ["marts", "person_wave_panel"]})
+        { ... on Asset { assetMaterializations(limit: 1) { runId } } } }""",
+    )
     assert mart["assetOrError"]["assetMaterializations"] == [{"runId": run["runId"]}]
-    checks = _graphql(ui, f"""{{ assetCheckExecutions(limit: 1, checkName: "{CONSENT_CHECK}",
-        assetKey: {{path: ["marts", "person_wave_panel"]}}) {{ runId status }} }}""")
+    checks = _graphql(
+        ui,
+        f"""{{ assetCheckExecutions(limit: 1, checkName: "{CONSENT_CHECK}",
+        assetKey: {{path: ["marts", "person_wave_panel"]}}) {{ runId status }} }}""",
+    )
     assert checks["assetCheckExecutions"] == [{"runId": run["runId"], "status": "SUCCEEDED"}]

@@ -18,8 +18,9 @@ def test_every_mart_documents_exactly_the_columns_dbt_builds(small_dbt_world: Bu
     with duckdb.connect(str(small_dbt_world.warehouse), read_only=True) as con:
         built = {}
         for table, column in con.execute(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE "
-                "table_schema = 'marts' ORDER BY table_name, ordinal_position").fetchall():
+            "SELECT table_name, column_name FROM information_schema.columns WHERE "
+            "table_schema = 'marts' ORDER BY table_name, ordinal_position"
+        ).fetchall():
             built.setdefault(table, []).append(column)
     documented = {name: list(m.columns) for name, m in marts().items()}
     assert documented == built
@@ -39,7 +40,7 @@ def test_a_model_file_newer_than_the_manifest_makes_it_stale(tmp_path):
     model = project / "models" / "m.sql"
     model.write_text("select 1")
     manifest = project / "target" / "manifest.json"
-    assert manifest_stale(manifest, project)            # missing
+    assert manifest_stale(manifest, project)  # missing
     manifest.parent.mkdir()
     manifest.write_text("{}")
     os.utime(model, (1, 1))

@@ -27,14 +27,21 @@ def mpdta() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cs_mpdta(mpdta: pd.DataFrame):
-    return callaway_santanna(mpdta, outcome="lemp", unit="countyreal", time="year",
-                             cohort="first.treat", n_boot=999, seed=7)
+    return callaway_santanna(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        n_boot=999,
+        seed=7,
+    )
 
 
 # ----------------------------------------------------------------------------- TWFE vs R plm
 
-@pytest.mark.parametrize("spec,covariates", [("no_covariates", []),
-                                             ("lpop_trend", ["lpop_trend"])])
+
+@pytest.mark.parametrize("spec,covariates", [("no_covariates", []), ("lpop_trend", ["lpop_trend"])])
 def test_twfe_matches_plm_fixture(mpdta: pd.DataFrame, spec: str, covariates: list[str]) -> None:
     """tests/fixtures/r_did/make_twfe_fixture.R (plm within twoways, vcovHC arellano).
 
@@ -44,10 +51,23 @@ def test_twfe_matches_plm_fixture(mpdta: pd.DataFrame, spec: str, covariates: li
     """
     ref = pd.read_csv(PLM)
     ref = ref[ref["spec"] == spec].set_index("term")
-    raw = twfe(mpdta, outcome="lemp", unit="countyreal", time="year", treatment="treated_post",
-               covariates=covariates, small_sample=False)
-    sss = twfe(mpdta, outcome="lemp", unit="countyreal", time="year", treatment="treated_post",
-               covariates=covariates)
+    raw = twfe(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        treatment="treated_post",
+        covariates=covariates,
+        small_sample=False,
+    )
+    sss = twfe(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        treatment="treated_post",
+        covariates=covariates,
+    )
     for term in ref.index:
         assert raw.estimate(term) == pytest.approx(ref.loc[term, "estimate"], rel=1e-6)
         assert raw.std_error(term) == pytest.approx(ref.loc[term, "se_hc0"], rel=1e-6)
@@ -58,14 +78,16 @@ def test_twfe_matches_plm_fixture(mpdta: pd.DataFrame, spec: str, covariates: li
 
 @pytest.mark.needs_r
 def test_plm_fixture_regenerates(tmp_path: Path) -> None:
-    assert_r_fixture_regenerates(FIXTURES / "make_twfe_fixture.R", [MPDTA], PLM,
-                                 ["estimate", "se_hc0"], tmp_path / "plm.csv")
+    assert_r_fixture_regenerates(
+        FIXTURES / "make_twfe_fixture.R", [MPDTA], PLM, ["estimate", "se_hc0"], tmp_path / "plm.csv"
+    )
 
 
 def test_twfe_cluster_column(mpdta: pd.DataFrame) -> None:
     d = mpdta.assign(state=mpdta["countyreal"] // 1000)
-    res = twfe(d, outcome="lemp", unit="countyreal", time="year", treatment="treated_post",
-               cluster="state")
+    res = twfe(
+        d, outcome="lemp", unit="countyreal", time="year", treatment="treated_post", cluster="state"
+    )
     assert int(res.tidy["n_clusters"].iloc[0]) == d["state"].nunique()
     assert "state" in res.tidy["se_type"].iloc[0]
 
@@ -77,16 +99,29 @@ def test_twfe_cluster_column(mpdta: pd.DataFrame) -> None:
 # tname="year", xformla=~1, data=mpdta, est_method="reg"), never-treated controls, varying base
 # period. Printed to 4 decimals; the printed SEs are multiplier-bootstrap SEs (random, 1000 draws).
 README_ATT_GT = {  # (g, t): (ATT, bootstrap SE)
-    (2004, 2004): (-0.0105, 0.0241), (2004, 2005): (-0.0704, 0.0313),
-    (2004, 2006): (-0.1373, 0.0380), (2004, 2007): (-0.1008, 0.0337),
-    (2006, 2004): (0.0065, 0.0223), (2006, 2005): (-0.0028, 0.0196),
-    (2006, 2006): (-0.0046, 0.0188), (2006, 2007): (-0.0412, 0.0202),
-    (2007, 2004): (0.0305, 0.0154), (2007, 2005): (-0.0027, 0.0168),
-    (2007, 2006): (-0.0311, 0.0190), (2007, 2007): (-0.0261, 0.0182),
+    (2004, 2004): (-0.0105, 0.0241),
+    (2004, 2005): (-0.0704, 0.0313),
+    (2004, 2006): (-0.1373, 0.0380),
+    (2004, 2007): (-0.1008, 0.0337),
+    (2006, 2004): (0.0065, 0.0223),
+    (2006, 2005): (-0.0028, 0.0196),
+    (2006, 2006): (-0.0046, 0.0188),
+    (2006, 2007): (-0.0412, 0.0202),
+    (2007, 2004): (0.0305, 0.0154),
+    (2007, 2005): (-0.0027, 0.0168),
+    (2007, 2006): (-0.0311, 0.0190),
+    (2007, 2007): (-0.0261, 0.0182),
 }
 # Same README: aggte(out, type="dynamic") and aggte(out, type="group").
-README_DYNAMIC = {-3: 0.0305, -2: -0.0006, -1: -0.0245, 0: -0.0199, 1: -0.0510, 2: -0.1373,
-                  3: -0.1008}
+README_DYNAMIC = {
+    -3: 0.0305,
+    -2: -0.0006,
+    -1: -0.0245,
+    0: -0.0199,
+    1: -0.0510,
+    2: -0.1373,
+    3: -0.1008,
+}
 README_DYNAMIC_OVERALL = (-0.0772, 0.0196)
 README_GROUP = {2004: -0.0797, 2006: -0.0229, 2007: -0.0261}
 README_GROUP_OVERALL = (-0.031, 0.0123)  # printed to 3 decimals
@@ -135,18 +170,40 @@ def test_cs_bootstrap(cs_mpdta, mpdta: pd.DataFrame) -> None:
     dyn = tidy[tidy["aggregation"] == "dynamic"]
     width = dyn["uniform_ci_high"] - dyn["uniform_ci_low"]
     assert np.allclose(width, 2 * crit * dyn["boot_se"])
-    again = callaway_santanna(mpdta, outcome="lemp", unit="countyreal", time="year",
-                              cohort="first.treat", n_boot=999, seed=7)
+    again = callaway_santanna(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        n_boot=999,
+        seed=7,
+    )
     pd.testing.assert_series_equal(again.tidy["boot_se"], tidy["boot_se"])  # fixed seed
-    rad = callaway_santanna(mpdta, outcome="lemp", unit="countyreal", time="year",
-                            cohort="first.treat", n_boot=999, boot_weights="rademacher", seed=7)
+    rad = callaway_santanna(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        n_boot=999,
+        boot_weights="rademacher",
+        seed=7,
+    )
     assert rad.std_error("simple") == pytest.approx(cs_mpdta.std_error("simple"))
     assert rad.row("simple")["boot_se"] == pytest.approx(cs_mpdta.std_error("simple"), rel=0.15)
 
 
 def test_cs_not_yet_treated_cell_by_hand(mpdta: pd.DataFrame) -> None:
-    res = callaway_santanna(mpdta, outcome="lemp", unit="countyreal", time="year",
-                            cohort="first.treat", control_group="notyet", bootstrap=False)
+    res = callaway_santanna(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        control_group="notyet",
+        bootstrap=False,
+    )
     w = mpdta.pivot(index="countyreal", columns="year", values="lemp")
     g = mpdta.groupby("countyreal")["first.treat"].first()
     dy = w[2005] - w[2003]
@@ -160,8 +217,15 @@ def test_cs_not_yet_treated_cell_by_hand(mpdta: pd.DataFrame) -> None:
 
 
 def test_cs_universal_base_period(mpdta: pd.DataFrame) -> None:
-    res = callaway_santanna(mpdta, outcome="lemp", unit="countyreal", time="year",
-                            cohort="first.treat", base_period="universal", bootstrap=False)
+    res = callaway_santanna(
+        mpdta,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        base_period="universal",
+        bootstrap=False,
+    )
     assert "att_gt[g=2006,t=2005]" not in set(res.tidy["term"])  # the base cell, normalised
     w = mpdta.pivot(index="countyreal", columns="year", values="lemp")
     g = mpdta.groupby("countyreal")["first.treat"].first()
@@ -171,23 +235,39 @@ def test_cs_universal_base_period(mpdta: pd.DataFrame) -> None:
     path = event_path(res)
     assert path.loc[path["event_time"] == -1, "estimate"].item() == 0.0
     # Post-treatment cells do not depend on the base-period choice.
-    varying = callaway_santanna(mpdta, outcome="lemp", unit="countyreal", time="year",
-                                cohort="first.treat", bootstrap=False)
+    varying = callaway_santanna(
+        mpdta, outcome="lemp", unit="countyreal", time="year", cohort="first.treat", bootstrap=False
+    )
     assert res.estimate("simple") == pytest.approx(varying.estimate("simple"))
 
 
 def test_cs_cluster_and_anticipation(mpdta: pd.DataFrame) -> None:
     d = mpdta.assign(state=mpdta["countyreal"] // 1000)
-    unit = callaway_santanna(d, outcome="lemp", unit="countyreal", time="year",
-                             cohort="first.treat", bootstrap=False)
-    state = callaway_santanna(d, outcome="lemp", unit="countyreal", time="year",
-                              cohort="first.treat", cluster="state", n_boot=499)
+    unit = callaway_santanna(
+        d, outcome="lemp", unit="countyreal", time="year", cohort="first.treat", bootstrap=False
+    )
+    state = callaway_santanna(
+        d,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        cluster="state",
+        n_boot=499,
+    )
     assert state.estimate("simple") == unit.estimate("simple")
     assert int(state.tidy["n_clusters"].iloc[0]) == d["state"].nunique()
     assert state.std_error("simple") > unit.std_error("simple")  # counties within states
     assert state.row("simple")["boot_se"] == pytest.approx(state.std_error("simple"), rel=0.2)
-    ant = callaway_santanna(d, outcome="lemp", unit="countyreal", time="year",
-                            cohort="first.treat", anticipation=1, bootstrap=False)
+    ant = callaway_santanna(
+        d,
+        outcome="lemp",
+        unit="countyreal",
+        time="year",
+        cohort="first.treat",
+        anticipation=1,
+        bootstrap=False,
+    )
     # With one anticipation period the 2004 cohort has no clean pre-period and is dropped, and
     # post cells of cohort 2006 use 2004 as base.
     assert ant.diagnostics["n_dropped_treated_in_first_period"] == 20
@@ -200,14 +280,21 @@ def test_cs_cluster_and_anticipation(mpdta: pd.DataFrame) -> None:
 
 def test_cs_rejects_unbalanced(mpdta: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="balanced"):
-        callaway_santanna(mpdta.iloc[1:], outcome="lemp", unit="countyreal", time="year",
-                          cohort="first.treat")
+        callaway_santanna(
+            mpdta.iloc[1:], outcome="lemp", unit="countyreal", time="year", cohort="first.treat"
+        )
 
 
 # ------------------------------------------------------------------------------ event study
 
-def _staggered(rng: np.random.Generator, n_units: int = 300, n_periods: int = 10,
-               pretrend: float = 0.0, effect_slope: float = 0.5) -> tuple[pd.DataFrame, float]:
+
+def _staggered(
+    rng: np.random.Generator,
+    n_units: int = 300,
+    n_periods: int = 10,
+    pretrend: float = 0.0,
+    effect_slope: float = 0.5,
+) -> tuple[pd.DataFrame, float]:
     """Staggered adoption with effects growing with exposure: effect = slope * (e + 1), e >= 0.
 
     Cohorts 4, 6 and 8 and never-treated units in equal shares; unit and period effects, with
@@ -225,16 +312,16 @@ def _staggered(rng: np.random.Generator, n_units: int = 300, n_periods: int = 10
     eff = np.where(treated, effect_slope * (e + 1), 0.0)
     trend = np.where((g > 0) & (e < 0), pretrend * e, 0.0)
     y = alpha[unit] + lam[t - 1] + eff + trend + rng.normal(0, 0.5, unit.size)
-    frame = pd.DataFrame({"unit": unit, "time": t, "cohort": g, "y": y,
-                          "d": treated.astype(float)})
+    frame = pd.DataFrame({"unit": unit, "time": t, "cohort": g, "y": y, "d": treated.astype(float)})
     return frame, float(eff[treated].mean())
 
 
 def test_event_study_binning_and_pretrend_test() -> None:
     rng = np.random.default_rng(11)
     clean, _ = _staggered(rng, effect_slope=0.0)
-    res = event_study(clean, outcome="y", unit="unit", time="time", cohort="cohort",
-                      leads=3, lags=3)
+    res = event_study(
+        clean, outcome="y", unit="unit", time="time", cohort="cohort", leads=3, lags=3
+    )
     path = event_path(res)
     assert list(path["event_time"]) == list(range(-3, 4))
     assert path.loc[path["event_time"] == -1, "estimate"].item() == 0.0
@@ -242,23 +329,34 @@ def test_event_study_binning_and_pretrend_test() -> None:
     assert res.diagnostics["pretrend_p"] > 0.01
     assert res.row("pretrend_wald")["p_value"] == res.diagnostics["pretrend_p"]
     trending, _ = _staggered(np.random.default_rng(12), pretrend=0.3, effect_slope=0.0)
-    res = event_study(trending, outcome="y", unit="unit", time="time", cohort="cohort",
-                      leads=3, lags=3)
+    res = event_study(
+        trending, outcome="y", unit="unit", time="time", cohort="cohort", leads=3, lags=3
+    )
     assert res.diagnostics["pretrend_p"] < 1e-6
-    unbinned = event_study(clean, outcome="y", unit="unit", time="time", cohort="cohort",
-                           leads=3, lags=3, bin_endpoints=False)
+    unbinned = event_study(
+        clean,
+        outcome="y",
+        unit="unit",
+        time="time",
+        cohort="cohort",
+        leads=3,
+        lags=3,
+        bin_endpoints=False,
+    )
     assert int(unbinned.tidy["n_obs"].iloc[0]) < len(clean)
 
 
 # ------------------------------------------------------- demonstration and Monte Carlo studies
+
 
 def test_twfe_biased_cs_recovers_truth_under_growing_effects() -> None:
     """Goodman-Bacon: with effects growing in exposure, TWFE uses already-treated units as
     controls and is biased downwards; the group-time estimator recovers the true ATT."""
     data, truth = _staggered(np.random.default_rng(5), n_units=600)
     tw = twfe(data, outcome="y", unit="unit", time="time", treatment="d")
-    cs = callaway_santanna(data, outcome="y", unit="unit", time="time", cohort="cohort",
-                           bootstrap=False)
+    cs = callaway_santanna(
+        data, outcome="y", unit="unit", time="time", cohort="cohort", bootstrap=False
+    )
     assert abs(tw.estimate("d") - truth) > 5 * tw.std_error("d")
     assert abs(cs.estimate("simple") - truth) < 3 * cs.std_error("simple")
     dyn = event_path(cs)
@@ -272,14 +370,20 @@ def _did_monte_carlo(reps: int) -> dict[str, float]:
     tw_err, cs_err, cs_cover = [], [], []
     for _ in range(reps):
         data, truth = _staggered(rng, n_units=200, n_periods=8)
-        tw_err.append(twfe(data, outcome="y", unit="unit", time="time",
-                           treatment="d").estimate("d") - truth)
-        row = callaway_santanna(data, outcome="y", unit="unit", time="time", cohort="cohort",
-                                bootstrap=False).row("simple")
+        tw_err.append(
+            twfe(data, outcome="y", unit="unit", time="time", treatment="d").estimate("d") - truth
+        )
+        row = callaway_santanna(
+            data, outcome="y", unit="unit", time="time", cohort="cohort", bootstrap=False
+        ).row("simple")
         cs_err.append(row["estimate"] - truth)
         cs_cover.append(row["ci_low"] <= truth <= row["ci_high"])
-    return {"twfe_bias": float(np.mean(tw_err)), "cs_bias": float(np.mean(cs_err)),
-            "cs_sd": float(np.std(cs_err)), "cs_coverage": float(np.mean(cs_cover))}
+    return {
+        "twfe_bias": float(np.mean(tw_err)),
+        "cs_bias": float(np.mean(cs_err)),
+        "cs_sd": float(np.std(cs_err)),
+        "cs_coverage": float(np.mean(cs_cover)),
+    }
 
 
 def test_did_monte_carlo_fast() -> None:
@@ -302,15 +406,20 @@ def test_cs_is_fast_on_a_larger_panel() -> None:
 
     data, _ = _staggered(np.random.default_rng(8), n_units=5000, n_periods=10)
     start = _time.perf_counter()
-    callaway_santanna(data, outcome="y", unit="unit", time="time", cohort="cohort",
-                      n_boot=499)
+    callaway_santanna(data, outcome="y", unit="unit", time="time", cohort="cohort", n_boot=499)
     assert _time.perf_counter() - start < 20
 
 
 # ------------------------------------------------------------- one treated unit (issue 6)
 
-def _factor_panel(rng: np.random.Generator, n_units: int = 10, n_periods: int = 60,
-                  start: int = 25, effect: float = -1.0) -> pd.DataFrame:
+
+def _factor_panel(
+    rng: np.random.Generator,
+    n_units: int = 10,
+    n_periods: int = 60,
+    start: int = 25,
+    effect: float = -1.0,
+) -> pd.DataFrame:
     """Areas loading on two random-walk common factors (as sicp/synth/areas.py), plus noise;
     unit 0 alone is treated from ``start`` with a constant ``effect``."""
     factors = np.cumsum(rng.normal(0, 0.3, (2, n_periods)), axis=1)
@@ -340,8 +449,12 @@ def _rw_by_hand(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         prior = np.sqrt(max(np.trace(g @ g) - np.trace(g) ** 2 / (n - k), 1e-300))
         r = y - x @ np.linalg.solve(info, x.T @ si @ y)
         rss.append(r @ si @ r)
-        logpost.append(np.log(prior) - 0.5 * np.linalg.slogdet(sigma)[1]
-                       - 0.5 * np.linalg.slogdet(info)[1] - 0.5 * (n - k) * np.log(rss[-1]))
+        logpost.append(
+            np.log(prior)
+            - 0.5 * np.linalg.slogdet(sigma)[1]
+            - 0.5 * np.linalg.slogdet(info)[1]
+            - 0.5 * (n - k) * np.log(rss[-1])
+        )
     dens = np.exp(np.array(logpost) - max(logpost)) * np.gradient(ratios)
     i = int(np.argmax(np.cumsum(dens) / dens.sum() >= 0.5))
     ols = np.linalg.solve(x.T @ x, x.T)
@@ -385,8 +498,7 @@ def test_twfe_random_walk_single_treated_unit() -> None:
 
     data = _factor_panel(np.random.default_rng(5))
     clustered = twfe(data, outcome="y", unit="unit", time="time", treatment="d")
-    res = twfe(data, outcome="y", unit="unit", time="time", treatment="d",
-               se_type="random_walk")
+    res = twfe(data, outcome="y", unit="unit", time="time", treatment="d", se_type="random_walk")
     row = res.row("d")
     assert row["estimate"] == pytest.approx(clustered.estimate("d"), rel=1e-12)
     wide = data.pivot(index="unit", columns="time", values="y")
@@ -396,16 +508,25 @@ def test_twfe_random_walk_single_treated_unit() -> None:
     rw = random_walk_cov(x, gap, np.ones(len(gap)), np.arange(len(gap)))
     assert row["std_error"] == pytest.approx(np.sqrt(rw.cov[1, 1]), rel=1e-12)
     assert row["ci_high"] - row["estimate"] == pytest.approx(
-        stats.t.ppf(0.975, 58) * row["std_error"])
+        stats.t.ppf(0.975, 58) * row["std_error"]
+    )
     assert "random walk" in row["se_type"] and "df = T - 2 = 58" in row["se_type"]
     assert res.diagnostics["rw_ratio"] > 0
     two_treated = data.assign(d=np.where(data["unit"] <= 1, data["time"] >= 25, 0).astype(float))
     with pytest.raises(ValueError, match="exactly one treated unit"):
-        twfe(two_treated, outcome="y", unit="unit", time="time", treatment="d",
-             se_type="random_walk")
+        twfe(
+            two_treated, outcome="y", unit="unit", time="time", treatment="d", se_type="random_walk"
+        )
     with pytest.raises(ValueError, match="no covariates"):
-        twfe(data.assign(z=1.0), outcome="y", unit="unit", time="time", treatment="d",
-             covariates=["z"], se_type="random_walk")
+        twfe(
+            data.assign(z=1.0),
+            outcome="y",
+            unit="unit",
+            time="time",
+            treatment="d",
+            covariates=["z"],
+            se_type="random_walk",
+        )
 
 
 def _single_treated_coverage(reps: int, seed: int = 2026) -> dict[str, float]:
@@ -414,8 +535,9 @@ def _single_treated_coverage(reps: int, seed: int = 2026) -> dict[str, float]:
     for _ in range(reps):
         data = _factor_panel(rng)
         for se_type, hits in cover.items():
-            row = twfe(data, outcome="y", unit="unit", time="time", treatment="d",
-                       se_type=se_type).row("d")
+            row = twfe(
+                data, outcome="y", unit="unit", time="time", treatment="d", se_type=se_type
+            ).row("d")
             hits.append(row["ci_low"] <= -1.0 <= row["ci_high"])
     return {k: float(np.mean(v)) for k, v in cover.items()}
 

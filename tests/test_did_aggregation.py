@@ -31,26 +31,37 @@ MONTHLY = FIXTURES / "did_practice_emergency_admissions_monthly.yml"
 PRACTICE_DID = PROJECT_ROOT / "protocols" / "did_practice_emergency_admissions.yml"
 
 
-def _panel(cohorts: dict[float, int], n_periods: int, rng: np.random.Generator | None = None,
-           effect: Callable[[float, float], float] = lambda g, t: 0.0) -> pd.DataFrame:
+def _panel(
+    cohorts: dict[float, int],
+    n_periods: int,
+    rng: np.random.Generator | None = None,
+    effect: Callable[[float, float], float] = lambda g, t: 0.0,
+) -> pd.DataFrame:
     """Units in the given cohorts (0 = never treated) with unit and period effects, an effect
     ``effect(g, t)`` from period g on, and N(0, 1) noise when ``rng`` is given."""
     g = np.concatenate([[c] * k for c, k in cohorts.items()]).astype(float)
     unit, t = np.divmod(np.arange(g.size * n_periods), n_periods)
     t = t + 1.0
-    y = 0.5 * unit + np.log(t) + np.array([effect(gi, ti) if 0 < gi <= ti else 0.0
-                                           for gi, ti in zip(g[unit], t, strict=True)])
+    y = (
+        0.5 * unit
+        + np.log(t)
+        + np.array(
+            [effect(gi, ti) if 0 < gi <= ti else 0.0 for gi, ti in zip(g[unit], t, strict=True)]
+        )
+    )
     if rng is not None:
         y = y + rng.normal(0, 1, y.size)
     return pd.DataFrame({"unit": unit, "time": t, "cohort": g[unit], "y": y})
 
 
 def _cs(data: pd.DataFrame, **options: object) -> EstimationResult:
-    return callaway_santanna(data, outcome="y", unit="unit", time="time", cohort="cohort",
-                             bootstrap=False, **options)
+    return callaway_santanna(
+        data, outcome="y", unit="unit", time="time", cohort="cohort", bootstrap=False, **options
+    )
 
 
 # ------------------------------------------------------------------ aggregations by definition
+
 
 def test_aggregations_follow_their_definitions_on_mpdta() -> None:
     """theta_sel(g) = mean of ATT(g,t) over t >= g; group_overall = sum_g theta_sel(g)
@@ -58,8 +69,9 @@ def test_aggregations_follow_their_definitions_on_mpdta() -> None:
     dynamic theta_D(e) weight the cells of one t (one e) by cohort size, and their overall
     terms average over t (over e >= 0). Computed here from the att_gt rows and the counts."""
     data = pd.read_csv(reference_csv("did_mpdta.csv"))
-    res = callaway_santanna(data, outcome="lemp", unit="countyreal", time="year",
-                            cohort="first.treat", bootstrap=False)
+    res = callaway_santanna(
+        data, outcome="lemp", unit="countyreal", time="year", cohort="first.treat", bootstrap=False
+    )
     size = data.groupby("countyreal")["first.treat"].first().value_counts()
     size.index = size.index.astype(float)
     cells = res.tidy[res.tidy["aggregation"] == "att_gt"]
@@ -77,11 +89,13 @@ def test_aggregations_follow_their_definitions_on_mpdta() -> None:
     calendar = {t: by_size(c) for t, c in post.groupby("time")}
     for t, value in calendar.items():
         assert res.estimate(f"calendar[t={t:g}]") == pytest.approx(value, rel=1e-12)
-    assert res.estimate("calendar_overall") == pytest.approx(np.mean(list(calendar.values())),
-                                                             rel=1e-12)
+    assert res.estimate("calendar_overall") == pytest.approx(
+        np.mean(list(calendar.values())), rel=1e-12
+    )
     dynamic = {e: by_size(c) for e, c in cells.groupby("event_time") if e >= 0}
-    assert res.estimate("dynamic_overall") == pytest.approx(np.mean(list(dynamic.values())),
-                                                            rel=1e-12)
+    assert res.estimate("dynamic_overall") == pytest.approx(
+        np.mean(list(dynamic.values())), rel=1e-12
+    )
 
 
 def test_group_and_simple_aggregations_by_hand() -> None:
@@ -97,11 +111,9 @@ def test_group_and_simple_aggregations_by_hand() -> None:
     assert res.estimate("group_overall") == pytest.approx(10.0, abs=1e-12)
     assert res.estimate("simple") == pytest.approx(110 / 14, abs=1e-12)
     # calendar: t=3: 1, t=4: 2, t=5: (2*3 + 3*10)/5, t=6: (2*4 + 3*20)/5
-    assert res.estimate("calendar_overall") == pytest.approx((1 + 2 + 7.2 + 13.6) / 4,
-                                                             abs=1e-12)
+    assert res.estimate("calendar_overall") == pytest.approx((1 + 2 + 7.2 + 13.6) / 4, abs=1e-12)
     # dynamic: e=0: (2*1 + 3*10)/5, e=1: (2*2 + 3*20)/5, e=2: 3, e=3: 4
-    assert res.estimate("dynamic_overall") == pytest.approx((6.4 + 12.8 + 3 + 4) / 4,
-                                                            abs=1e-12)
+    assert res.estimate("dynamic_overall") == pytest.approx((6.4 + 12.8 + 3 + 4) / 4, abs=1e-12)
 
 
 def test_group_overall_standard_error_matches_its_sampling_distribution() -> None:
@@ -114,8 +126,12 @@ def test_group_overall_standard_error_matches_its_sampling_distribution() -> Non
     estimates, ses, covered = [], [], []
     for _ in range(300):
         counts = rng.multinomial(90, [1 / 3, 1 / 3, 1 / 3])
-        data = _panel(dict(zip((0.0, 3.0, 5.0), counts, strict=True)), 6, rng,
-                      effect=lambda g, t: 1.0 if g == 3 else 5.0)
+        data = _panel(
+            dict(zip((0.0, 3.0, 5.0), counts, strict=True)),
+            6,
+            rng,
+            effect=lambda g, t: 1.0 if g == 3 else 5.0,
+        )
         row = _cs(data).row("group_overall")
         estimates.append(row["estimate"])
         ses.append(row["std_error"])
@@ -125,6 +141,7 @@ def test_group_overall_standard_error_matches_its_sampling_distribution() -> Non
 
 
 # ---------------------------------------------------------------------------------- pre-tests
+
 
 def test_pretest_leaves_out_a_single_unit_cohort() -> None:
     """The pooled tests with a one-unit cohort (g=5) are those of the panel without that unit
@@ -146,8 +163,7 @@ def test_pretest_leaves_out_a_single_unit_cohort() -> None:
     assert pooled_all.diagnostics["pretest_df"] == 2 + 3 + 4
     assert pooled_all.diagnostics["pretest_excluded_cohorts"] == "none"
     # clustered: the size that counts is the number of clusters a cohort's units span
-    clustered = _cs(data.assign(cl=np.where(data["cohort"] == 6, -1, data["unit"])),
-                    cluster="cl")
+    clustered = _cs(data.assign(cl=np.where(data["cohort"] == 6, -1, data["unit"])), cluster="cl")
     assert clustered.diagnostics["pretest_excluded_cohorts"] == "g=5 (1 cluster), g=6 (1 cluster)"
     with pytest.raises(ValueError, match="min_cohort_units"):
         _cs(data, min_cohort_units=0)
@@ -181,6 +197,7 @@ def test_no_wald_test_when_cells_outnumber_the_clusters() -> None:
 
 # ---------------------------------------------------------------- a start inside a period
 
+
 def _quarterly(starts: dict[int, int], effect: float, noise: bool = False) -> pd.DataFrame:
     """Practices (start month: count; 0 = never) over 24 months with an effect from their start
     month, averaged to quarters; ``start_exact`` is the start in quarters (3.667 = month 9)."""
@@ -191,8 +208,14 @@ def _quarterly(starts: dict[int, int], effect: float, noise: bool = False) -> pd
         for _ in range(count):
             for month in range(1, 25):
                 y = 0.3 * unit + np.sin(month) + (effect if 0 < start <= month else 0.0)
-                rows.append({"unit": unit, "month": month, "start": start,
-                             "y": y + (rng.normal() if noise else 0.0)})
+                rows.append(
+                    {
+                        "unit": unit,
+                        "month": month,
+                        "start": start,
+                        "y": y + (rng.normal() if noise else 0.0),
+                    }
+                )
             unit += 1
     frame = pd.DataFrame(rows).assign(time=lambda d: (d["month"] - 1) // 3 + 1)
     out = frame.groupby(["unit", "time", "start"], as_index=False)["y"].mean()
@@ -208,22 +231,37 @@ def test_partly_treated_first_quarter_is_left_out() -> None:
     (3.667) the partial quarter is its own row, the base is quarter 2 and every aggregated
     cell is fully treated, so all aggregations equal the effect."""
     data = _quarterly({0: 3, 7: 2, 9: 2}, effect=1.0)
-    coarse = callaway_santanna(data, outcome="y", unit="unit", time="time",
-                               cohort="start_quarter", bootstrap=False)
+    coarse = callaway_santanna(
+        data, outcome="y", unit="unit", time="time", cohort="start_quarter", bootstrap=False
+    )
     assert coarse.estimate("att_gt[g=3,t=3]") == pytest.approx((1 + 1 / 3) / 2, abs=1e-12)
-    exact = callaway_santanna(data, outcome="y", unit="unit", time="time",
-                              cohort="start_exact", bootstrap=False)
+    exact = callaway_santanna(
+        data, outcome="y", unit="unit", time="time", cohort="start_exact", bootstrap=False
+    )
     partial = exact.row("att_gt[g=3.66667,t=3]")
     assert partial["aggregation"] == "att_gt_partial"
     assert partial["estimate"] == pytest.approx(1 / 3, abs=1e-12)
     assert exact.estimate("att_gt[g=3.66667,t=4]") == pytest.approx(1.0, abs=1e-12)
-    for term in ("simple", "group_overall", "calendar_overall", "dynamic_overall", "event[e=0]",
-                 "group[g=3]", "group[g=3.66667]"):
+    for term in (
+        "simple",
+        "group_overall",
+        "calendar_overall",
+        "dynamic_overall",
+        "event[e=0]",
+        "group[g=3]",
+        "group[g=3.66667]",
+    ):
         assert exact.estimate(term) == pytest.approx(1.0, abs=1e-12), term
     assert coarse.estimate("simple") == pytest.approx((5 + 2 / 3) / 6, abs=1e-12)
     # the partial cell is neither a pre-period cell nor at an event time
-    noisy = callaway_santanna(_quarterly({0: 6, 7: 5, 9: 5}, 1.0, noise=True), outcome="y",
-                              unit="unit", time="time", cohort="start_exact", bootstrap=False)
+    noisy = callaway_santanna(
+        _quarterly({0: 6, 7: 5, 9: 5}, 1.0, noise=True),
+        outcome="y",
+        unit="unit",
+        time="time",
+        cohort="start_exact",
+        bootstrap=False,
+    )
     assert noisy.diagnostics["pretest_df"] == 1 + 1  # t=2 of each cohort; not t=3 of 3.667
     assert pd.isna(noisy.row("att_gt[g=3.66667,t=3]")["event_time"])
 
@@ -232,8 +270,15 @@ def test_partly_treated_practice_is_not_a_not_yet_treated_control() -> None:
     """Not-yet-treated controls of cohort 3 at quarter 5 (base 2): a practice starting in
     month 15, quarter 5's third month, is partly treated in quarter 5 and must not be one."""
     data = _quarterly({0: 3, 7: 2, 15: 2}, effect=1.0)
-    exact = callaway_santanna(data, outcome="y", unit="unit", time="time",
-                              cohort="start_exact", control_group="notyet", bootstrap=False)
+    exact = callaway_santanna(
+        data,
+        outcome="y",
+        unit="unit",
+        time="time",
+        cohort="start_exact",
+        control_group="notyet",
+        bootstrap=False,
+    )
     # as a control it would give 1 - (2/5) * (1/3): its quarter 5 is a third treated
     assert exact.estimate("att_gt[g=3,t=5]") == pytest.approx(1.0, abs=1e-12)
     assert exact.estimate("att_gt[g=3,t=4]") == pytest.approx(1.0, abs=1e-12)  # it is, here
@@ -241,8 +286,10 @@ def test_partly_treated_practice_is_not_a_not_yet_treated_control() -> None:
 
 # ------------------------------------------------------------ the practice panel, small world
 
+
 def test_monthly_and_partial_quarter_sensitivities_on_the_small_world(
-        small_dbt_world: BuiltWorld) -> None:
+    small_dbt_world: BuiltWorld,
+) -> None:
     """The monthly protocol (tests/fixtures/did_aggregation) loads against the dbt manifest and
     fits with its bootstrap on the practice-month panel in bounded time, one cohort per start
     month; the shipped protocol's partial_first_quarter sensitivity fits beside the primary."""

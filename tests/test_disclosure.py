@@ -49,10 +49,15 @@ def test_a_hidden_part_hides_its_complement_when_the_row_total_is_shown():
     """'read 60, loaded 57, quarantined [c]' gave the hidden 3 back; now loaded is hidden too."""
     from sicp.disclosure import SUPPRESSED, suppress_table
 
-    log = pd.DataFrame({"file": ["a.csv", "b.csv"], "rows_read": [60, 500],
-                        "rows_loaded": [57, 500], "rows_quarantined": [3, 0]})
-    shown = suppress_table(log, ["rows_loaded", "rows_quarantined"], threshold=5,
-                           along=("rows",))
+    log = pd.DataFrame(
+        {
+            "file": ["a.csv", "b.csv"],
+            "rows_read": [60, 500],
+            "rows_loaded": [57, 500],
+            "rows_quarantined": [3, 0],
+        }
+    )
+    shown = suppress_table(log, ["rows_loaded", "rows_quarantined"], threshold=5, along=("rows",))
     assert shown.loc[0, "rows_quarantined"] == SUPPRESSED
     assert shown.loc[0, "rows_loaded"] == SUPPRESSED
     assert shown.loc[1, "rows_loaded"] == 500 and shown.loc[1, "rows_quarantined"] == 0
@@ -63,8 +68,13 @@ def test_complementary_suppression_within_groups():
     smallest other reason of the same source, and no other source's."""
     from sicp.disclosure import SUPPRESSED, suppress_table
 
-    q = pd.DataFrame({"source_name": ["deaths", "deaths", "deaths", "spells", "spells"],
-                      "reason": ["r1", "r2", "r3", "r1", "r2"], "rows": [2, 40, 9, 30, 7]})
+    q = pd.DataFrame(
+        {
+            "source_name": ["deaths", "deaths", "deaths", "spells", "spells"],
+            "reason": ["r1", "r2", "r3", "r1", "r2"],
+            "rows": [2, 40, 9, 30, 7],
+        }
+    )
     shown = suppress_table(q, ["rows"], threshold=5, along=("columns",), groups="source_name")
     assert list(shown["rows"]) == [SUPPRESSED, 40, SUPPRESSED, 30, 7]
 
@@ -72,8 +82,13 @@ def test_complementary_suppression_within_groups():
 def test_figures_leave_out_values_derived_from_hidden_counts():
     from sicp.disclosure import mask_derived
 
-    monthly = pd.DataFrame({"month": ["2016-01", "2016-02", "2016-03"],
-                            "events": [12, 3, 20], "person_months": [1000, 1000, 1000]})
+    monthly = pd.DataFrame(
+        {
+            "month": ["2016-01", "2016-02", "2016-03"],
+            "events": [12, 3, 20],
+            "person_months": [1000, 1000, 1000],
+        }
+    )
     monthly["rate"] = 1000 * monthly["events"] / monthly["person_months"]
     from sicp.disclosure import SUPPRESSED, suppress_table
 
@@ -83,6 +98,5 @@ def test_figures_leave_out_values_derived_from_hidden_counts():
     # the 12 hidden with it so the column total cannot give the 3 back)
     assert out["rate"].isna().tolist() == (table["events"] == SUPPRESSED).tolist()
     assert out["rate"].isna().tolist() == [True, True, False]
-    only_primary = mask_derived(monthly, {"rate": "events"}, ["events"], threshold=5,
-                                totals=False)
+    only_primary = mask_derived(monthly, {"rate": "events"}, ["events"], threshold=5, totals=False)
     assert only_primary["rate"].isna().tolist() == [False, True, False]

@@ -19,8 +19,16 @@ PLM = FIXTURES / "dose_plm.csv"
 SCALE = 10_000.0
 
 
-def simulate_panel(*, n_clusters: int = 8, persons: int = 30, waves: int = 5, beta: float = 0.5,
-                   shock_sd: float = 0.3, missing: float = 0.2, seed: int = 1) -> pd.DataFrame:
+def simulate_panel(
+    *,
+    n_clusters: int = 8,
+    persons: int = 30,
+    waves: int = 5,
+    beta: float = 0.5,
+    shock_sd: float = 0.3,
+    missing: float = 0.2,
+    seed: int = 1,
+) -> pd.DataFrame:
     """Persons nested in neighbourhoods; dose = cumulative funding starting at a neighbourhood-
     specific wave; neighbourhood x wave shocks make errors correlated within clusters.
     The true effect is ``beta`` per GBP 10,000 of dose."""
@@ -35,26 +43,47 @@ def simulate_panel(*, n_clusters: int = 8, persons: int = 30, waves: int = 5, be
     g = hood[p]
     dose = rate[g] * np.maximum(0, t - start[g] + 1) * SCALE
     x1 = rng.normal(size=p.size)
-    y = (alpha[p] + 0.1 * t + beta * dose / SCALE + 0.2 * x1 + shock[g, t]
-         + rng.normal(0.0, 1.0, p.size))
+    y = (
+        alpha[p]
+        + 0.1 * t
+        + beta * dose / SCALE
+        + 0.2 * x1
+        + shock[g, t]
+        + rng.normal(0.0, 1.0, p.size)
+    )
     keep = rng.random(p.size) >= missing
-    return pd.DataFrame({"person": [f"p{i:04d}" for i in p[keep]], "wave": t[keep] + 1,
-                         "hood": [f"h{j}" for j in g[keep]], "dose": np.round(dose[keep], 6),
-                         "x1": np.round(x1[keep], 6), "y": np.round(y[keep], 6)})
+    return pd.DataFrame(
+        {
+            "person": [f"p{i:04d}" for i in p[keep]],
+            "wave": t[keep] + 1,
+            "hood": [f"h{j}" for j in g[keep]],
+            "dose": np.round(dose[keep], 6),
+            "x1": np.round(x1[keep], 6),
+            "y": np.round(y[keep], 6),
+        }
+    )
 
 
 def fit(data: pd.DataFrame, **options) -> object:
-    return dose_response_did(data, outcome="y", unit="person", time="wave", dose="dose",
-                             cluster="hood", dose_scale=SCALE, **options)
+    return dose_response_did(
+        data,
+        outcome="y",
+        unit="person",
+        time="wave",
+        dose="dose",
+        cluster="hood",
+        dose_scale=SCALE,
+        **options,
+    )
 
 
 # ----------------------------------------------------------------------------- against R plm
 
+
 def test_fixture_panel_is_the_simulator_output() -> None:
     """The committed panel R read is exactly what simulate_panel(seed=2024) writes."""
     stored = pd.read_csv(PANEL)
-    pd.testing.assert_frame_equal(stored, simulate_panel(seed=2024), check_exact=False,
-                                  rtol=1e-12)
+    pd.testing.assert_frame_equal(stored, simulate_panel(seed=2024), check_exact=False, rtol=1e-12)
 
 
 @pytest.mark.parametrize("spec,covariates", [("no_covariates", []), ("x1", ["x1"])])
@@ -75,22 +104,31 @@ def test_matches_plm_within_twoways(spec: str, covariates: list[str]) -> None:
 
 @pytest.mark.needs_r
 def test_plm_fixture_regenerates(tmp_path: Path) -> None:
-    assert_r_fixture_regenerates(FIXTURES / "make_dose_fixture.R", [PANEL], PLM,
-                                 ["estimate_plm", "estimate_lm", "se_cluster_g"],
-                                 tmp_path / "plm.csv")
+    assert_r_fixture_regenerates(
+        FIXTURES / "make_dose_fixture.R",
+        [PANEL],
+        PLM,
+        ["estimate_plm", "estimate_lm", "se_cluster_g"],
+        tmp_path / "plm.csv",
+    )
 
 
 # ------------------------------------------------------------- bootstrap against brute force
 
-def _literal_wcr_pvalue(data: pd.DataFrame, b0: float, n_boot: int, kind: str,
-                        seed: int) -> float:
+
+def _literal_wcr_pvalue(data: pd.DataFrame, b0: float, n_boot: int, kind: str, seed: int) -> float:
     """WCR done the slow way: dummies for persons and waves, restricted fit, then a full OLS
     refit and CR sandwich for every replicate (same weights as the estimator draws)."""
     d = data[data.groupby("person")["person"].transform("size") > 1]
     d = d.sort_values(["person", "wave"]).reset_index(drop=True)
     x, y = d["dose"].to_numpy() / SCALE, d["y"].to_numpy()
-    z = np.column_stack([d[["x1"]].to_numpy(), pd.get_dummies(d["person"], dtype=float),
-                         pd.get_dummies(d["wave"], drop_first=True, dtype=float)])
+    z = np.column_stack(
+        [
+            d[["x1"]].to_numpy(),
+            pd.get_dummies(d["person"], dtype=float),
+            pd.get_dummies(d["wave"], drop_first=True, dtype=float),
+        ]
+    )
     xz = np.column_stack([x, z])
     inv = np.linalg.pinv(xz.T @ xz)
     cl = pd.factorize(d["hood"])[0]
@@ -126,7 +164,8 @@ def test_weights_default_to_webb_with_few_clusters() -> None:
     assert few.diagnostics["boot_weights"] == "webb"
     assert many.diagnostics["boot_weights"] == "rademacher"
     assert set(np.unique(bootstrap_weights(8, 500, "webb", 1)).round(6)) == set(
-        np.round([-np.sqrt(1.5), -1, -np.sqrt(0.5), np.sqrt(0.5), 1, np.sqrt(1.5)], 6))
+        np.round([-np.sqrt(1.5), -1, -np.sqrt(0.5), np.sqrt(0.5), 1, np.sqrt(1.5)], 6)
+    )
 
 
 def test_deterministic_given_seed() -> None:
@@ -136,17 +175,21 @@ def test_deterministic_given_seed() -> None:
     other = fit(data, seed=4)
     assert other.estimate("dose") == a.estimate("dose")
     assert (other.row("dose")["ci_low"], other.row("dose")["ci_high"]) != (
-        a.row("dose")["ci_low"], a.row("dose")["ci_high"])
+        a.row("dose")["ci_low"],
+        a.row("dose")["ci_high"],
+    )
 
 
 def test_dose_scale_rescales_estimate_and_interval() -> None:
     data = simulate_panel(seed=12)
     per_10k = fit(data)
-    per_unit = dose_response_did(data, outcome="y", unit="person", time="wave", dose="dose",
-                                 cluster="hood")
+    per_unit = dose_response_did(
+        data, outcome="y", unit="person", time="wave", dose="dose", cluster="hood"
+    )
     for col in ("estimate", "std_error", "ci_low", "ci_high"):
-        assert per_10k.row("dose")[col] == pytest.approx(per_unit.row("dose")[col] * SCALE,
-                                                         rel=1e-6)
+        assert per_10k.row("dose")[col] == pytest.approx(
+            per_unit.row("dose")[col] * SCALE, rel=1e-6
+        )
     assert per_10k.row("dose")["p_value"] == per_unit.row("dose")["p_value"]
     assert "10000" in per_10k.tidy["scale"].iloc[0]
 
@@ -183,15 +226,22 @@ def test_bootstrap_is_fast_on_cohort_sized_panel() -> None:
 
 # --------------------------------------------------------------------- Monte Carlo properties
 
+
 def _monte_carlo(beta: float, reps: int, n_boot: int) -> pd.DataFrame:
     rows = []
     for r in range(reps):
         res = fit(simulate_panel(beta=beta, seed=1000 + r), n_boot=n_boot, seed=r)
         row = res.row("dose")
-        rows.append({"estimate": row["estimate"], "covered": row["ci_low"] <= beta <= row["ci_high"],
-                     "reject0": row["p_value"] < 0.05,
-                     "cr1_covered": res.diagnostics["cr1_ci_low"] <= beta
-                     <= res.diagnostics["cr1_ci_high"]})
+        rows.append(
+            {
+                "estimate": row["estimate"],
+                "covered": row["ci_low"] <= beta <= row["ci_high"],
+                "reject0": row["p_value"] < 0.05,
+                "cr1_covered": res.diagnostics["cr1_ci_low"]
+                <= beta
+                <= res.diagnostics["cr1_ci_high"],
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -41,13 +41,12 @@ from tests.worlds import BuiltWorld
 
 RATIO_PROTOCOL = "its_salford_emergency_admissions"
 HOSTILE_PROTOCOL = "twic_selfman"
-FAILING = "twic_eq5d"                 # its panel is read without its outcome column: failed
+FAILING = "twic_eq5d"  # its panel is read without its outcome column: failed
 NOT_APPLICABLE = "contact_centre_ae"  # its launch month moved outside the data: not applicable
 HOSTILE_TITLE = "Coaching </script><img src=x onerror=alert(1)> & <b>more</b>"
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-DATA_SCRIPT = re.compile(r'<script type="application/json" id="explorer-data">(.*?)</script>',
-                         re.S)
+DATA_SCRIPT = re.compile(r'<script type="application/json" id="explorer-data">(.*?)</script>', re.S)
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +60,22 @@ def store(small_dbt_world: BuiltWorld, tmp_path_factory: pytest.TempPathFactory)
     protocols.mkdir()
     for pid in (RATIO_PROTOCOL, FAILING):
         shutil.copy(PROJECT_ROOT / "protocols" / f"{pid}.yml", protocols)
-    edits = {HOSTILE_PROTOCOL: lambda c: c.update(title=HOSTILE_TITLE),
-             NOT_APPLICABLE: lambda c: c["method"]["options"].update(interventions="2099-01")}
+    edits = {
+        HOSTILE_PROTOCOL: lambda c: c.update(title=HOSTILE_TITLE),
+        NOT_APPLICABLE: lambda c: c["method"]["options"].update(interventions="2099-01"),
+    }
     for pid, edit in edits.items():
         content = yaml.safe_load((PROJECT_ROOT / "protocols" / f"{pid}.yml").read_text())
         edit(content)
         (protocols / f"{pid}.yml").write_text(yaml.safe_dump(content, sort_keys=False))
-    paths = Paths(input_dir=small_dbt_world.warehouse.parent / "raw", warehouse=warehouse,
-                  results_dir=root / "results", reports_dir=root / "reports",
-                  protocols_dir=protocols, dbt_dir=PROJECT_ROOT / "dbt")
+    paths = Paths(
+        input_dir=small_dbt_world.warehouse.parent / "raw",
+        warehouse=warehouse,
+        results_dir=root / "results",
+        reports_dir=root / "reports",
+        protocols_dir=protocols,
+        dbt_dir=PROJECT_ROOT / "dbt",
+    )
     fingerprint = input_fingerprint(warehouse)
     for protocol in load_protocols(protocols):
         drop = (protocol.panel, protocol.outcome) if protocol.id == FAILING else (None, None)
@@ -79,15 +85,22 @@ def store(small_dbt_world: BuiltWorld, tmp_path_factory: pytest.TempPathFactory)
             return frame.drop(columns=[drop[1]]) if name == drop[0] else frame
 
         outcome = attempt_protocol(protocol, panel, fingerprint=fingerprint, version="test")
-        store_outcome(outcome, warehouse, paths.results_dir, fingerprint=fingerprint,
-                      version="test", build_seq=built_from(warehouse))
+        store_outcome(
+            outcome,
+            warehouse,
+            paths.results_dir,
+            fingerprint=fingerprint,
+            version="test",
+            build_seq=built_from(warehouse),
+        )
     print(f"explorer store built in {time.perf_counter() - started:.1f}s")
     return paths
 
 
 def _inputs(paths: Paths, input_dir: Path | None = None) -> ReportInputs:
-    return ReportInputs(paths.results_dir, paths.warehouse, paths.protocols_dir,
-                        input_dir or paths.input_dir)
+    return ReportInputs(
+        paths.results_dir, paths.warehouse, paths.protocols_dir, input_dir or paths.input_dir
+    )
 
 
 def _payload(page: str) -> dict[str, Any]:
@@ -122,7 +135,8 @@ def test_every_estimate_of_the_store_is_embedded_on_its_reporting_scale(store, p
     estimated = [r for r in payload["rows"] if not r["note"]]
     assert len(estimated) == len(estimates)
     assert sorted((r["protocol_id"], r["analysis_id"], r["term"]) for r in estimated) == sorted(
-        zip(estimates["protocol_id"], estimates["analysis_id"], estimates["term"], strict=True))
+        zip(estimates["protocol_id"], estimates["analysis_id"], estimates["term"], strict=True)
+    )
     stored = estimates.set_index(["protocol_id", "analysis_id", "term"])
     for row in estimated:
         source = stored.loc[(row["protocol_id"], row["analysis_id"], row["term"])]
@@ -133,8 +147,13 @@ def test_every_estimate_of_the_store_is_embedded_on_its_reporting_scale(store, p
         assert row["null"] == (1.0 if ratio else None if row["kind"] == "statistic" else 0.0)
         for key in ("input_fingerprint", "protocol_hash", "code_version"):
             assert row[key] == source[key]
-    headline = next(r for r in estimated if r["protocol_id"] == RATIO_PROTOCOL
-                    and r["analysis_id"] == "primary" and r["term"] == "level_change")
+    headline = next(
+        r
+        for r in estimated
+        if r["protocol_id"] == RATIO_PROTOCOL
+        and r["analysis_id"] == "primary"
+        and r["term"] == "level_change"
+    )
     assert headline["unit"] == "rate ratio" and headline["axis"].startswith("ratio|")
     differences = {r["axis"] for r in estimated if r["kind"] == "difference"}
     ratios = {r["axis"] for r in estimated if r["kind"] == "ratio"}
@@ -174,20 +193,31 @@ def test_counts_below_the_threshold_never_leave_the_platform(store, tmp_path):
     threshold = int(estimates["n_obs"].max())
     page = write_explorer(_inputs(store), tmp_path / EXPLORER_FILE, threshold)
     rows = [r for r in _payload(page.read_text(encoding="utf-8"))["rows"] if not r["note"]]
-    hidden = {int(n) for col in ("n_obs", "n_clusters") for n in estimates[col].dropna()
-              if 0 < n < threshold}
+    hidden = {
+        int(n)
+        for col in ("n_obs", "n_clusters")
+        for n in estimates[col].dropna()
+        if 0 < n < threshold
+    }
     assert hidden, "the threshold should hide some counts"
     stored = estimates.set_index(["protocol_id", "analysis_id", "term"])
     for row in rows:
         source = stored.loc[(row["protocol_id"], row["analysis_id"], row["term"])]
         for col in ("n_obs", "n_clusters"):
             n = source[col]
-            assert row[col] == ("–" if pd.isna(n) else SUPPRESSED if n < threshold
-                                else f"{int(n):,}")
+            assert row[col] == (
+                "–" if pd.isna(n) else SUPPRESSED if n < threshold else f"{int(n):,}"
+            )
     assert any(r["n_obs"] == f"{threshold:,}" for r in rows)
-    leaked = [v for v in _values(rows) if not isinstance(v, bool) and (
-        (isinstance(v, int | float) and v in hidden)
-        or (isinstance(v, str) and v.replace(",", "") in {str(n) for n in hidden}))]
+    leaked = [
+        v
+        for v in _values(rows)
+        if not isinstance(v, bool)
+        and (
+            (isinstance(v, int | float) and v in hidden)
+            or (isinstance(v, str) and v.replace(",", "") in {str(n) for n in hidden})
+        )
+    ]
     assert leaked == []
 
 
@@ -213,12 +243,18 @@ def test_the_same_store_gives_the_same_page(store, page, tmp_path):
 
 
 def test_render_all_writes_the_explorer_beside_the_html_reports(store, tmp_path):
-    paths = Paths(input_dir=store.input_dir, warehouse=store.warehouse,
-                  results_dir=store.results_dir, reports_dir=tmp_path / "reports",
-                  protocols_dir=store.protocols_dir, dbt_dir=store.dbt_dir)
+    paths = Paths(
+        input_dir=store.input_dir,
+        warehouse=store.warehouse,
+        results_dir=store.results_dir,
+        reports_dir=tmp_path / "reports",
+        protocols_dir=store.protocols_dir,
+        dbt_dir=store.dbt_dir,
+    )
     assert render_all(paths, formats=("pdf",), names=(EXPLORER,)) == []
-    (written,) = render_all(paths, formats=("html",), names=(EXPLORER,),
-                            protocol_ids=(HOSTILE_PROTOCOL,))
+    (written,) = render_all(
+        paths, formats=("html",), names=(EXPLORER,), protocol_ids=(HOSTILE_PROTOCOL,)
+    )
     assert written == paths.reports_dir / EXPLORER_FILE
     rows = _payload(written.read_text(encoding="utf-8"))["rows"]
     assert rows and {r["protocol_id"] for r in rows} == {HOSTILE_PROTOCOL}
@@ -234,15 +270,22 @@ def browser() -> Iterator[Any]:
     """Headless Debian Chromium through its own chromedriver (both paths given, so Selenium
     Manager never looks for or downloads a browser or a driver)."""
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("needs Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver)")
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver "
+            "(apt-get install -y chromium chromium-driver)"
+        )
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -265,10 +308,14 @@ def test_the_explorer_filters_plots_and_explains_in_a_browser(browser, page, pay
     wait.until(lambda d: d.find_element(By.ID, "count").text.startswith(f"{len(rows)} of"))
 
     def shown() -> tuple[list[int], list[int]]:
-        table = [int(tr.get_attribute("data-row")) for tr in
-                 browser.find_elements(By.CSS_SELECTOR, "#estimates tbody tr.estimate-row")]
-        marks = [int(g.get_attribute("data-row")) for g in
-                 browser.find_elements(By.CSS_SELECTOR, "#forest svg g.forest-row")]
+        table = [
+            int(tr.get_attribute("data-row"))
+            for tr in browser.find_elements(By.CSS_SELECTOR, "#estimates tbody tr.estimate-row")
+        ]
+        marks = [
+            int(g.get_attribute("data-row"))
+            for g in browser.find_elements(By.CSS_SELECTOR, "#forest svg g.forest-row")
+        ]
         return table, marks
 
     table, marks = shown()
@@ -276,15 +323,20 @@ def test_the_explorer_filters_plots_and_explains_in_a_browser(browser, page, pay
     assert sorted(marks) == [i for i, r in enumerate(rows) if r["estimate"] is not None]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#forest circle.estimate")) == len(marks)
     for panel in browser.find_elements(By.CSS_SELECTOR, "#forest svg.forest-panel"):
-        members = [int(g.get_attribute("data-row"))
-                   for g in panel.find_elements(By.CSS_SELECTOR, "g.forest-row")]
+        members = [
+            int(g.get_attribute("data-row"))
+            for g in panel.find_elements(By.CSS_SELECTOR, "g.forest-row")
+        ]
         assert {rows[i]["kind"] for i in members} == {panel.get_attribute("data-kind")}
         assert len({rows[i]["axis"] for i in members}) == 1
 
     component = payload["protocols"][HOSTILE_PROTOCOL]["component"]
     Select(browser.find_element(By.ID, "filter-component")).select_by_value(component)
-    expected = [i for i, r in enumerate(rows)
-                if payload["protocols"][r["protocol_id"]]["component"] == component]
+    expected = [
+        i
+        for i, r in enumerate(rows)
+        if payload["protocols"][r["protocol_id"]]["component"] == component
+    ]
     assert {rows[i]["protocol_id"] for i in expected} == {HOSTILE_PROTOCOL, FAILING}
     wait.until(lambda d: d.find_element(By.ID, "count").text.startswith(f"{len(expected)} of"))
     table, marks = shown()
@@ -296,10 +348,13 @@ def test_the_explorer_filters_plots_and_explains_in_a_browser(browser, page, pay
 
     first = next(i for i in expected if rows[i]["protocol_id"] == HOSTILE_PROTOCOL)
     browser.find_element(By.CSS_SELECTOR, f'tr[data-row="{first}"] button.toggle').click()
-    details = wait.until(lambda d: d.find_element(
-        By.CSS_SELECTOR, f'tr.details-row[data-row="{first}"]'))
-    field = {dd.get_attribute("data-field"): dd.text
-             for dd in details.find_elements(By.CSS_SELECTOR, "dd")}
+    details = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f'tr.details-row[data-row="{first}"]')
+    )
+    field = {
+        dd.get_attribute("data-field"): dd.text
+        for dd in details.find_elements(By.CSS_SELECTOR, "dd")
+    }
     assert field["Input fingerprint"] == rows[first]["input_fingerprint"]
     assert field["Protocol hash"] == rows[first]["protocol_hash"]
     assert field["Title"] == HOSTILE_TITLE
@@ -314,7 +369,6 @@ def test_the_explorer_filters_plots_and_explains_in_a_browser(browser, page, pay
     (only,) = shown()[0]
     assert rows[only]["analysis_id"] == "cace"
 
-    assert browser.execute_script(
-        "return performance.getEntriesByType('resource').length") == 0
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
     problems = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
     assert problems == []

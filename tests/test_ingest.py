@@ -41,20 +41,26 @@ def test_every_source_lands_with_contract_columns_and_lineage(tiny):
             checks = reconcile(con, source)
             assert checks and all(c.ok for c in checks), checks
         lineage = con.execute(
-            "SELECT DISTINCT _source_file, _file_sha256 FROM raw.deaths").fetchall()
+            "SELECT DISTINCT _source_file, _file_sha256 FROM raw.deaths"
+        ).fetchall()
         assert lineage == [("records/deaths.parquet", sha256_file(raw / "records/deaths.parquet"))]
-        rows = con.execute("SELECT _source_row FROM raw.survey_wave WHERE wave = 2 "
-                           "ORDER BY _source_row").fetchall()
+        rows = con.execute(
+            "SELECT _source_row FROM raw.survey_wave WHERE wave = 2 ORDER BY _source_row"
+        ).fetchall()
         assert [r for (r,) in rows] == list(range(1, len(frames["survey_wave_02"]) + 1))
     assert report.source("survey_wave").rows_loaded == sum(
-        len(frames[f"survey_wave_{w:02d}"]) for w in tw.WAVES)
+        len(frames[f"survey_wave_{w:02d}"]) for w in tw.WAVES
+    )
 
 
 def _relabel_wave_1(raw: Path) -> None:
     """Labels written by hand, unlike the contract's, prove where ingest reads them from."""
-    pyreadstat.write_sav(tw.frames()["survey_wave_01"], str(tw.path_for(raw, "survey_wave_01")),
-                         column_labels={"mode": "How the form came back"},
-                         variable_value_labels={"mode": {1: "by post", 2: "web", 3: "phone"}})
+    pyreadstat.write_sav(
+        tw.frames()["survey_wave_01"],
+        str(tw.path_for(raw, "survey_wave_01")),
+        column_labels={"mode": "How the form came back"},
+        variable_value_labels={"mode": {1: "by post", 2: "web", 3: "phone"}},
+    )
 
 
 def test_labels_come_from_the_sav_metadata(tiny):
@@ -62,25 +68,36 @@ def test_labels_come_from_the_sav_metadata(tiny):
     _relabel_wave_1(raw)
     (raw / "cohort" / "survey_wave_02.sav").unlink()
     ingest_all(raw, wh)
-    assert query(wh, "SELECT value, label FROM raw.value_labels WHERE source_name = "
-                     "'survey_wave' AND column_name = 'mode' ORDER BY value") == [
-        ("1", "by post"), ("2", "web"), ("3", "phone")]
-    assert query(wh, "SELECT label FROM raw.variable_labels WHERE source_name = 'survey_wave' "
-                     "AND column_name = 'mode'") == [("How the form came back",)]
-    assert query(wh, "SELECT value, label FROM raw.value_labels WHERE source_name = "
-                     "'recruitment' AND column_name = 'sex' ORDER BY value") == [
-        ("1", "male"), ("2", "female")]
+    assert query(
+        wh,
+        "SELECT value, label FROM raw.value_labels WHERE source_name = "
+        "'survey_wave' AND column_name = 'mode' ORDER BY value",
+    ) == [("1", "by post"), ("2", "web"), ("3", "phone")]
+    assert query(
+        wh,
+        "SELECT label FROM raw.variable_labels WHERE source_name = 'survey_wave' "
+        "AND column_name = 'mode'",
+    ) == [("How the form came back",)]
+    assert query(
+        wh,
+        "SELECT value, label FROM raw.value_labels WHERE source_name = "
+        "'recruitment' AND column_name = 'sex' ORDER BY value",
+    ) == [("1", "male"), ("2", "female")]
 
 
 def test_conflicting_labels_across_waves_keep_the_later_file_and_warn(tiny):
     raw, wh, _ = tiny
     _relabel_wave_1(raw)
     report = ingest_all(raw, wh)
-    assert query(wh, "SELECT value, label FROM raw.value_labels WHERE source_name = "
-                     "'survey_wave' AND column_name = 'mode' ORDER BY value") == [
-        ("1", "postal"), ("2", "online"), ("3", "telephone")]
-    assert "cohort/survey_wave_02.sav: value label of mode=1 changed from 'by post' to " \
-           "'postal'; the later file's label is kept" in report.source("survey_wave").warnings
+    assert query(
+        wh,
+        "SELECT value, label FROM raw.value_labels WHERE source_name = "
+        "'survey_wave' AND column_name = 'mode' ORDER BY value",
+    ) == [("1", "postal"), ("2", "online"), ("3", "telephone")]
+    assert (
+        "cohort/survey_wave_02.sav: value label of mode=1 changed from 'by post' to "
+        "'postal'; the later file's label is kept" in report.source("survey_wave").warnings
+    )
 
 
 def test_user_missing_codes_become_null_with_reason(tmp_path):
@@ -99,8 +116,11 @@ def test_user_missing_codes_become_null_with_reason(tmp_path):
         ("cohort/survey_wave_01.sav", 1, "P00000", 1, "pacic_03", -7, "unreadable"),
         ("cohort/survey_wave_01.sav", 5, "P00004", 1, "has_care_plan", -8, "not applicable"),
     ]
-    assert query(wh, "SELECT eq_pain, pacic_03, eq_mobility FROM raw.survey_wave "
-                     "WHERE wave = 1 AND _source_row = 1") == [(None, None, wave.loc[0, "eq_mobility"])]
+    assert query(
+        wh,
+        "SELECT eq_pain, pacic_03, eq_mobility FROM raw.survey_wave "
+        "WHERE wave = 1 AND _source_row = 1",
+    ) == [(None, None, wave.loc[0, "eq_mobility"])]
 
 
 def test_idempotent_reingest_changes_nothing(tiny):
@@ -122,10 +142,12 @@ def test_changed_file_replaces_its_previous_load_and_removed_wave_disappears(tin
     (raw / "cohort" / "survey_wave_02.sav").unlink()
     second = ingest_all(raw, wh)
     assert query(wh, "SELECT person_id, place_of_death FROM raw.deaths ORDER BY _source_row") == [
-        tuple(r) for r in deaths[["person_id", "place_of_death"]].itertuples(index=False)]
+        tuple(r) for r in deaths[["person_id", "place_of_death"]].itertuples(index=False)
+    ]
     assert query(wh, "SELECT DISTINCT wave FROM raw.survey_wave") == [(1,)]
-    assert query(wh, "SELECT rows_read, file_sha256 FROM raw.ingest_log WHERE source_name = "
-                     "'deaths'") == [(3, sha256_file(tw.path_for(raw, "deaths")))]
+    assert query(
+        wh, "SELECT rows_read, file_sha256 FROM raw.ingest_log WHERE source_name = 'deaths'"
+    ) == [(3, sha256_file(tw.path_for(raw, "deaths")))]
     assert not query(wh, "SELECT * FROM raw.ingest_log WHERE source_file LIKE '%wave_02%'")
     assert second.fingerprint != first.fingerprint and second.n_files == first.n_files - 1
 
@@ -133,8 +155,9 @@ def test_changed_file_replaces_its_previous_load_and_removed_wave_disappears(tin
 def test_input_fingerprint_depends_on_names_and_contents_only(tiny):
     raw, wh, _ = tiny
     report = ingest_all(raw, wh)
-    on_disk = [(p.relative_to(raw).as_posix(), sha256_file(p))
-               for p in raw.rglob("*") if p.is_file()]
+    on_disk = [
+        (p.relative_to(raw).as_posix(), sha256_file(p)) for p in raw.rglob("*") if p.is_file()
+    ]
     assert report.fingerprint == input_fingerprint(on_disk)
     assert input_fingerprint(reversed(on_disk)) == report.fingerprint
     renamed = [(f"x/{path}", sha) for path, sha in on_disk]
@@ -161,8 +184,12 @@ def test_consent_exclusions(tmp_path):
         ("P00003", "all", "withdrew all consent on 2017-05-02"),
         ("P00004", "all", "withdrew all consent on 1899-01-01"),
     ]
-    assert [r for (r,) in query(wh, "SELECT source_row FROM raw.quarantine WHERE source_name = "
-                                    "'recruitment' ORDER BY 1")] == [5, 7]
+    assert [
+        r
+        for (r,) in query(
+            wh, "SELECT source_row FROM raw.quarantine WHERE source_name = 'recruitment' ORDER BY 1"
+        )
+    ] == [5, 7]
 
 
 def test_no_raw_nhs_number_reaches_any_table(tmp_path, monkeypatch):
@@ -186,8 +213,9 @@ def test_no_raw_nhs_number_reaches_any_table(tmp_path, monkeypatch):
     # The same person gets the same pseudonym in every source, so linkage still works.
     pseudonym = hmac.new(KEY.encode(), numbers[0].encode(), hashlib.sha256).hexdigest()
     for table in ("recruitment", "survey_wave", "hospital_spells", "coaching_uptake"):
-        assert query(wh, f"SELECT count(*) FROM raw.{table} WHERE person_id = ?",
-                     [pseudonym]) == [(1,)]
+        assert query(wh, f"SELECT count(*) FROM raw.{table} WHERE person_id = ?", [pseudonym]) == [
+            (1,)
+        ]
     masked = query(wh, "SELECT DISTINCT column_name, offending_value FROM raw.quarantine")
     assert masked == [("nhs_number", "**********")]
 
@@ -197,10 +225,13 @@ def test_sql_hmac_matches_python(key):
     con = duckdb.connect()
     numbers = ["9434765919", "4010232137"]
     con.execute("CREATE TEMP TABLE n AS SELECT unnest(?::VARCHAR[]) AS s", [numbers])
-    got = con.execute(f"SELECT {ingest_sql.hmac_sha256('s')} FROM n ORDER BY rowid",
-                      ingest_sql.hmac_parameters(key)).fetchall()
-    assert [g for (g,) in got] == [hmac.new(key, n.encode(), hashlib.sha256).hexdigest()
-                                  for n in numbers]
+    got = con.execute(
+        f"SELECT {ingest_sql.hmac_sha256('s')} FROM n ORDER BY rowid",
+        ingest_sql.hmac_parameters(key),
+    ).fetchall()
+    assert [g for (g,) in got] == [
+        hmac.new(key, n.encode(), hashlib.sha256).hexdigest() for n in numbers
+    ]
 
 
 def test_modulus_11():
@@ -211,21 +242,41 @@ def test_modulus_11():
         f"SELECT s, {ingest_sql.nhs_number_valid('s')} FROM unnest(?::VARCHAR[]) t(s)",
         [valid + invalid],
     ).fetchall()
-    assert {s: ok for s, ok in rows} == {**dict.fromkeys(valid, True), **dict.fromkeys(invalid, False)}
+    assert {s: ok for s, ok in rows} == {
+        **dict.fromkeys(valid, True),
+        **dict.fromkeys(invalid, False),
+    }
 
 
-@pytest.mark.parametrize(("dtype", "text", "expected"), [
-    ("int", "3", 3), ("int", "3.0", 3), ("int", "3.5", None), ("int", "1e3", None),
-    ("float", "0.25", 0.25), ("float", "nan", None), ("float", "abc", None),
-    ("date", "2015-01-05", pd.Timestamp("2015-01-05").date()), ("date", "2015-1-5", None),
-    ("date", "2015-02-30", None), ("date", "05/01/2015", None),
-    ("bool", "true", True), ("bool", "0", False), ("bool", "yes", None),
-])
+@pytest.mark.parametrize(
+    ("dtype", "text", "expected"),
+    [
+        ("int", "3", 3),
+        ("int", "3.0", 3),
+        ("int", "3.5", None),
+        ("int", "1e3", None),
+        ("float", "0.25", 0.25),
+        ("float", "nan", None),
+        ("float", "abc", None),
+        ("date", "2015-01-05", pd.Timestamp("2015-01-05").date()),
+        ("date", "2015-1-5", None),
+        ("date", "2015-02-30", None),
+        ("date", "05/01/2015", None),
+        ("bool", "true", True),
+        ("bool", "0", False),
+        ("bool", "yes", None),
+    ],
+)
 def test_text_is_parsed_strictly(dtype, text, expected):
     column = Column("x", dtype, "x")
-    got = duckdb.connect().execute(
-        f"SELECT {ingest_sql.typed(column, 'x', 'VARCHAR')} FROM (SELECT ?::VARCHAR AS x)", [text]
-    ).fetchall()
+    got = (
+        duckdb.connect()
+        .execute(
+            f"SELECT {ingest_sql.typed(column, 'x', 'VARCHAR')} FROM (SELECT ?::VARCHAR AS x)",
+            [text],
+        )
+        .fetchall()
+    )
     assert got == [(expected,)]
 
 

@@ -31,15 +31,21 @@ def load(raw: Path, warehouse: Path, *keys: str):
 
 
 def quarantine(warehouse: Path, source: str) -> list[tuple]:
-    return query(warehouse, "SELECT source_file, source_row, column_name, offending_value, reason "
-                            "FROM raw.quarantine WHERE source_name = ? ORDER BY source_row",
-                 [source])
+    return query(
+        warehouse,
+        "SELECT source_file, source_row, column_name, offending_value, reason "
+        "FROM raw.quarantine WHERE source_name = ? ORDER BY source_row",
+        [source],
+    )
 
 
 def log(warehouse: Path, source: str) -> list[tuple]:
-    return query(warehouse, "SELECT source_file, rows_read, rows_loaded, rows_quarantined "
-                            "FROM raw.ingest_log WHERE source_name = ? ORDER BY source_file",
-                 [source])
+    return query(
+        warehouse,
+        "SELECT source_file, rows_read, rows_loaded, rows_quarantined "
+        "FROM raw.ingest_log WHERE source_name = ? ORDER BY source_file",
+        [source],
+    )
 
 
 def assert_loaded(warehouse: Path, key: str, expected: pd.DataFrame) -> None:
@@ -48,10 +54,15 @@ def assert_loaded(warehouse: Path, key: str, expected: pd.DataFrame) -> None:
     columns = ", ".join(f'"{c}"' for c in source.column_names)
     where = "WHERE wave = ?" if source.per_wave else ""
     params = [int(key.rsplit("_", 1)[1])] if source.per_wave else []
-    rows = query(warehouse, f"SELECT {columns} FROM raw.{source.name} {where} "
-                            f"ORDER BY _source_file, _source_row", params)
-    want = [tuple(None if pd.isna(v) else v for v in r)
-            for r in expected[list(source.column_names)].itertuples(index=False)]
+    rows = query(
+        warehouse,
+        f"SELECT {columns} FROM raw.{source.name} {where} ORDER BY _source_file, _source_row",
+        params,
+    )
+    want = [
+        tuple(None if pd.isna(v) else v for v in r)
+        for r in expected[list(source.column_names)].itertuples(index=False)
+    ]
     assert rows == want
 
 
@@ -62,15 +73,18 @@ def rewrite(raw: Path, key: str, frame: pd.DataFrame) -> None:
 # --- rows quarantined with a reason --------------------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "column", "bad"), [
-    ("practice_population", "registered", "many"),          # CSV
-    ("risk_scores", "risk_tier", "high"),                    # parquet
-    ("recruitment", "birth_year", "nineteen forty"),         # SPSS .sav
-])
+@pytest.mark.parametrize(
+    ("key", "column", "bad"),
+    [
+        ("practice_population", "registered", "many"),  # CSV
+        ("risk_scores", "risk_tier", "high"),  # parquet
+        ("recruitment", "birth_year", "nineteen forty"),  # SPSS .sav
+    ],
+)
 def test_wrong_column_type_is_quarantined(world, key, column, bad):
     raw, wh = world
     frame = tw.frames()[key]
-    broken = frame.astype({column: str})   # a text value makes the whole column text
+    broken = frame.astype({column: str})  # a text value makes the whole column text
     broken.loc[2, column] = bad
     tw.build(raw, edit={key: broken})
     load(raw, wh, key)
@@ -86,8 +100,11 @@ def test_missing_required_column_fails_naming_file_and_column(world):
     world_frames = tw.build(raw)
     ingest_all(raw, wh)
     rewrite(raw, "recruitment", world_frames["recruitment"].drop(columns=["birth_year"]))
-    with pytest.raises(IngestError, match=r"cohort/recruitment\.sav: required column\(s\) "
-                                          r"missing: birth_year"):
+    with pytest.raises(
+        IngestError,
+        match=r"cohort/recruitment\.sav: required column\(s\) "
+        r"missing: birth_year",
+    ):
         ingest_all(raw, wh)
     # The failed file leaves its previous load in place; the other sources still loaded.
     assert_loaded(wh, "recruitment", world_frames["recruitment"])
@@ -112,12 +129,17 @@ def test_unknown_practice_code_is_quarantined(world):
     raw, wh = world
     recruitment = tw.frames()["recruitment"]
     broken = recruitment.copy()
-    broken.loc[4, "practice_code"] = "Z99999"   # well formed, but not in practices.csv
+    broken.loc[4, "practice_code"] = "Z99999"  # well formed, but not in practices.csv
     tw.build(raw, edit={"recruitment": broken})
     load(raw, wh, "recruitment")
     assert quarantine(wh, "recruitment") == [
-        ("cohort/recruitment.sav", 5, "practice_code", "Z99999",
-         "unknown practice_code: not in practices")
+        (
+            "cohort/recruitment.sav",
+            5,
+            "practice_code",
+            "Z99999",
+            "unknown practice_code: not in practices",
+        )
     ]
     assert_loaded(wh, "recruitment", recruitment.drop(index=4))
 
@@ -131,10 +153,20 @@ def test_implausible_date_is_quarantined(world):
     tw.build(raw, edit={"hospital_spells": broken})
     load(raw, wh, "hospital_spells")
     assert quarantine(wh, "hospital_spells") == [
-        ("records/hospital_spells.parquet", 2, "admitted_on", "2101-03-01",
-         "implausible date: after 2099-12-31"),
-        ("records/hospital_spells.parquet", 4, "discharged_on", "1899-12-31",
-         "implausible date: before 1900-01-01"),
+        (
+            "records/hospital_spells.parquet",
+            2,
+            "admitted_on",
+            "2101-03-01",
+            "implausible date: after 2099-12-31",
+        ),
+        (
+            "records/hospital_spells.parquet",
+            4,
+            "discharged_on",
+            "1899-12-31",
+            "implausible date: before 1900-01-01",
+        ),
     ]
     assert_loaded(wh, "hospital_spells", spells.drop(index=[1, 3]))
 
@@ -147,8 +179,13 @@ def test_duplicate_person_in_recruitment_keeps_the_first(world):
     tw.build(raw, edit={"recruitment": broken})
     load(raw, wh, "recruitment")
     assert quarantine(wh, "recruitment") == [
-        ("cohort/recruitment.sav", 4, "person_id", "P00001",
-         "duplicate primary key (person_id): first occurrence is cohort/recruitment.sav row 2")
+        (
+            "cohort/recruitment.sav",
+            4,
+            "person_id",
+            "P00001",
+            "duplicate primary key (person_id): first occurrence is cohort/recruitment.sav row 2",
+        )
     ]
     assert log(wh, "recruitment") == [("cohort/recruitment.sav", 6, 5, 1)]
     assert_loaded(wh, "recruitment", broken.drop(index=3))
@@ -161,9 +198,14 @@ def test_duplicate_questionnaire_for_same_person_and_wave(world):
     tw.build(raw, edit={"survey_wave_02": broken})
     load(raw, wh, "survey_wave")
     assert quarantine(wh, "survey_wave") == [
-        ("cohort/survey_wave_02.sav", 7, "person_id, wave", "P00000, 2",
-         "duplicate primary key (person_id, wave): first occurrence is "
-         "cohort/survey_wave_02.sav row 1")
+        (
+            "cohort/survey_wave_02.sav",
+            7,
+            "person_id, wave",
+            "P00000, 2",
+            "duplicate primary key (person_id, wave): first occurrence is "
+            "cohort/survey_wave_02.sav row 1",
+        )
     ]
     assert_loaded(wh, "survey_wave_02", wave2)
     assert_loaded(wh, "survey_wave_01", tw.frames()["survey_wave_01"])
@@ -177,8 +219,7 @@ def test_questionnaire_in_the_wrong_wave_file_is_quarantined(world):
     tw.build(raw, edit={"survey_wave_02": broken})
     load(raw, wh, "survey_wave")
     assert quarantine(wh, "survey_wave") == [
-        ("cohort/survey_wave_02.sav", 6, "wave", "3",
-         "wave does not match the file name (wave 2)")
+        ("cohort/survey_wave_02.sav", 6, "wave", "3", "wave does not match the file name (wave 2)")
     ]
     assert_loaded(wh, "survey_wave_02", wave2.drop(index=5))
 
@@ -209,13 +250,20 @@ def test_bad_nhs_check_digit_is_quarantined_masked(world, monkeypatch):
     tw.build(raw, edit={"recruitment": with_nhs})
     load(raw, wh, "recruitment")
     assert quarantine(wh, "recruitment") == [
-        ("cohort/recruitment.sav", 3, "nhs_number", "*" * 10,
-         "invalid NHS number (not 10 digits, or the Modulus 11 check digit does not match)")
+        (
+            "cohort/recruitment.sav",
+            3,
+            "nhs_number",
+            "*" * 10,
+            "invalid NHS number (not 10 digits, or the Modulus 11 check digit does not match)",
+        )
     ]
     loaded = query(wh, "SELECT person_id, birth_year FROM raw.recruitment ORDER BY _source_row")
-    expected = [(hmac.new(KEY.encode(), n.encode(), hashlib.sha256).hexdigest(), y)
-                for i, (n, y) in enumerate(zip(numbers, recruitment["birth_year"], strict=True))
-                if i != 2]
+    expected = [
+        (hmac.new(KEY.encode(), n.encode(), hashlib.sha256).hexdigest(), y)
+        for i, (n, y) in enumerate(zip(numbers, recruitment["birth_year"], strict=True))
+        if i != 2
+    ]
     assert loaded == expected
 
 
@@ -224,10 +272,15 @@ def test_nhs_numbers_without_a_key_fail_clearly(world, monkeypatch):
     monkeypatch.delenv("SICP_PSEUDONYM_KEY", raising=False)
     recruitment = tw.frames()["recruitment"]
     numbers = [tw.valid_nhs_number(i) for i in range(len(recruitment))]
-    tw.build(raw, edit={"recruitment": recruitment.drop(columns=["person_id"])
-                        .assign(nhs_number=numbers)})
-    with pytest.raises(IngestError, match=r"cohort/recruitment\.sav: .*SICP_PSEUDONYM_KEY is "
-                                          r"not set"):
+    tw.build(
+        raw,
+        edit={"recruitment": recruitment.drop(columns=["person_id"]).assign(nhs_number=numbers)},
+    )
+    with pytest.raises(
+        IngestError,
+        match=r"cohort/recruitment\.sav: .*SICP_PSEUDONYM_KEY is "
+        r"not set",
+    ):
         load(raw, wh, "recruitment")
 
 
@@ -240,8 +293,11 @@ def test_truncated_sav_fails_and_keeps_the_previous_load(world):
     ingest_all(raw, wh)
     path = tw.path_for(raw, "survey_wave_02")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(IngestError, match=r"cohort/survey_wave_02\.sav: the SPSS file is "
-                                          r"truncated or damaged"):
+    with pytest.raises(
+        IngestError,
+        match=r"cohort/survey_wave_02\.sav: the SPSS file is "
+        r"truncated or damaged",
+    ):
         ingest_all(raw, wh)
     assert_loaded(wh, "survey_wave_01", world_frames["survey_wave_01"])
     assert_loaded(wh, "survey_wave_02", world_frames["survey_wave_02"])
@@ -270,15 +326,22 @@ def test_non_utf8_csv_fails_naming_encoding_and_line(world):
         ingest_all(raw, wh)
     message = str(failure.value)
     assert message.startswith("twic/coaching_randomisation.csv: the file is not UTF-8 encoded")
-    assert "byte 0xeb on line 4" in message   # header is line 1, so data row 3 is line 4
+    assert "byte 0xeb on line 4" in message  # header is line 1, so data row 3 is line 4
     assert_loaded(wh, "coaching_uptake", tw.frames()["coaching_uptake"])
 
 
-@pytest.mark.parametrize(("name", "content", "problem"), [
-    ("cohort/recruitment.sav", b"person_id,practice_code\nP1,P81000\n", "not an SPSS .sav file"),
-    ("records/deaths.parquet", b"person_id,died_on\nP1,2015-01-01\n", "not a parquet file"),
-    ("records/deaths.xlsx", b"PK\x03\x04", "unsupported file type '.xlsx' for deaths"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        (
+            "cohort/recruitment.sav",
+            b"person_id,practice_code\nP1,P81000\n",
+            "not an SPSS .sav file",
+        ),
+        ("records/deaths.parquet", b"person_id,died_on\nP1,2015-01-01\n", "not a parquet file"),
+        ("records/deaths.xlsx", b"PK\x03\x04", "unsupported file type '.xlsx' for deaths"),
+    ],
+)
 def test_wrong_file_type_fails(world, name, content, problem):
     raw, wh = world
     tw.build(raw)

@@ -46,9 +46,14 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
 
 def manifest(warehouse: Path) -> dict[str, tuple]:
     """file -> (source, status, reason) for this run's rows (previous rows left out)."""
-    return {f: (s, st, r) for f, s, st, r in query(
-        warehouse, "SELECT file, source, status, reason FROM raw.delivery_manifest "
-                   "WHERE status <> 'previous'")}
+    return {
+        f: (s, st, r)
+        for f, s, st, r in query(
+            warehouse,
+            "SELECT file, source, status, reason FROM raw.delivery_manifest "
+            "WHERE status <> 'previous'",
+        )
+    }
 
 
 def assert_consistent(warehouse: Path) -> None:
@@ -60,20 +65,26 @@ def assert_consistent(warehouse: Path) -> None:
         for (name,) in con.execute("SELECT DISTINCT source_name FROM raw.ingest_log").fetchall():
             checks = reconcile(con, SOURCES[name])
             assert checks and all(c.ok for c in checks), checks
-        held = con.execute("SELECT file, sha256 FROM raw.delivery_manifest "
-                           "WHERE status IN ('ok', 'previous')").fetchall()
+        held = con.execute(
+            "SELECT file, sha256 FROM raw.delivery_manifest WHERE status IN ('ok', 'previous')"
+        ).fetchall()
         assert sorted(held) == sorted(logged)
         assert con.execute("SELECT * FROM raw.input_fingerprint").fetchall() == [
-            (input_fingerprint(logged), len(logged))]
+            (input_fingerprint(logged), len(logged))
+        ]
 
 
 def listing(raw: Path) -> list[tuple[str, str]]:
-    return sorted((p.relative_to(raw).as_posix(), sha256_file(p))
-                  for p in raw.rglob("*") if p.is_file() and not p.is_symlink())
+    return sorted(
+        (p.relative_to(raw).as_posix(), sha256_file(p))
+        for p in raw.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    )
 
 
-def assert_reingest_consistent(raw: Path, warehouse: Path,
-                               fresh: dict[str, list[tuple]] | None = None) -> None:
+def assert_reingest_consistent(
+    raw: Path, warehouse: Path, fresh: dict[str, list[tuple]] | None = None
+) -> None:
     """Ingest again (the fault removed): everything loads, and the warehouse equals a fresh
     ingest of the same folder: ``fresh`` when the caller has one (its first ingest into an
     empty warehouse), the tiny world's (computed once) when the folder is that, else one made
@@ -135,13 +146,16 @@ def run_log(warehouse: Path) -> list[dict]:
 # --- 1. every delivered file is accounted for ----------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "name"), [
-    ("recruitment", "cohort/RECRUITMENT.sav"),
-    ("recruitment", "cohort/recruitment.SAV"),
-    ("survey_wave_02", "cohort/Survey_Wave_02.SAV"),
-    ("gp_contacts", "records/GP_Contacts.PARQUET"),
-    ("deaths", "Records/deaths.parquet"),          # the folder's case too
-])
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("recruitment", "cohort/RECRUITMENT.sav"),
+        ("recruitment", "cohort/recruitment.SAV"),
+        ("survey_wave_02", "cohort/Survey_Wave_02.SAV"),
+        ("gp_contacts", "records/GP_Contacts.PARQUET"),
+        ("deaths", "Records/deaths.parquet"),  # the folder's case too
+    ],
+)
 def test_names_match_case_insensitively(world, key, name):
     raw, wh = world
     frames = tw.build(raw)
@@ -154,49 +168,69 @@ def test_names_match_case_insensitively(world, key, name):
     else:
         original.rename(raw / name)
     report = ingest_all(raw, wh)
-    first = dump(wh)        # a fresh ingest of this folder
+    first = dump(wh)  # a fresh ingest of this folder
     source = tw.source_of(key)
     (file,) = [f for f in report.source(source.name).files if f.source_file == name]
-    assert (file.rows_read, file.rows_loaded, file.rows_quarantined) == (len(frames[key]), len(frames[key]), 0)
+    assert (file.rows_read, file.rows_loaded, file.rows_quarantined) == (
+        len(frames[key]),
+        len(frames[key]),
+        0,
+    )
     assert manifest(wh)[name][:2] == (source.name, "ok")
     assert_consistent(wh)
     assert_reingest_consistent(raw, wh, fresh=first)
 
 
-@pytest.mark.parametrize(("name", "wave"), [("survey_wave_9.sav", 9), ("survey_wave_10.sav", 10),
-                                            ("survey_wave_003.sav", 3)])
+@pytest.mark.parametrize(
+    ("name", "wave"),
+    [("survey_wave_9.sav", 9), ("survey_wave_10.sav", 10), ("survey_wave_003.sav", 3)],
+)
 def test_wave_number_with_any_number_of_digits(world, name, wave):
     raw, wh = world
     frames = tw.build(raw)
     delivered = frames["survey_wave_02"].assign(wave=wave)
     tw.write(delivered, raw / "cohort" / name, SOURCES["survey_wave"])
     report = ingest_all(raw, wh)
-    first = dump(wh)        # a fresh ingest of this folder
+    first = dump(wh)  # a fresh ingest of this folder
     (file,) = [f for f in report.source("survey_wave").files if f.source_file == f"cohort/{name}"]
     assert (file.rows_read, file.rows_loaded, file.rows_quarantined) == (len(delivered),) * 2 + (0,)
     assert query(wh, "SELECT count(*) FROM raw.survey_wave WHERE wave = ?", [wave]) == [
-        (len(delivered),)]
+        (len(delivered),)
+    ]
     assert_consistent(wh)
     assert_reingest_consistent(raw, wh, fresh=first)
 
 
-@pytest.mark.parametrize(("name", "shown", "problem"), [
-    ("cohort/survey_wave_08 (copy).sav", None, "matches no source of the data contract"),
-    ("cohort/survey_wave_02.sav.bak", None, "matches no source of the data contract"),
-    ("records/recruitment.sav", None, "matches no source of the data contract; recruitment "
-                                      "files belong in cohort/"),
-    ("gp_contacts.csv", None, "matches no source of the data contract; gp_contacts files "
-                              "belong in records/"),
-    ("notes.txt", None, "matches no source of the data contract"),
-    ("archive/deaths.parquet", "archive/", "a folder that is not part of the data contract"),
-    ("records/old/deaths.parquet", "records/old/", "a sub-folder; the data contract has none "
-                                                   "inside records/"),
-], ids=["copy", "backup", "wrong_folder", "at_the_top", "notes", "stray_folder", "sub_folder"])
+@pytest.mark.parametrize(
+    ("name", "shown", "problem"),
+    [
+        ("cohort/survey_wave_08 (copy).sav", None, "matches no source of the data contract"),
+        ("cohort/survey_wave_02.sav.bak", None, "matches no source of the data contract"),
+        (
+            "records/recruitment.sav",
+            None,
+            "matches no source of the data contract; recruitment files belong in cohort/",
+        ),
+        (
+            "gp_contacts.csv",
+            None,
+            "matches no source of the data contract; gp_contacts files belong in records/",
+        ),
+        ("notes.txt", None, "matches no source of the data contract"),
+        ("archive/deaths.parquet", "archive/", "a folder that is not part of the data contract"),
+        (
+            "records/old/deaths.parquet",
+            "records/old/",
+            "a sub-folder; the data contract has none inside records/",
+        ),
+    ],
+    ids=["copy", "backup", "wrong_folder", "at_the_top", "notes", "stray_folder", "sub_folder"],
+)
 def test_a_file_of_no_source_stops_ingest_naming_it(world, capsys, name, shown, problem):
     raw, wh = world
     delivered_and_loaded(raw, wh)
     before = {t: rows for t, rows in dump(wh).items() if t != "delivery_manifest"}
-    shown = shown or name           # a stray folder is named, not what is inside it
+    shown = shown or name  # a stray folder is named, not what is inside it
     stray = raw / name
     stray.parent.mkdir(parents=True, exist_ok=True)
     stray.write_bytes(tw.path_for(raw, "survey_wave_02").read_bytes())
@@ -228,10 +262,12 @@ def test_two_files_for_one_source_stop_ingest_naming_both(world, capsys):
     with pytest.raises(IngestRunError) as failure:
         ingest_all(raw, wh)
     message = str(failure.value)
-    assert message.startswith("records/gp_contacts.csv, records/gp_contacts.parquet: 2 files for "
-                              "gp_contacts (records/gp_contacts.csv, records/gp_contacts.parquet), "
-                              "which takes one file; ingest cannot tell which is meant")
-    assert loaded_rows(wh, "gp_contacts") == len(contacts)      # not doubled
+    assert message.startswith(
+        "records/gp_contacts.csv, records/gp_contacts.parquet: 2 files for "
+        "gp_contacts (records/gp_contacts.csv, records/gp_contacts.parquet), "
+        "which takes one file; ingest cannot tell which is meant"
+    )
+    assert loaded_rows(wh, "gp_contacts") == len(contacts)  # not doubled
     rows = manifest(wh)
     assert rows["records/gp_contacts.csv"][1] == rows["records/gp_contacts.parquet"][1] == "refused"
     assert_consistent(wh)
@@ -246,11 +282,15 @@ def test_two_files_giving_one_wave_stop_ingest(world):
     raw, wh = world
     frames = delivered_and_loaded(raw, wh)
     tw.write(frames["survey_wave_02"], raw / "cohort" / "survey_wave_2.sav", SOURCES["survey_wave"])
-    with pytest.raises(IngestRunError, match=r"^cohort/survey_wave_02\.sav, cohort/survey_wave_2"
-                                             r"\.sav: 2 files give wave 2 of survey_wave"):
+    with pytest.raises(
+        IngestRunError,
+        match=r"^cohort/survey_wave_02\.sav, cohort/survey_wave_2"
+        r"\.sav: 2 files give wave 2 of survey_wave",
+    ):
         ingest_all(raw, wh)
     assert query(wh, "SELECT count(*) FROM raw.survey_wave WHERE wave = 2") == [
-        (len(frames["survey_wave_02"]),)]
+        (len(frames["survey_wave_02"]),)
+    ]
     assert_consistent(wh)
     (raw / "cohort" / "survey_wave_2.sav").unlink()
     assert_reingest_consistent(raw, wh)
@@ -273,8 +313,11 @@ def test_symlinks_are_refused_without_reading_the_target(world, tmp_path, capsys
         (raw / "programme").rmdir()
         shown = "programme"
     else:
-        target = {"file_outside": outside / "secret.csv", "etc_passwd": Path("/etc/passwd"),
-                  "file_inside": tw.path_for(raw, "coaching_uptake")}[case]
+        target = {
+            "file_outside": outside / "secret.csv",
+            "etc_passwd": Path("/etc/passwd"),
+            "file_inside": tw.path_for(raw, "coaching_uptake"),
+        }[case]
         link = raw / "records" / "deaths.csv"
         shown = "records/deaths.csv"
     link.symlink_to(target)
@@ -283,9 +326,10 @@ def test_symlinks_are_refused_without_reading_the_target(world, tmp_path, capsys
     message = str(failure.value)
     assert message.startswith(f"{shown}: is a symbolic link; ingest reads only regular files")
     assert SECRET not in message and "root:" not in message and str(target) not in message
-    rows = query(wh, "SELECT status, sha256, size_bytes FROM raw.delivery_manifest "
-                     "WHERE file = ?", [shown])
-    assert rows == [("refused", None, None)]          # never measured, never hashed
+    rows = query(
+        wh, "SELECT status, sha256, size_bytes FROM raw.delivery_manifest WHERE file = ?", [shown]
+    )
+    assert rows == [("refused", None, None)]  # never measured, never hashed
     code, out, err = run_cli(capsys)
     assert code == 1 and "root:" not in out + err and "Traceback" not in err
     assert "root:" not in (wh.parent / "ingest_log.jsonl").read_text()
@@ -312,14 +356,20 @@ def test_hard_links_are_refused_without_being_read(world, tmp_path, capsys, case
     os.link(target, link)
     code, out, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err and "root:" not in out + err
-    assert ("records/deaths.csv: has another name on this file system (a hard link), which may "
-            "lie outside the input folder, so it is not read") in err
-    assert query(wh, "SELECT status, sha256, size_bytes FROM raw.delivery_manifest "
-                     "WHERE file = 'records/deaths.csv'") == [("refused", None, None)]
+    assert (
+        "records/deaths.csv: has another name on this file system (a hard link), which may "
+        "lie outside the input folder, so it is not read"
+    ) in err
+    assert query(
+        wh,
+        "SELECT status, sha256, size_bytes FROM raw.delivery_manifest "
+        "WHERE file = 'records/deaths.csv'",
+    ) == [("refused", None, None)]
     assert "root:" not in (wh.parent / "ingest_log.jsonl").read_text()
     after = dump(wh)
     assert {t: after[t] for t in before if t != "delivery_manifest"} == {
-        t: rows for t, rows in before.items() if t != "delivery_manifest"}   # nothing loaded
+        t: rows for t, rows in before.items() if t != "delivery_manifest"
+    }  # nothing loaded
     link.unlink()
     tw.write(tw.frames()["deaths"], tw.path_for(raw, "deaths"), SOURCES["deaths"])
     assert_reingest_consistent(raw, wh)
@@ -330,10 +380,14 @@ def test_a_file_ingest_may_not_read_fails_only_its_source(world, capsys, monkeyp
     raw, wh = world
     frames = delivered_and_loaded(raw, wh)
     tw.write(frames["deaths"].iloc[:2], tw.path_for(raw, "deaths"), SOURCES["deaths"])
-    tw.write(frames["contact_centre_calls"].iloc[:2], tw.path_for(raw, "contact_centre_calls"),
-             SOURCES["contact_centre_calls"])
+    tw.write(
+        frames["contact_centre_calls"].iloc[:2],
+        tw.path_for(raw, "contact_centre_calls"),
+        SOURCES["contact_centre_calls"],
+    )
     import sicp.ingest.files as files
     import sicp.ingest.manifest as manifest_module
+
     real = files.sha256_file
     denied = tw.path_for(raw, "deaths")
 
@@ -347,8 +401,8 @@ def test_a_file_ingest_may_not_read_fails_only_its_source(world, capsys, monkeyp
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
     assert "records/deaths.parquet: the file cannot be read (Permission denied)" in err
-    assert loaded_rows(wh, "contact_centre_calls") == 2          # the other sources load
-    assert loaded_rows(wh, "deaths") == len(frames["deaths"])    # deaths keeps its load
+    assert loaded_rows(wh, "contact_centre_calls") == 2  # the other sources load
+    assert loaded_rows(wh, "deaths") == len(frames["deaths"])  # deaths keeps its load
     assert manifest(wh)["records/deaths.parquet"][1] == "failed"
     assert_consistent(wh)
     monkeypatch.undo()
@@ -360,9 +414,12 @@ def test_a_pipe_is_refused_without_being_opened(world):
     delivered_and_loaded(raw, wh)
     before = dump(wh)["deaths"]
     fifo = raw / "records" / "deaths.csv"
-    os.mkfifo(fifo)                 # reading it would block for ever
-    with pytest.raises(IngestRunError, match=r"^records/deaths\.csv: is not a regular file "
-                                             r"\(a pipe\); remove it"):
+    os.mkfifo(fifo)  # reading it would block for ever
+    with pytest.raises(
+        IngestRunError,
+        match=r"^records/deaths\.csv: is not a regular file "
+        r"\(a pipe\); remove it",
+    ):
         ingest_all(raw, wh)
     assert dump(wh)["deaths"] == before
     assert manifest(wh)["records/deaths.csv"][1] == "refused"
@@ -375,7 +432,7 @@ def test_an_input_folder_reached_through_a_link_is_fine(world, tmp_path):
     raw, wh = world
     tw.build(raw)
     linked = tmp_path / "drop"
-    linked.symlink_to(raw, target_is_directory=True)   # data/raw -> a mounted share, say
+    linked.symlink_to(raw, target_is_directory=True)  # data/raw -> a mounted share, say
     report = ingest_all(linked, wh)
     first = dump(wh)
     assert {r.status for r in report.manifest} == {"ok"}
@@ -387,18 +444,24 @@ def test_allowed_extras_are_listed_and_never_read(world):
     raw, wh = world
     tw.build(raw)
     first = ingest_all(raw, wh)
-    extras = {"truth.json": "{}", "README.md": "# delivery 3", "SHA256SUMS": "abc  x\n",
-              "cohort/readme.txt": "waves", "records/deaths.parquet.sha256": "abc\n",
-              "records/.DS_Store": "\0"}
+    extras = {
+        "truth.json": "{}",
+        "README.md": "# delivery 3",
+        "SHA256SUMS": "abc  x\n",
+        "cohort/readme.txt": "waves",
+        "records/deaths.parquet.sha256": "abc\n",
+        "records/.DS_Store": "\0",
+    }
     for name, text in extras.items():
         (raw / name).write_text(text)
     report = ingest_all(raw, wh)
-    assert report.fingerprint == first.fingerprint          # extras are not inputs
+    assert report.fingerprint == first.fingerprint  # extras are not inputs
     rows = manifest(wh)
     for name, text in extras.items():
         assert rows[name][1] == "extra", name
-        assert query(wh, "SELECT size_bytes, sha256 FROM raw.delivery_manifest WHERE file = ?",
-                     [name]) == [(len(text.encode()), hashlib.sha256(text.encode()).hexdigest())]
+        assert query(
+            wh, "SELECT size_bytes, sha256 FROM raw.delivery_manifest WHERE file = ?", [name]
+        ) == [(len(text.encode()), hashlib.sha256(text.encode()).hexdigest())]
     assert_consistent(wh)
     # truth.json is allowed at the top only.
     (raw / "cohort" / "truth.json").write_text("{}")
@@ -412,10 +475,14 @@ def test_manifest_run_log_and_fingerprint_agree(world):
     raw, wh = world
     frames = tw.build(raw)
     report = ingest_all(raw, wh)
-    on_disk = sorted((p.relative_to(raw).as_posix(), sha256_file(p)) for p in raw.rglob("*")
-                     if p.is_file())
-    held = query(wh, "SELECT file, sha256, size_bytes, rows_read, rows_loaded, rows_quarantined, "
-                     "status FROM raw.delivery_manifest ORDER BY file")
+    on_disk = sorted(
+        (p.relative_to(raw).as_posix(), sha256_file(p)) for p in raw.rglob("*") if p.is_file()
+    )
+    held = query(
+        wh,
+        "SELECT file, sha256, size_bytes, rows_read, rows_loaded, rows_quarantined, "
+        "status FROM raw.delivery_manifest ORDER BY file",
+    )
     assert [(f, s) for f, s, *_ in held] == on_disk
     for f, _, size, read, loaded, quarantined, status in held:
         assert (size, status) == ((raw / f).stat().st_size, "ok")
@@ -423,7 +490,10 @@ def test_manifest_run_log_and_fingerprint_agree(world):
     assert report.fingerprint == input_fingerprint(on_disk)
     entry = run_log(wh)[-1]
     assert (entry["outcome"], entry["fingerprint"], entry["n_files"]) == (
-        "ok", report.fingerprint, len(on_disk))
+        "ok",
+        report.fingerprint,
+        len(on_disk),
+    )
     assert entry["rows_read"] == sum(s.rows_read for s in report.sources) == entry["rows_loaded"]
     assert {f["file"] for f in entry["files"]} == {f for f, _ in on_disk}
     assert_consistent(wh)
@@ -433,9 +503,14 @@ def test_manifest_run_log_and_fingerprint_agree(world):
     deaths.drop(columns=["place_of_death"]).to_parquet(tw.path_for(raw, "deaths"))
     with pytest.raises(IngestRunError, match="required column"):
         ingest_all(raw, wh)
-    statuses = sorted(query(wh, "SELECT status, sha256 = ? FROM raw.delivery_manifest WHERE "
-                                "file = 'records/deaths.parquet'",
-                            [sha256_file(tw.path_for(raw, "deaths"))]))
+    statuses = sorted(
+        query(
+            wh,
+            "SELECT status, sha256 = ? FROM raw.delivery_manifest WHERE "
+            "file = 'records/deaths.parquet'",
+            [sha256_file(tw.path_for(raw, "deaths"))],
+        )
+    )
     assert statuses == [("failed", True), ("previous", False)]
     assert_consistent(wh)
     assert run_log(wh)[-1]["outcome"] == "failed"
@@ -449,21 +524,25 @@ def test_a_warehouse_kept_inside_the_input_folder_is_not_a_delivery(world):
     tw.build(raw)
     wh = raw / "warehouse.duckdb"
     ingest_all(raw, wh)
-    report = ingest_all(raw, wh)                # its .wal, spill folder and run log too
-    assert {r.file for r in report.manifest if r.file.startswith(("warehouse", "ingest_log"))} \
-        == set()
+    report = ingest_all(raw, wh)  # its .wal, spill folder and run log too
+    assert {
+        r.file for r in report.manifest if r.file.startswith(("warehouse", "ingest_log"))
+    } == set()
     assert_consistent(wh)
 
 
 # --- 2. one unreadable file fails only its source -------------------------------------------
 
 
-@pytest.mark.parametrize(("zone", "late"), [
-    ("Europe/London", pd.Timestamp("2015-06-01 00:30")),    # BST: 2015-05-31 23:30 UTC
-    ("+01:00", pd.Timestamp("2015-06-01 00:30")),           # a fixed offset
-    ("UTC", pd.Timestamp("2015-06-01 23:59")),
-    ("America/New_York", pd.Timestamp("2015-06-01 21:00")),  # 2015-06-02 01:00 UTC
-])
+@pytest.mark.parametrize(
+    ("zone", "late"),
+    [
+        ("Europe/London", pd.Timestamp("2015-06-01 00:30")),  # BST: 2015-05-31 23:30 UTC
+        ("+01:00", pd.Timestamp("2015-06-01 00:30")),  # a fixed offset
+        ("UTC", pd.Timestamp("2015-06-01 23:59")),
+        ("America/New_York", pd.Timestamp("2015-06-01 21:00")),  # 2015-06-02 01:00 UTC
+    ],
+)
 def test_timezone_aware_dates_are_read_in_their_own_zone(world, zone, late):
     raw, wh = world
     deaths = tw.frames()["deaths"]
@@ -472,19 +551,24 @@ def test_timezone_aware_dates_are_read_in_their_own_zone(world, zone, late):
     delivered = deaths.copy()
     local = pd.to_datetime(delivered["died_on"])
     local[0] = late
-    if zone.startswith("+"):     # written by pyarrow as tz="+01:00"
-        delivered["died_on"] = (local - pd.Timedelta(hours=1)).dt.tz_localize("UTC").dt.tz_convert(
-            dt.timezone(dt.timedelta(hours=1)))
+    if zone.startswith("+"):  # written by pyarrow as tz="+01:00"
+        delivered["died_on"] = (
+            (local - pd.Timedelta(hours=1))
+            .dt.tz_localize("UTC")
+            .dt.tz_convert(dt.timezone(dt.timedelta(hours=1)))
+        )
     else:
         delivered["died_on"] = local.dt.tz_localize(zone)
     tw.build(raw, edit={"deaths": delivered})
     report = ingest_all(raw, wh)
-    first = dump(wh)        # a fresh ingest of this folder
+    first = dump(wh)  # a fresh ingest of this folder
     assert query(wh, "SELECT died_on FROM raw.deaths ORDER BY _source_row") == [
-        (d,) for d in expected]
+        (d,) for d in expected
+    ]
     (warning,) = report.source("deaths").warnings
-    assert warning.startswith("records/deaths.parquet: column died_on holds timezone-aware "
-                              "timestamps (zone ")
+    assert warning.startswith(
+        "records/deaths.parquet: column died_on holds timezone-aware timestamps (zone "
+    )
     assert "1 had a time of day other than midnight, dropped" in warning
     assert report.source("deaths").rows_quarantined == 0
     assert_consistent(wh)
@@ -502,16 +586,25 @@ def test_unknown_time_zone_fails_only_its_source(world, capsys):
     tw.build(raw)
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     deaths = tw.frames()["deaths"]
-    table = pa.table({"person_id": deaths["person_id"],
-                      "died_on": pa.array(pd.to_datetime(deaths["died_on"]).astype("int64") // 1000,
-                                          pa.timestamp("us", tz="Mars/Olympus")),
-                      "place_of_death": deaths["place_of_death"]})
+    table = pa.table(
+        {
+            "person_id": deaths["person_id"],
+            "died_on": pa.array(
+                pd.to_datetime(deaths["died_on"]).astype("int64") // 1000,
+                pa.timestamp("us", tz="Mars/Olympus"),
+            ),
+            "place_of_death": deaths["place_of_death"],
+        }
+    )
     pq.write_table(table, tw.path_for(raw, "deaths"))
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
-    assert ("sicp ingest: records/deaths.parquet: column died_on: its timezone-aware timestamps "
-            "(zone Mars/Olympus) cannot be read") in err
+    assert (
+        "sicp ingest: records/deaths.parquet: column died_on: its timezone-aware timestamps "
+        "(zone Mars/Olympus) cannot be read"
+    ) in err
     _all_but(wh, "deaths")
     assert manifest(wh)["records/deaths.parquet"][1] == "failed"
     assert_consistent(wh)
@@ -529,7 +622,7 @@ def test_a_damaged_parquet_fails_only_its_source(world, capsys, damage):
     if damage == "truncated":
         path.write_bytes(data[: len(data) // 2])
         problem = "the parquet file is truncated (its footer is missing)"
-    else:   # signature and footer (the schema) intact, the column data overwritten
+    else:  # signature and footer (the schema) intact, the column data overwritten
         footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
         path.write_bytes(data[:4] + b"\xff" * (footer - 4) + data[footer:])
         problem = "the file cannot be read or checked ("
@@ -556,19 +649,23 @@ def test_csv_with_bom_or_crlf_still_loads(world, variant):
         text = text.replace("\n", "\r\n")
     path.write_bytes(("\ufeff" if "bom" in variant else "").encode() + text.encode())
     report = ingest_all(raw, wh)
-    first = dump(wh)        # a fresh ingest of this folder
+    first = dump(wh)  # a fresh ingest of this folder
     assert report.source("coaching_randomisation").rows_quarantined == 0
-    got = query(wh, "SELECT person_id, stratum, arm FROM raw.coaching_randomisation "
-                    "ORDER BY _source_row")
-    want = [tuple(r) for r in frames["coaching_randomisation"][["person_id", "stratum", "arm"]]
-            .itertuples(index=False)]
+    got = query(
+        wh, "SELECT person_id, stratum, arm FROM raw.coaching_randomisation ORDER BY _source_row"
+    )
+    want = [
+        tuple(r)
+        for r in frames["coaching_randomisation"][["person_id", "stratum", "arm"]].itertuples(
+            index=False
+        )
+    ]
     assert got == want
     assert_consistent(wh)
     assert_reingest_consistent(raw, wh, fresh=first)
 
 
-def test_an_unexpected_fault_fails_only_its_source_without_a_traceback(world, capsys,
-                                                                       monkeypatch):
+def test_an_unexpected_fault_fails_only_its_source_without_a_traceback(world, capsys, monkeypatch):
     raw, wh = world
     tw.build(raw)
     real = ingest_load._find_duplicates
@@ -581,8 +678,10 @@ def test_an_unexpected_fault_fails_only_its_source_without_a_traceback(world, ca
     monkeypatch.setattr(ingest_load, "_find_duplicates", broken)
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
-    assert ("records/deaths.parquet: could not be ingested (RuntimeError: boom); nothing of "
-            "deaths was loaded. This is a fault in sicp: run again with SICP_DEBUG=1") in err
+    assert (
+        "records/deaths.parquet: could not be ingested (RuntimeError: boom); nothing of "
+        "deaths was loaded. This is a fault in sicp: run again with SICP_DEBUG=1"
+    ) in err
     _all_but(wh, "deaths")
     assert_consistent(wh)
     monkeypatch.setenv("SICP_DEBUG", "1")
@@ -595,8 +694,9 @@ def test_an_unexpected_fault_fails_only_its_source_without_a_traceback(world, ca
 # --- 3. empty deliveries are visible --------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["deaths", "contact_centre_calls", "recruitment",
-                                 "survey_wave_02", "practices"])
+@pytest.mark.parametrize(
+    "key", ["deaths", "contact_centre_calls", "recruitment", "survey_wave_02", "practices"]
+)
 def test_a_header_only_file_fails_when_its_source_cannot_be_empty(world, capsys, key):
     raw, wh = world
     frames = delivered_and_loaded(raw, wh)
@@ -605,16 +705,21 @@ def test_a_header_only_file_fails_when_its_source_cannot_be_empty(world, capsys,
     tw.write(frames[key].iloc[:0], tw.path_for(raw, key), source)
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
-    assert (f"{rel(raw, key)}: the file has no data rows (a header only); the data contract "
-            f"says {source.name} cannot be empty") in err
-    assert query(wh, f"SELECT * FROM raw.{source.name} ORDER BY _source_file, "
-                     f"_source_row") == before
+    assert (
+        f"{rel(raw, key)}: the file has no data rows (a header only); the data contract "
+        f"says {source.name} cannot be empty"
+    ) in err
+    assert (
+        query(wh, f"SELECT * FROM raw.{source.name} ORDER BY _source_file, _source_row") == before
+    )
     assert manifest(wh)[rel(raw, key)][1] == "failed"
-    if key == "practices":   # everything checked against practices waits for it
+    if key == "practices":  # everything checked against practices waits for it
         assert manifest(wh)[rel(raw, "recruitment")][1:] == (
-            "skipped", "not ingested because practices failed")
+            "skipped",
+            "not ingested because practices failed",
+        )
     else:
-        _all_but(wh, "-")    # every source still holds a load (this one its previous)
+        _all_but(wh, "-")  # every source still holds a load (this one its previous)
     assert_consistent(wh)
     tw.write(frames[key], tw.path_for(raw, key), source)
     assert_reingest_consistent(raw, wh)
@@ -626,19 +731,24 @@ def test_a_source_that_may_be_empty_loads_empty(world, capsys, key):
     frames = tw.build(raw)
     tw.write(frames[key].iloc[:0], tw.path_for(raw, key), SOURCES[key])
     code, out, err = run_cli(capsys)
-    first = dump(wh)        # a fresh ingest of this folder
+    first = dump(wh)  # a fresh ingest of this folder
     assert (code, err) == (0, "")
     assert f"warning: {rel(raw, key)}: no data rows (a valid delivery: {key} may be empty" in out
     assert loaded_rows(wh, key) == 0
-    assert query(wh, "SELECT rows_read, rows_loaded, rows_quarantined FROM raw.ingest_log WHERE "
-                     "source_name = ?", [key]) == [(0, 0, 0)]
+    assert query(
+        wh,
+        "SELECT rows_read, rows_loaded, rows_quarantined FROM raw.ingest_log WHERE source_name = ?",
+        [key],
+    ) == [(0, 0, 0)]
     assert_consistent(wh)
     assert_reingest_consistent(raw, wh, fresh=first)
 
 
 def test_may_be_empty_is_set_only_where_zero_rows_are_plausible():
-    assert {n for n, s in SOURCES.items() if s.may_be_empty} == {"practice_moves",
-                                                                  "coaching_uptake"}
+    assert {n for n, s in SOURCES.items() if s.may_be_empty} == {
+        "practice_moves",
+        "coaching_uptake",
+    }
 
 
 # --- 4. faults and concurrency get clear words ----------------------------------------------
@@ -659,8 +769,12 @@ def test_a_second_process_on_the_warehouse_gets_clear_words(world, capsys, mode)
     frames = delivered_and_loaded(raw, wh)
     before, file_before = dump(wh), sha256_file(wh)
     tw.write(frames["deaths"].iloc[:2], tw.path_for(raw, "deaths"), SOURCES["deaths"])
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(wh), mode],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(wh), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         code, _, err = run_cli(capsys)
@@ -669,8 +783,10 @@ def test_a_second_process_on_the_warehouse_gets_clear_words(world, capsys, mode)
     finally:
         holder.communicate("go\n", timeout=60)
     assert code == 1 and "Traceback" not in err
-    assert (f"sicp ingest: the warehouse {wh} is in use by another process (pid {holder.pid}); "
-            f"wait for it to finish") in err
+    assert (
+        f"sicp ingest: the warehouse {wh} is in use by another process (pid {holder.pid}); "
+        f"wait for it to finish"
+    ) in err
     assert failure.value.outcome == "in_use"
     assert f"run log: {wh.parent / 'ingest_log.jsonl'}" in err
     # Nothing was written: the file is byte for byte as it was.
@@ -681,11 +797,16 @@ def test_a_second_process_on_the_warehouse_gets_clear_words(world, capsys, mode)
     assert loaded_rows(wh, "deaths") == 2
 
 
-@pytest.mark.parametrize("fault", [
-    duckdb.IOException('IO Error: Could not write file "warehouse.duckdb.wal": No space left on '
-                       'device'),
-    OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
-], ids=["duckdb_io_error", "os_error_enospc"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        duckdb.IOException(
+            'IO Error: Could not write file "warehouse.duckdb.wal": No space left on device'
+        ),
+        OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+    ],
+    ids=["duckdb_io_error", "os_error_enospc"],
+)
 def test_a_full_disk_leaves_the_previous_load_intact(world, capsys, monkeypatch, fault):
     raw, wh = world
     frames = delivered_and_loaded(raw, wh)
@@ -698,15 +819,17 @@ def test_a_full_disk_leaves_the_previous_load_intact(world, capsys, monkeypatch,
     real = ingest_load._write_log
 
     def disk_fills(con, source, reports):
-        real(con, source, reports)     # written, then the disk is full before the commit
+        real(con, source, reports)  # written, then the disk is full before the commit
         if source.name == "deaths":
             raise fault
 
     monkeypatch.setattr(ingest_load, "_write_log", disk_fills)
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
-    assert ("sicp ingest: no space left while writing raw.deaths (from records/deaths.parquet); "
-            "the previous load is intact (the whole run was rolled back)") in err
+    assert (
+        "sicp ingest: no space left while writing raw.deaths (from records/deaths.parquet); "
+        "the previous load is intact (the whole run was rolled back)"
+    ) in err
     # Every raw table, hospital spells (committed before the disk filled) included, is as it
     # was, and nothing of the run is left behind.
     assert dump(wh) == before
@@ -728,14 +851,21 @@ def _change_three_sources(raw: Path, frames: dict[str, pd.DataFrame]) -> tuple[s
 
 
 def _kept_aside(warehouse: Path) -> list[str]:
-    return [t for (t,) in query(warehouse, "SELECT table_name FROM information_schema.tables "
-                                           "WHERE table_schema = 'raw' AND (table_name LIKE "
-                                           "'\\_kept\\_\\_%' ESCAPE '\\' OR table_name = "
-                                           "'_ingest_journal') ORDER BY 1")]
+    return [
+        t
+        for (t,) in query(
+            warehouse,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'raw' AND (table_name LIKE "
+            "'\\_kept\\_\\_%' ESCAPE '\\' OR table_name = "
+            "'_ingest_journal') ORDER BY 1",
+        )
+    ]
 
 
-def _recovers(raw: Path, wh: Path, capsys: pytest.CaptureFixture[str],
-              changed: tuple[str, ...]) -> None:
+def _recovers(
+    raw: Path, wh: Path, capsys: pytest.CaptureFixture[str], changed: tuple[str, ...]
+) -> None:
     """A warehouse an ingest left half-way: build refuses it; the next ingest rolls the
     half-done run back, says so, and loads the delivery as a fresh ingest would."""
     assert _kept_aside(wh)
@@ -745,16 +875,17 @@ def _recovers(raw: Path, wh: Path, capsys: pytest.CaptureFixture[str],
     assert "Traceback" not in err
     code, out, err = run_cli(capsys)
     assert (code, err) == (0, "")
-    assert ("note: an earlier ingest stopped before it finished; what it had loaded was rolled "
-            "back before this one began") in out
+    assert (
+        "note: an earlier ingest stopped before it finished; what it had loaded was rolled "
+        "back before this one began"
+    ) in out
     assert run_log(wh)[-1]["rolled_back_interrupted_run"] is True
     assert _kept_aside(wh) == []
     assert all(loaded_rows(wh, key) == 3 for key in changed)
     assert_reingest_consistent(raw, wh)
 
 
-def test_a_disk_too_full_even_to_roll_back_is_undone_by_the_next_ingest(
-        world, capsys, monkeypatch):
+def test_a_disk_too_full_even_to_roll_back_is_undone_by_the_next_ingest(world, capsys, monkeypatch):
     raw, wh = world
     changed = _change_three_sources(raw, delivered_and_loaded(raw, wh))
     real = ingest_load._write_log
@@ -772,9 +903,11 @@ def test_a_disk_too_full_even_to_roll_back_is_undone_by_the_next_ingest(
     monkeypatch.setattr(ingest_load.journal, "rollback", still_full)
     code, _, err = run_cli(capsys)
     assert code == 1 and "Traceback" not in err
-    assert ("no space left while writing raw.deaths (from records/deaths.parquet); the "
-            "previous load is kept aside in the warehouse and the next ingest puts it back "
-            "before it loads anything (sicp build refuses the warehouse until then)") in err
+    assert (
+        "no space left while writing raw.deaths (from records/deaths.parquet); the "
+        "previous load is kept aside in the warehouse and the next ingest puts it back "
+        "before it loads anything (sicp build refuses the warehouse until then)"
+    ) in err
     monkeypatch.undo()
     monkeypatch.setenv("SICP_INPUT_DIR", str(raw))
     monkeypatch.setenv("SICP_WAREHOUSE", str(wh))
@@ -803,12 +936,16 @@ def test_an_ingest_killed_half_way_is_undone_by_the_next(world, capsys):
     frames = delivered_and_loaded(raw, wh)
     before = dump(wh)
     changed = _change_three_sources(raw, frames)
-    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_INGEST, str(raw), str(wh)],
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_INGEST, str(raw), str(wh)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr
-    assert loaded_rows(wh, "hospital_spells") == 3      # the half-done run is visible ...
+    assert loaded_rows(wh, "hospital_spells") == 3  # the half-done run is visible ...
     kept = dump(wh)
-    assert kept["_kept__hospital_spells"] == before["hospital_spells"]   # ... and undoable
+    assert kept["_kept__hospital_spells"] == before["hospital_spells"]  # ... and undoable
     _recovers(raw, wh, capsys, changed)
 
 
@@ -820,9 +957,12 @@ def test_a_full_disk_while_writing_the_manifest_is_named(world, capsys, monkeypa
         raise duckdb.IOException("IO Error: No space left on device")
 
     monkeypatch.setattr(ingest_load, "finish", full)
-    with pytest.raises(IngestError, match=r"no space left while writing the delivery manifest "
-                                          r"\(raw\.delivery_manifest\); the previous load is "
-                                          r"intact"):
+    with pytest.raises(
+        IngestError,
+        match=r"no space left while writing the delivery manifest "
+        r"\(raw\.delivery_manifest\); the previous load is "
+        r"intact",
+    ):
         ingest_all(raw, wh)
     assert_consistent(wh)
     monkeypatch.undo()

@@ -31,8 +31,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _graph(*packages: str) -> dict[str, set[str]]:
-    return {_module(path): _imports(path) for package in packages
-            for path in sorted((PROJECT_ROOT / package).rglob("*.py"))}
+    return {
+        _module(path): _imports(path)
+        for package in packages
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+    }
 
 
 def _within(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -41,15 +44,24 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
 
 def test_nothing_below_the_top_imports_the_cli_or_dagster_project():
     graph = _graph("sicp", "analysis")
-    upward = {(m, i) for m, imports in graph.items() if not _within(m, TOP)
-              for i in imports if _within(i, TOP)}
+    upward = {
+        (m, i)
+        for m, imports in graph.items()
+        if not _within(m, TOP)
+        for i in imports
+        if _within(i, TOP)
+    }
     assert upward == set()
     assert len(graph) > 40
 
 
 def test_the_estimators_never_import_dagster():
-    assert {(m, i) for m, imports in _graph("analysis").items() for i in imports
-            if _within(i, ("dagster", "dagster_dbt", "dagster_project"))} == set()
+    assert {
+        (m, i)
+        for m, imports in _graph("analysis").items()
+        for i in imports
+        if _within(i, ("dagster", "dagster_dbt", "dagster_project"))
+    } == set()
 
 
 def test_the_contract_and_settings_import_nothing_of_the_project_above_them():

@@ -39,16 +39,22 @@ def test_estimates_are_matched_to_measures_on_exact_columns():
     uses = measure_uses(MEASURES, PROTOCOLS)
     emergency = {pid for pid, _ in uses["emergency_admissions"]}
     area = {pid for pid, _ in uses["area_emergency_admissions_65plus"]}
-    assert {"sw_emergency_admissions", "did_practice_emergency_admissions",
-            "twic_emergency_admissions"} <= emergency
-    assert area == {"cits_salford_vs_gm", "did_area_emergency_admissions",
-                    "its_salford_emergency_admissions"}
+    assert {
+        "sw_emergency_admissions",
+        "did_practice_emergency_admissions",
+        "twic_emergency_admissions",
+    } <= emergency
+    assert area == {
+        "cits_salford_vs_gm",
+        "did_area_emergency_admissions",
+        "its_salford_emergency_admissions",
+    }
     assert not emergency & area
     assert ("twic_eq5d", "outcome") in uses["eq5d_index"]
     assert ("sw_emergency_admissions", "cost consequence") in uses["cost_gbp"]
     assert ("twic_cost_effectiveness", "cost option") in uses["cost_12m"]
     used = {pid for rows in uses.values() for pid, _ in rows}
-    assert used == set(PROTOCOLS)              # every protocol's estimates have a measure
+    assert used == set(PROTOCOLS)  # every protocol's estimates have a measure
 
 
 def test_the_lineage_graph_runs_from_raw_files_to_protocols():
@@ -58,10 +64,10 @@ def test_the_lineage_graph_runs_from_raw_files_to_protocols():
     nodes, edges = lineage_graph(load_manifest(), PROTOCOLS)
     columns = {label: col for label, col in nodes.values()}
     panels = {p.panel for p in PROTOCOLS.values()}
-    assert len({columns[p] for p in panels}) == 1                    # the panels in one column
+    assert len({columns[p] for p in panels}) == 1  # the panels in one column
     assert {columns[pid] for pid in PROTOCOLS} == {columns[next(iter(panels))] + 1}
     assert columns["raw.hospital_spells"] == 0 and columns["acsc_icd10"] == 0
-    for parent, child in edges:                                        # drawn left to right
+    for parent, child in edges:  # drawn left to right
         assert nodes[parent][1] < nodes[child][1], (parent, child)
     assert ("model.sicp.person_wave_panel", "protocol.twic_eq5d") not in edges
     assert ("model.sicp.twic_analysis_set", "protocol.twic_eq5d") in edges

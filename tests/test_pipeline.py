@@ -34,8 +34,10 @@ def test_every_protocol_recovers_its_truth_on_the_default_world(default_world):
         if math.isnan(row["ci_low"]):
             continue
         if not row["ci_low"] <= value <= row["ci_high"]:
-            misses.append(f"{pid}/{analysis_id}: truth {value:.4g} outside "
-                          f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]")
+            misses.append(
+                f"{pid}/{analysis_id}: truth {value:.4g} outside "
+                f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]"
+            )
     assert not misses, "\n".join(misses)
 
 
@@ -80,8 +82,13 @@ def rendered(default_world) -> dict[str, Path]:
 
 
 def test_both_reports_render_to_html_and_pdf(rendered):
-    assert set(rendered) == {"evaluation_report.html", "evaluation_report.pdf",
-                             "outcome_audit.html", "outcome_audit.pdf", "explorer.html"}
+    assert set(rendered) == {
+        "evaluation_report.html",
+        "evaluation_report.pdf",
+        "outcome_audit.html",
+        "outcome_audit.pdf",
+        "explorer.html",
+    }
     for name, path in rendered.items():
         assert path.stat().st_size > 20_000, name
 
@@ -93,9 +100,18 @@ def _text(path: Path) -> str:
 
 def test_evaluation_report_sections_figures_and_no_network(rendered):
     html = _text(rendered["evaluation_report.html"])
-    for section in ("Executive summary", "The MDG roll-out", "The cohort", "Stepped-wedge",
-                    "Interrupted time series", "Difference-in-differences", "Synthetic control",
-                    "health-coaching trial", "Methods and limitations", "Lineage"):
+    for section in (
+        "Executive summary",
+        "The MDG roll-out",
+        "The cohort",
+        "Stepped-wedge",
+        "Interrupted time series",
+        "Difference-in-differences",
+        "Synthetic control",
+        "health-coaching trial",
+        "Methods and limitations",
+        "Lineage",
+    ):
         assert section in html, section
     images = re.findall(r"<img [^>]*>", html)
     assert len(images) >= 7
@@ -152,7 +168,8 @@ def test_exports_round_trip_values_types_and_labels(default_world, tmp_path):
     marts = ("practice_month_panel", "twic_analysis_set")
     written = export_marts(default_world.warehouse, tmp_path, marts=marts)
     assert {p.name for files in written.values() for p in files} == {
-        f"{m}.{ext}" for m in marts for ext in ("parquet", "dta")}
+        f"{m}.{ext}" for m in marts for ext in ("parquet", "dta")
+    }
     with duckdb.connect(str(default_world.warehouse), read_only=True) as con:
         for mart in marts:
             mart_df = con.execute(f"SELECT * FROM marts.{mart}").df()
@@ -167,9 +184,12 @@ def test_exports_round_trip_values_types_and_labels(default_world, tmp_path):
                     assert pd.to_datetime(theirs).equals(ours.astype("datetime64[ns]")), column
                 elif pd.api.types.is_numeric_dtype(ours):
                     assert ours.isna().equals(theirs.isna()), column
-                    assert (pd.to_numeric(ours[ours.notna()]).astype(float)
-                            == pd.to_numeric(theirs[theirs.notna()]).astype(float)).all(), column
+                    assert (
+                        pd.to_numeric(ours[ours.notna()]).astype(float)
+                        == pd.to_numeric(theirs[theirs.notna()]).astype(float)
+                    ).all(), column
                 else:
                     assert ours.fillna("").astype(str).equals(theirs.astype(str)), column
-            assert meta.column_names_to_labels["person_id" if mart == "twic_analysis_set"
-                                               else "practice_code"]
+            assert meta.column_names_to_labels[
+                "person_id" if mart == "twic_analysis_set" else "practice_code"
+            ]

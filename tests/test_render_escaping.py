@@ -24,20 +24,22 @@ HOSTILE = [
 
 @pytest.fixture
 def document(tmp_path: Path) -> Path:
-    body = "\n\n".join(f"## Protocol {i}: {text}\n\nQuestion: {text}" for i, text in
-                       enumerate(HOSTILE))
+    body = "\n\n".join(
+        f"## Protocol {i}: {text}\n\nQuestion: {text}" for i, text in enumerate(HOSTILE)
+    )
     source = tmp_path / "report.md"
-    source.write_text(banner("Synthetic data: a simulated world.") + "\n\n" + body + "\n",
-                      encoding="utf-8")
+    source.write_text(
+        banner("Synthetic data: a simulated world.") + "\n\n" + body + "\n", encoding="utf-8"
+    )
     return source
 
 
 def test_html_shows_hostile_text_as_text(document: Path) -> None:
     html = write_html(document, document.with_suffix(".html"), {"title": "t"}).read_text()
-    body = html[html.index("<body"):]
+    body = html[html.index("<body") :]
     assert not re.search(r"<img[^>]*onerror", body)
     assert "<script>alert" not in body
-    assert 'href="javascript' not in body and "src=\"javascript" not in body
+    assert 'href="javascript' not in body and 'src="javascript' not in body
     assert "&lt;img src=x onerror=alert(1)&gt;" in body
     assert "click me" in body
     assert 'class="sicp-banner"' in body  # the reports' own markup block still renders
@@ -77,14 +79,21 @@ def test_quarto_reads_the_report_as_the_offline_renderer_does(tmp_path: Path, mo
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     qmd = tmp_path / "report.qmd"
-    qmd.write_text('---\ntitle: "T"\nfilters: [own.lua]\n---\n\n# {HOSTILE[0]}\n'
-                   .replace("{HOSTILE[0]}", HOSTILE[0]), encoding="utf-8")
+    qmd.write_text(
+        '---\ntitle: "T"\nfilters: [own.lua]\n---\n\n# {HOSTILE[0]}\n'.replace(
+            "{HOSTILE[0]}", HOSTILE[0]
+        ),
+        encoding="utf-8",
+    )
     written = render_report(qmd, tmp_path / "out", formats=["html"], engine="quarto")
     assert written == [tmp_path / "out" / "report.html"]
     given = seen.read_text(encoding="utf-8")
     assert given == safe_front_matter(qmd.read_text(encoding="utf-8"))
     meta = __import__("yaml").safe_load(given.split("---\n")[1])
-    assert meta == {"title": "T", "from": MARKDOWN_READER,
-                    "filters": ["own.lua", str(SAFE_LINKS_FILTER)]}
+    assert meta == {
+        "title": "T",
+        "from": MARKDOWN_READER,
+        "filters": ["own.lua", str(SAFE_LINKS_FILTER)],
+    }
     assert SAFE_LINKS_FILTER.is_file() and given.endswith(f"# {HOSTILE[0]}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "out", "report.qmd", "seen.qmd"]

@@ -24,9 +24,21 @@ def test_marts_built_on_spark_equal_the_duckdb_marts(tmp_path) -> None:
     # The DuckDB side in child processes: dbt-duckdb keeps its connection open for the life of
     # the process, and the parity check must then open the same file.
     for stage in ("generate", "ingest", "dbt_build"):
-        subprocess.run([sys.executable, "-m", "bench.stages", stage, str(root), "--scenario",
-                        "small", "--result", str(tmp_path / f"{stage}.json")],
-                       cwd=PROJECT_ROOT, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.stages",
+                stage,
+                str(root),
+                "--scenario",
+                "small",
+                "--result",
+                str(tmp_path / f"{stage}.json"),
+            ],
+            cwd=PROJECT_ROOT,
+            check=True,
+        )
     result = run(world_paths(root).warehouse, tmp_path / "spark")
     assert result.build_ok, "dbt build (seeds, models, data tests) failed on Spark"
     assert result.unit_tests_ok, "dbt unit tests failed on Spark"

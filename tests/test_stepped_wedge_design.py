@@ -43,16 +43,24 @@ KW = {"treatment": "trt", "cluster": "cluster", "period": "period"}
 GEE_FIT = {"maxiter": 200, "ctol": 1e-8, "scale": "X2", "ddof_scale": 0}
 
 
-def counts_design(seed: int, *, mdg_sizes: tuple[int, ...] = (3, 3, 2, 2),
-                  mdg_starts: tuple[int, ...] = (2, 3, 3, 4), n_never: int = 3,
-                  n_periods: int = 5, effect: float = -0.2) -> pd.DataFrame:
+def counts_design(
+    seed: int,
+    *,
+    mdg_sizes: tuple[int, ...] = (3, 3, 2, 2),
+    mdg_starts: tuple[int, ...] = (2, 3, 3, 4),
+    n_never: int = 3,
+    n_periods: int = 5,
+    effect: float = -0.2,
+) -> pd.DataFrame:
     """Cluster-period counts: practices nested in MDGs that start together, plus never-treated
     practices in their own MDG, with practice random effects and person-time offsets."""
     rng = np.random.default_rng(seed)
     rows = []
     cluster = 0
-    groups = [(f"m{g}", size, start) for g, (size, start) in enumerate(zip(mdg_sizes, mdg_starts,
-                                                                         strict=True))]
+    groups = [
+        (f"m{g}", size, start)
+        for g, (size, start) in enumerate(zip(mdg_sizes, mdg_starts, strict=True))
+    ]
     groups.append(("never", n_never, None))
     for mdg, size, start in groups:
         for _ in range(size):
@@ -62,15 +70,26 @@ def counts_design(seed: int, *, mdg_sizes: tuple[int, ...] = (3, 3, 2, 2),
                 trt = int(start is not None and t >= start)
                 persons = float(rng.integers(80, 160))
                 mu = persons * 0.05 * math.exp(u + 0.05 * t + effect * trt)
-                rows.append({"cluster": cluster, "mdg": mdg, "period": t, "trt": trt,
-                             "persons": persons, "events": int(rng.poisson(mu))})
+                rows.append(
+                    {
+                        "cluster": cluster,
+                        "mdg": mdg,
+                        "period": t,
+                        "trt": trt,
+                        "persons": persons,
+                        "events": int(rng.poisson(mu)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def design_matrix(frame: pd.DataFrame, effects: pd.DataFrame, *, units: bool) -> pd.DataFrame:
     """Effects, intercept, period dummies and (optionally) cluster dummies, built by pandas."""
-    parts = [effects.astype(float), pd.Series(1.0, index=frame.index, name="const"),
-             pd.get_dummies(frame["period"], prefix="p", drop_first=True, dtype=float)]
+    parts = [
+        effects.astype(float),
+        pd.Series(1.0, index=frame.index, name="const"),
+        pd.get_dummies(frame["period"], prefix="p", drop_first=True, dtype=float),
+    ]
     if units:
         parts.append(pd.get_dummies(frame["cluster"], prefix="c", drop_first=True, dtype=float))
     return pd.concat(parts, axis=1)
@@ -83,23 +102,36 @@ def test_gee_unit_fixed_effects_equal_statsmodels_gee_with_dummies() -> None:
     data = counts_design(3)
     # a practice with no events has no within-practice contrast: dropped, and named
     data.loc[data["cluster"] == 2, "events"] = 0
-    res = stepped_wedge_gee(data, outcome="events", exposure="persons", unit_effects="fixed",
-                            se_type="robust", df_method="normal", **KW)
+    res = stepped_wedge_gee(
+        data,
+        outcome="events",
+        exposure="persons",
+        unit_effects="fixed",
+        se_type="robust",
+        df_method="normal",
+        **KW,
+    )
     assert res.diagnostics["n_clusters_dropped"] == 1
     assert res.diagnostics["clusters_dropped"] == "2"
     assert res.diagnostics["working_correlation_structure"].startswith("independence")
     kept = data[data["cluster"] != 2].sort_values(["cluster", "period"]).reset_index(drop=True)
     x = design_matrix(kept, kept[["trt"]], units=True)
-    ref = sm.GEE(kept["events"], x, groups=kept["cluster"], family=sm.families.Poisson(),
-                 cov_struct=sm.cov_struct.Independence(),
-                 offset=np.log(kept["persons"])).fit(**GEE_FIT)
+    ref = sm.GEE(
+        kept["events"],
+        x,
+        groups=kept["cluster"],
+        family=sm.families.Poisson(),
+        cov_struct=sm.cov_struct.Independence(),
+        offset=np.log(kept["persons"]),
+    ).fit(**GEE_FIT)
     row = res.row("treatment")
     assert row["estimate"] == pytest.approx(ref.params["trt"], rel=1e-8)
     assert row["std_error"] == pytest.approx(ref.bse["trt"], rel=1e-8)
     assert int(row["n_clusters"]) == kept["cluster"].nunique()
     # the fixed effects change the estimate: it is not the marginal model's
-    plain = stepped_wedge_gee(data, outcome="events", exposure="persons", se_type="robust",
-                              df_method="normal", **KW)
+    plain = stepped_wedge_gee(
+        data, outcome="events", exposure="persons", se_type="robust", df_method="normal", **KW
+    )
     assert abs(plain.estimate("treatment") - row["estimate"]) > 1e-4
     with pytest.raises(ValueError, match="unit_effects must be"):
         stepped_wedge_gee(data, outcome="events", exposure="persons", unit_effects="fixd", **KW)
@@ -107,16 +139,29 @@ def test_gee_unit_fixed_effects_equal_statsmodels_gee_with_dummies() -> None:
 
 def test_exposure_time_gee_unit_fixed_effects_equal_statsmodels() -> None:
     data = counts_design(4).sort_values(["cluster", "period"]).reset_index(drop=True)
-    res = exposure_time_model(data, outcome="events", model="gee", exposure="persons",
-                              unit_effects="fixed", se_type="robust", df_method="normal",
-                              average_over=2, **KW)
+    res = exposure_time_model(
+        data,
+        outcome="events",
+        model="gee",
+        exposure="persons",
+        unit_effects="fixed",
+        se_type="robust",
+        df_method="normal",
+        average_over=2,
+        **KW,
+    )
     start = data[data["trt"] == 1].groupby("cluster")["period"].min()
     exposure = (data["period"] - data["cluster"].map(start) + 1).where(data["trt"] == 1, 0)
     effects = pd.DataFrame({f"e{e}": (exposure == e).astype(float) for e in (1, 2, 3, 4)})
     x = design_matrix(data, effects, units=True)
-    ref = sm.GEE(data["events"], x, groups=data["cluster"], family=sm.families.Poisson(),
-                 cov_struct=sm.cov_struct.Independence(),
-                 offset=np.log(data["persons"])).fit(**GEE_FIT)
+    ref = sm.GEE(
+        data["events"],
+        x,
+        groups=data["cluster"],
+        family=sm.families.Poisson(),
+        cov_struct=sm.cov_struct.Independence(),
+        offset=np.log(data["persons"]),
+    ).fit(**GEE_FIT)
     for e in (1, 2, 3, 4):
         row = res.row(f"exposure_time={e}")
         assert row["estimate"] == pytest.approx(ref.params[f"e{e}"], rel=1e-7)
@@ -126,14 +171,25 @@ def test_exposure_time_gee_unit_fixed_effects_equal_statsmodels() -> None:
 def test_lmm_unit_fixed_effects_equal_mixedlm_with_dummies() -> None:
     """Cluster fixed effects with a person intercept: MixedLM(groups=person) on the dummies."""
     panel = pd.read_csv(ROOT / "tests" / "fixtures" / "r" / "sw_panel_example.csv")
-    res = hussey_hughes_lmm(panel, outcome="outcome", treatment="trt", cluster="cluster",
-                            period="wave", subject="person", unit_effects="fixed")
+    res = hussey_hughes_lmm(
+        panel,
+        outcome="outcome",
+        treatment="trt",
+        cluster="cluster",
+        period="wave",
+        subject="person",
+        unit_effects="fixed",
+    )
     frame = panel.sort_values(["cluster", "wave"], kind="mergesort").reset_index(drop=True)
-    x = pd.concat([frame[["trt"]].astype(float),
-                   pd.Series(1.0, index=frame.index, name="const"),
-                   pd.get_dummies(frame["wave"], prefix="w", drop_first=True, dtype=float),
-                   pd.get_dummies(frame["cluster"], prefix="c", drop_first=True, dtype=float)],
-                  axis=1)
+    x = pd.concat(
+        [
+            frame[["trt"]].astype(float),
+            pd.Series(1.0, index=frame.index, name="const"),
+            pd.get_dummies(frame["wave"], prefix="w", drop_first=True, dtype=float),
+            pd.get_dummies(frame["cluster"], prefix="c", drop_first=True, dtype=float),
+        ],
+        axis=1,
+    )
     ref = sm.MixedLM(frame["outcome"], x, groups=frame["person"]).fit(reml=True)
     row = res.row("treatment")
     assert row["estimate"] == pytest.approx(ref.params["trt"], rel=1e-4)
@@ -141,15 +197,28 @@ def test_lmm_unit_fixed_effects_equal_mixedlm_with_dummies() -> None:
     assert res.diagnostics["subject_variance"] == pytest.approx(ref.cov_re.iloc[0, 0], rel=1e-3)
     assert row["dof"] == panel["cluster"].nunique() - 2
     with pytest.raises(ValueError, match="without a random effect"):
-        hussey_hughes_lmm(panel, outcome="outcome", treatment="trt", cluster="cluster",
-                          period="wave", unit_effects="fixed")
+        hussey_hughes_lmm(
+            panel,
+            outcome="outcome",
+            treatment="trt",
+            cluster="cluster",
+            period="wave",
+            unit_effects="fixed",
+        )
 
 
 # ---------------------------------------------------------------------------- MDG sandwich
 
 
-def dense_sandwich(x: np.ndarray, y: np.ndarray, mu: np.ndarray, groups: np.ndarray,
-                   units: np.ndarray, alpha: float, corrected: bool) -> np.ndarray:
+def dense_sandwich(
+    x: np.ndarray,
+    y: np.ndarray,
+    mu: np.ndarray,
+    groups: np.ndarray,
+    units: np.ndarray,
+    alpha: float,
+    corrected: bool,
+) -> np.ndarray:
     """Textbook Poisson-GEE sandwich, meat summed over ``units``; with ``corrected`` the
     residuals of each unit are scaled by (I - H_g)^+ (Mancl-DeRouen, Moore-Penrose inverse)
     with V_g block-diagonal over the working clusters of the unit."""
@@ -169,7 +238,7 @@ def dense_sandwich(x: np.ndarray, y: np.ndarray, mu: np.ndarray, groups: np.ndar
         v = np.zeros((len(idx), len(idx)))
         at = 0
         for i, _, vi in members:
-            v[at:at + len(i), at:at + len(i)] = vi
+            v[at : at + len(i), at : at + len(i)] = vi
             at += len(i)
         resid = y[idx] - mu[idx]
         if corrected:
@@ -183,17 +252,35 @@ def dense_sandwich(x: np.ndarray, y: np.ndarray, mu: np.ndarray, groups: np.ndar
 @pytest.mark.parametrize("se_type", ["robust", "mancl-derouen"])
 def test_mdg_clustered_sandwich_equals_hand_computed(se_type: str) -> None:
     data = counts_design(5).sort_values(["cluster", "period"]).reset_index(drop=True)
-    res = stepped_wedge_gee(data, outcome="events", exposure="persons", se_type=se_type,
-                            inference_cluster="mdg", df_method="clusters-minus-two", **KW)
+    res = stepped_wedge_gee(
+        data,
+        outcome="events",
+        exposure="persons",
+        se_type=se_type,
+        inference_cluster="mdg",
+        df_method="clusters-minus-two",
+        **KW,
+    )
     x = design_matrix(data, data[["trt"]], units=False)
-    ref = sm.GEE(data["events"], x, groups=data["cluster"], family=sm.families.Poisson(),
-                 cov_struct=sm.cov_struct.Exchangeable(),
-                 offset=np.log(data["persons"])).fit(**GEE_FIT)
+    ref = sm.GEE(
+        data["events"],
+        x,
+        groups=data["cluster"],
+        family=sm.families.Poisson(),
+        cov_struct=sm.cov_struct.Exchangeable(),
+        offset=np.log(data["persons"]),
+    ).fit(**GEE_FIT)
     alpha = float(ref.model.cov_struct.dep_params)
     mu = np.asarray(ref.fittedvalues)
-    cov = dense_sandwich(x.to_numpy(), data["events"].to_numpy(float), mu,
-                         data["cluster"].to_numpy(), data["mdg"].to_numpy(), alpha,
-                         corrected=se_type == "mancl-derouen")
+    cov = dense_sandwich(
+        x.to_numpy(),
+        data["events"].to_numpy(float),
+        mu,
+        data["cluster"].to_numpy(),
+        data["mdg"].to_numpy(),
+        alpha,
+        corrected=se_type == "mancl-derouen",
+    )
     row = res.row("treatment")
     assert row["estimate"] == pytest.approx(ref.params["trt"], rel=1e-8)
     assert row["std_error"] == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-7)
@@ -202,28 +289,57 @@ def test_mdg_clustered_sandwich_equals_hand_computed(se_type: str) -> None:
     assert row["se_type"].endswith("clustered by mdg")
     assert res.diagnostics["n_working_clusters"] == data["cluster"].nunique()
     # clustering at the working cluster itself is the default sandwich
-    same = stepped_wedge_gee(data.assign(unit=data["cluster"]), outcome="events",
-                             exposure="persons", se_type=se_type, inference_cluster="unit",
-                             df_method="clusters-minus-two", **KW)
-    default = stepped_wedge_gee(data, outcome="events", exposure="persons", se_type=se_type,
-                                df_method="clusters-minus-two", **KW)
-    assert same.std_error("treatment") == pytest.approx(default.std_error("treatment"),
-                                                        rel=1e-10)
+    same = stepped_wedge_gee(
+        data.assign(unit=data["cluster"]),
+        outcome="events",
+        exposure="persons",
+        se_type=se_type,
+        inference_cluster="unit",
+        df_method="clusters-minus-two",
+        **KW,
+    )
+    default = stepped_wedge_gee(
+        data,
+        outcome="events",
+        exposure="persons",
+        se_type=se_type,
+        df_method="clusters-minus-two",
+        **KW,
+    )
+    assert same.std_error("treatment") == pytest.approx(default.std_error("treatment"), rel=1e-10)
 
 
 def test_mdg_clustered_fixed_effects_sandwich_uses_pseudo_inverse() -> None:
     """Each practice's fixed effect has leverage 1 in its MDG: the Mancl-DeRouen residuals
     use the Moore-Penrose inverse of I - H_g, finite and equal to the dense computation."""
     data = counts_design(6).sort_values(["cluster", "period"]).reset_index(drop=True)
-    res = stepped_wedge_gee(data, outcome="events", exposure="persons", unit_effects="fixed",
-                            inference_cluster="mdg", df_method="clusters-minus-two", **KW)
+    res = stepped_wedge_gee(
+        data,
+        outcome="events",
+        exposure="persons",
+        unit_effects="fixed",
+        inference_cluster="mdg",
+        df_method="clusters-minus-two",
+        **KW,
+    )
     x = design_matrix(data, data[["trt"]], units=True)
-    ref = sm.GEE(data["events"], x, groups=data["cluster"], family=sm.families.Poisson(),
-                 cov_struct=sm.cov_struct.Independence(),
-                 offset=np.log(data["persons"])).fit(**GEE_FIT)
-    cov = dense_sandwich(x.to_numpy(), data["events"].to_numpy(float),
-                         np.asarray(ref.fittedvalues), data["cluster"].to_numpy(),
-                         data["mdg"].to_numpy(), 0.0, corrected=True)
+    ref = sm.GEE(
+        data["events"],
+        x,
+        groups=data["cluster"],
+        family=sm.families.Poisson(),
+        cov_struct=sm.cov_struct.Independence(),
+        offset=np.log(data["persons"]),
+    ).fit(**GEE_FIT)
+    cov = dense_sandwich(
+        x.to_numpy(),
+        data["events"].to_numpy(float),
+        np.asarray(ref.fittedvalues),
+        data["cluster"].to_numpy(),
+        data["mdg"].to_numpy(),
+        0.0,
+        corrected=True,
+    )
     assert np.isfinite(res.std_error("treatment"))
     assert res.std_error("treatment") == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-6)
 
@@ -232,8 +348,14 @@ def test_inference_cluster_must_nest_the_clusters() -> None:
     data = counts_design(7)
     data.loc[(data["cluster"] == 1) & (data["period"] == 5), "mdg"] = "m1"
     with pytest.raises(ValueError, match="must nest the working clusters"):
-        stepped_wedge_gee(data, outcome="events", exposure="persons", inference_cluster="mdg",
-                          df_method="clusters-minus-two", **KW)
+        stepped_wedge_gee(
+            data,
+            outcome="events",
+            exposure="persons",
+            inference_cluster="mdg",
+            df_method="clusters-minus-two",
+            **KW,
+        )
     with pytest.raises(ValueError, match="model-based"):
         exposure_time_model(data, outcome="events", inference_cluster="mdg", **KW)
 
@@ -244,14 +366,27 @@ def test_inference_cluster_must_nest_the_clusters() -> None:
 def tiny_design() -> pd.DataFrame:
     """Six practices, four periods: MDG A (two practices starting in period 2 and one that never
     takes part), B and C (one practice each, period 3), D (one never-treated practice)."""
-    practices = {"a1": ("A", 2), "a2": ("A", 2), "a_never": ("A", None), "b1": ("B", 3),
-                 "c1": ("C", 3), "d_never": ("D", None)}
+    practices = {
+        "a1": ("A", 2),
+        "a2": ("A", 2),
+        "a_never": ("A", None),
+        "b1": ("B", 3),
+        "c1": ("C", 3),
+        "d_never": ("D", None),
+    }
     rows = []
     for k, (name, (mdg, start)) in enumerate(practices.items()):
         for t in range(1, 5):
             trt = int(start is not None and t >= start)
-            rows.append({"cluster": name, "mdg": mdg, "period": t, "trt": trt,
-                         "y": k + 0.3 * t + 1.0 * trt + 0.2 * math.sin(7 * k + t)})
+            rows.append(
+                {
+                    "cluster": name,
+                    "mdg": mdg,
+                    "period": t,
+                    "trt": trt,
+                    "y": k + 0.3 * t + 1.0 * trt + 0.2 * math.sin(7 * k + t),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -264,8 +399,7 @@ def two_way_fe(frame: pd.DataFrame, trt: pd.Series) -> float:
 
 def test_permutation_enumerates_assignments_to_mdgs_only() -> None:
     data = tiny_design()
-    res = permutation_test(data, outcome="y", assignment_unit="mdg", n_permutations=100,
-                           **KW)
+    res = permutation_test(data, outcome="y", assignment_unit="mdg", n_permutations=100, **KW)
     # By hand: start periods {2, 3, 3} go to the treated MDGs A, B, C in 3 distinct ways;
     # a_never and d_never are controls in every one.
     expected = {}
@@ -277,13 +411,14 @@ def test_permutation_enumerates_assignments_to_mdgs_only() -> None:
     assert res.estimate("treatment") == pytest.approx(observed, rel=1e-10)
     table = res.tables["permutation"]
     assert list(table.columns) == ["draw", "estimate", "mdg=A", "mdg=B", "mdg=C", "observed"]
-    got = {tuple(r[["mdg=A", "mdg=B", "mdg=C"]].astype(int)): r["estimate"]
-           for _, r in table.iterrows()}
+    got = {
+        tuple(r[["mdg=A", "mdg=B", "mdg=C"]].astype(int)): r["estimate"]
+        for _, r in table.iterrows()
+    }
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-10)
-    assert table.loc[table["observed"], ["mdg=A", "mdg=B", "mdg=C"]].values.tolist() == [
-        [2, 3, 3]]
+    assert table.loc[table["observed"], ["mdg=A", "mdg=B", "mdg=C"]].values.tolist() == [[2, 3, 3]]
     p = sum(abs(v) >= abs(observed) - 1e-12 for v in expected.values()) / 3
     assert res.row("treatment")["p_value"] == pytest.approx(p)
     d = res.diagnostics
@@ -296,8 +431,7 @@ def test_permutation_enumerates_assignments_to_mdgs_only() -> None:
 
 def test_permutation_by_mdg_monte_carlo_when_assignments_exceed_draws() -> None:
     data = tiny_design()
-    res = permutation_test(data, outcome="y", assignment_unit="mdg", n_permutations=2, seed=4,
-                           **KW)
+    res = permutation_test(data, outcome="y", assignment_unit="mdg", n_permutations=2, seed=4, **KW)
     table = res.tables["permutation"]
     assert len(table) == 2 and "observed" not in table
     for _, r in table.iterrows():
@@ -348,20 +482,40 @@ def wald(b: np.ndarray, v: np.ndarray) -> float:
 def test_heterogeneity_wald_equals_hand_computed_gee() -> None:
     sw = pd.read_csv(reference_csv("sw_data_example.csv"))
     frame, x, names = sw_exposure_design(sw)
-    ref = sm.GEE(frame["outcome_bin"], x, groups=frame["cluster"],
-                 family=sm.families.Binomial(),
-                 cov_struct=sm.cov_struct.Exchangeable()).fit(**GEE_FIT)
+    ref = sm.GEE(
+        frame["outcome_bin"],
+        x,
+        groups=frame["cluster"],
+        family=sm.families.Binomial(),
+        cov_struct=sm.cov_struct.Exchangeable(),
+    ).fit(**GEE_FIT)
     w = wald(ref.params[names].to_numpy(), ref.cov_params().loc[names, names].to_numpy())
-    normal = exposure_time_model(sw, outcome="outcome_bin", model="gee", family="binomial",
-                                 se_type="robust", df_method="normal", heterogeneity_test=True,
-                                 average_over=5, **KW).row("exposure_time_heterogeneity")
+    normal = exposure_time_model(
+        sw,
+        outcome="outcome_bin",
+        model="gee",
+        family="binomial",
+        se_type="robust",
+        df_method="normal",
+        heterogeneity_test=True,
+        average_over=5,
+        **KW,
+    ).row("exposure_time_heterogeneity")
     assert normal["estimate"] == pytest.approx(w, rel=1e-6)
     assert normal["p_value"] == pytest.approx(stats.chi2.sf(w, 4), rel=1e-5)
     assert (normal["scale"], normal["df_numerator"]) == ("chi2", 4)
     # t(13) reference with a sandwich: Hotelling T^2 form, F(4, 13 - 4 + 1)
-    t_ref = exposure_time_model(sw, outcome="outcome_bin", model="gee", family="binomial",
-                                se_type="robust", df_method="clusters-minus-two",
-                                heterogeneity_test=True, average_over=5, **KW)
+    t_ref = exposure_time_model(
+        sw,
+        outcome="outcome_bin",
+        model="gee",
+        family="binomial",
+        se_type="robust",
+        df_method="clusters-minus-two",
+        heterogeneity_test=True,
+        average_over=5,
+        **KW,
+    )
     row = t_ref.row("exposure_time_heterogeneity")
     assert row["estimate"] == pytest.approx(w * 10 / (13 * 4), rel=1e-6)
     assert row["p_value"] == pytest.approx(stats.f.sf(w * 10 / 52, 4, 10), rel=1e-5)
@@ -375,8 +529,9 @@ def test_heterogeneity_wald_equals_hand_computed_lmm() -> None:
     frame, x, names = sw_exposure_design(sw)
     ref = sm.MixedLM(frame["outcome_cont"], x, groups=frame["cluster"]).fit(reml=True)
     w = wald(ref.fe_params[names].to_numpy(), ref.cov_params().loc[names, names].to_numpy())
-    row = exposure_time_model(sw, outcome="outcome_cont", heterogeneity_test=True,
-                              average_over=5, **KW).row("exposure_time_heterogeneity")
+    row = exposure_time_model(
+        sw, outcome="outcome_cont", heterogeneity_test=True, average_over=5, **KW
+    ).row("exposure_time_heterogeneity")
     assert row["estimate"] == pytest.approx(w / 4, rel=1e-3)
     assert row["p_value"] == pytest.approx(stats.f.sf(w / 4, 4, 13), rel=1e-2)
     assert row["dof"] == 13
@@ -385,25 +540,39 @@ def test_heterogeneity_wald_equals_hand_computed_lmm() -> None:
 def test_heterogeneity_not_computable_with_fewer_clusters_than_contrasts() -> None:
     sw = pd.read_csv(reference_csv("sw_data_example.csv"))
     sw = sw.assign(group=(sw["cluster"] - 1) // 5)  # 3 units: sandwich rank <= 3 < 4 contrasts
-    res = exposure_time_model(sw, outcome="outcome_bin", model="gee", family="binomial",
-                              inference_cluster="group", df_method="clusters-minus-two",
-                              heterogeneity_test=True, average_over=5, **KW)
+    res = exposure_time_model(
+        sw,
+        outcome="outcome_bin",
+        model="gee",
+        family="binomial",
+        inference_cluster="group",
+        df_method="clusters-minus-two",
+        heterogeneity_test=True,
+        average_over=5,
+        **KW,
+    )
     row = res.row("exposure_time_heterogeneity")
     assert math.isnan(row["estimate"]) and math.isnan(row["p_value"])
-    assert "fewer inference clusters than contrasts" in res.diagnostics[
-        "heterogeneity_not_computable"]
+    assert (
+        "fewer inference clusters than contrasts" in res.diagnostics["heterogeneity_not_computable"]
+    )
 
 
-def null_exposure_world(rng: np.random.Generator, n_clusters: int = 40,
-                        n_periods: int = 16) -> pd.DataFrame:
+def null_exposure_world(
+    rng: np.random.Generator, n_clusters: int = 40, n_periods: int = 16
+) -> pd.DataFrame:
     """Staggered starts, cluster and cluster-period noise, no effect at any exposure time."""
     starts = rng.permutation(np.resize(np.arange(2, 10), n_clusters))
     cl = np.repeat(np.arange(n_clusters), n_periods)
     per = np.tile(np.arange(1, n_periods + 1), n_clusters)
-    mu = 60.0 * np.exp(rng.normal(scale=0.3, size=n_clusters)[cl] + 0.02 * per
-                       + rng.normal(scale=0.05, size=len(cl)))
-    return pd.DataFrame({"cluster": cl, "period": per, "trt": (per >= starts[cl]).astype(int),
-                         "y": rng.poisson(mu)})
+    mu = 60.0 * np.exp(
+        rng.normal(scale=0.3, size=n_clusters)[cl]
+        + 0.02 * per
+        + rng.normal(scale=0.05, size=len(cl))
+    )
+    return pd.DataFrame(
+        {"cluster": cl, "period": per, "trt": (per >= starts[cl]).astype(int), "y": rng.poisson(mu)}
+    )
 
 
 @pytest.mark.slow
@@ -415,9 +584,15 @@ def test_heterogeneity_test_size_on_null_worlds() -> None:
     rng = np.random.default_rng(2016)
     hotelling, plain = [], []
     for _ in range(200):
-        res = exposure_time_model(null_exposure_world(rng), outcome="y", model="gee",
-                                  df_method="clusters-minus-two", heterogeneity_test=True,
-                                  average_over=None, **KW)
+        res = exposure_time_model(
+            null_exposure_world(rng),
+            outcome="y",
+            model="gee",
+            df_method="clusters-minus-two",
+            heterogeneity_test=True,
+            average_over=None,
+            **KW,
+        )
         row = res.row("exposure_time_heterogeneity")
         q, den, nu = int(row["df_numerator"]), float(row["dof"]), 38.0
         w = float(row["estimate"]) * nu * q / den
@@ -431,15 +606,28 @@ def test_heterogeneity_test_size_on_null_worlds() -> None:
 
 
 SW_SENSITIVITIES = {
-    "sw_emergency_admissions": {"immediate_effect", "negative_binomial", "permutation",
-                                "mdg_clustered", "practice_fixed_effects",
-                                "practice_fixed_effects_mdg_clustered", "exposure_time_curve",
-                                "permutation_mdg"},
-    "sw_care_home_admissions": {"immediate_effect", "mdg_clustered", "practice_fixed_effects",
-                                "practice_fixed_effects_mdg_clustered", "exposure_time_curve",
-                                "permutation_mdg"},
-    **{f"sw_survey_{name}": {"exposure_time", "practice_fixed_effects"}
-       for name in ("eq5d", "loneliness", "pacic", "selfman", "wellbeing")},
+    "sw_emergency_admissions": {
+        "immediate_effect",
+        "negative_binomial",
+        "permutation",
+        "mdg_clustered",
+        "practice_fixed_effects",
+        "practice_fixed_effects_mdg_clustered",
+        "exposure_time_curve",
+        "permutation_mdg",
+    },
+    "sw_care_home_admissions": {
+        "immediate_effect",
+        "mdg_clustered",
+        "practice_fixed_effects",
+        "practice_fixed_effects_mdg_clustered",
+        "exposure_time_curve",
+        "permutation_mdg",
+    },
+    **{
+        f"sw_survey_{name}": {"exposure_time", "practice_fixed_effects"}
+        for name in ("eq5d", "loneliness", "pacic", "selfman", "wellbeing")
+    },
 }
 
 
@@ -464,8 +652,12 @@ def test_design_options_name_columns_checked_when_a_protocol_loads(tmp_path: Pat
     assert "inference_cluster" in column_options(exposure_time_model)
     assert "assignment_unit" in column_options(permutation_test)
     content = yaml.safe_load((ROOT / "protocols" / "sw_emergency_admissions.yml").read_text())
-    content["sensitivity"].append({"id": "bad", "method": {
-        "name": "sw_permutation", "options": {"assignment_unit": "no_such_column"}}})
+    content["sensitivity"].append(
+        {
+            "id": "bad",
+            "method": {"name": "sw_permutation", "options": {"assignment_unit": "no_such_column"}},
+        }
+    )
     path = tmp_path / "sw_emergency_admissions.yml"
     path.write_text(yaml.safe_dump(content), encoding="utf-8")
     with pytest.raises(ProtocolError, match="no_such_column"):

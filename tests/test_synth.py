@@ -28,8 +28,11 @@ SYNTH = Path(__file__).resolve().parents[1] / "sicp" / "synth"
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +126,20 @@ def test_file_conforms_to_contract(small: Path, name: str) -> None:
 def test_parquet_types_follow_contract(small: Path) -> None:
     import pyarrow.parquet as pq
 
-    kinds = {"str": "string", "int": "int64", "float": "double", "date": "date32[day]",
-             "bool": "bool"}
+    kinds = {
+        "str": "string",
+        "int": "int64",
+        "float": "double",
+        "date": "date32[day]",
+        "bool": "bool",
+    }
     for _name, src in SOURCES.items():
         if src.formats[0] != "parquet":
             continue
         schema = pq.read_schema(small / src.folder / f"{src.stem}.parquet")
         assert [str(schema.field(c.name).type) for c in src.columns] == [
-            kinds[c.dtype] for c in src.columns]
+            kinds[c.dtype] for c in src.columns
+        ]
 
 
 def test_sav_labels_and_user_missing(small: Path) -> None:
@@ -193,10 +202,13 @@ def test_records_are_internally_consistent(small_world) -> None:
     died_in = sp[sp["discharge_destination"] == "died"]
     assert len(died_in)
     assert (deaths.loc[died_in["person_id"], "place_of_death"] == "hospital").all()
-    assert (deaths.loc[died_in["person_id"], "died_on"].to_numpy()
-            == died_in["discharged_on"].to_numpy()).all()
-    last = pd.concat([sp.groupby("person_id")["admitted_on"].max(),
-                      deaths["died_on"]], axis=1, join="inner")
+    assert (
+        deaths.loc[died_in["person_id"], "died_on"].to_numpy()
+        == died_in["discharged_on"].to_numpy()
+    ).all()
+    last = pd.concat(
+        [sp.groupby("person_id")["admitted_on"].max(), deaths["died_on"]], axis=1, join="inner"
+    )
     assert (last["admitted_on"] <= last["died_on"]).all()
     ordered = sp.sort_values(["person_id", "admitted_on"])
     nxt = ordered.groupby("person_id")["admitted_on"].shift(-1)
@@ -216,7 +228,8 @@ def test_truth_matches_files(small_world) -> None:
     assert len(em) == counts["emergency_admissions_total"]
     by_year = em.groupby(em["admitted_on"].dt.year).size()
     assert {str(k): int(v) for k, v in by_year.items()} == {
-        k: v for k, v in counts["emergency_admissions_by_year"].items() if v}
+        k: v for k, v in counts["emergency_admissions_by_year"].items() if v
+    }
     prs = w.frames["practices"]
     window = w.truth["window"]
     months = pd.date_range(window["start"], window["end"], freq="MS")
@@ -224,12 +237,12 @@ def test_truth_matches_files(small_world) -> None:
     exposed = sum(int((months >= s).sum()) for s in start.dropna())
     assert exposed == counts["exposed_practice_months"]
     # exposed 65+ person-months recomputed from the registration spells
-    pop = w.frames["population"].merge(prs[["practice_code", "mdg_start_date"]],
-                                       on="practice_code")
+    pop = w.frames["population"].merge(prs[["practice_code", "mdg_start_date"]], on="practice_code")
     total = 0
     for m in months:
-        on = (pop["registered_from"] <= m) & (pop["registered_to"].isna()
-                                             | (pop["registered_to"] >= m))
+        on = (pop["registered_from"] <= m) & (
+            pop["registered_to"].isna() | (pop["registered_to"] >= m)
+        )
         on &= (m.year - pop["birth_year"] >= 65) & (pop["mdg_start_date"] <= m)
         total += int(on.sum())
     assert total == counts["exposed_person_months_65plus"]
@@ -243,7 +256,8 @@ def _exposed_emergency(w) -> int:
     pop = w.frames["population"].merge(w.frames["practices"], on="practice_code")
     m = sp.merge(pop, on="person_id")
     on = (m["registered_from"] <= m["month"]) & (
-        m["registered_to"].isna() | (m["registered_to"] >= m["month"]))
+        m["registered_to"].isna() | (m["registered_to"] >= m["month"])
+    )
     on &= (m["month"].dt.year - m["birth_year"] >= 65) & (m["mdg_start_date"] <= m["month"])
     return int(on.sum())
 
@@ -253,15 +267,17 @@ def small_null(tmp_path_factory: pytest.TempPathFactory):
     """The small world with the null scenario's effects (every effect switched off)."""
     null = yaml.safe_load((SCENARIOS / "null.yml").read_text())
     spec = tmp_path_factory.mktemp("null") / "small_null.yml"
-    spec.write_text(yaml.safe_dump({"extends": "small", "name": "small_null",
-                                    "effects": null["effects"]}))
+    spec.write_text(
+        yaml.safe_dump({"extends": "small", "name": "small_null", "effects": null["effects"]})
+    )
     return simulate_world(spec, 7)
 
 
 def test_null_scenario_switches_every_effect_off() -> None:
     null, default = load_scenario("null"), load_scenario("default")
     assert {k: v for k, v in null.items() if k not in ("effects", "name")} == {
-        k: v for k, v in default.items() if k not in ("effects", "name")}
+        k: v for k, v in default.items() if k not in ("effects", "name")
+    }
 
     def leaves(d: dict) -> list[tuple[str, float]]:
         out = []
@@ -366,12 +382,16 @@ def test_every_scenario_loads_and_fits_together(name: str) -> None:
 
 def test_check_scenario_names_what_does_not_fit(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yml"
-    spec.write_text(yaml.safe_dump({"extends": "symphony", "name": "bad",
-                                    "twic": {"followup_wave": 4}}))
+    spec.write_text(
+        yaml.safe_dump({"extends": "symphony", "name": "bad", "twic": {"followup_wave": 4}})
+    )
     with pytest.raises(ValueError, match=r"scenario 'bad': twic.baseline_wave/followup_wave.*3/5"):
         simulate_world(spec, 1)
-    spec.write_text(yaml.safe_dump({"extends": "symphony", "name": "bad",
-                                    "comparators": {"study_area": "E08000006"}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {"extends": "symphony", "name": "bad", "comparators": {"study_area": "E08000006"}}
+        )
+    )
     with pytest.raises(ValueError, match=r"comparators.study_area E08000006"):
         simulate_world(spec, 1)
 
@@ -412,7 +432,7 @@ def test_symphony_geography_is_its_own(symphony) -> None:
     starts = prs["mdg_start_date"].replace("", None)
     assert set(starts.dropna()) == {"2016-10-01", "2017-10-01"}
     by_hood = starts.notna().groupby(prs["neighbourhood"])
-    assert (by_hood.sum() == 0).sum() == 1          # one neighbourhood never takes part
+    assert (by_hood.sum() == 0).sum() == 1  # one neighbourhood never takes part
     assert ((by_hood.sum() > 0) & (by_hood.sum() < by_hood.size())).any()  # never-treated
     assert not prs["practice_name"].str.contains("Care Home").any()
     area = _read(out, "study_area")
@@ -484,7 +504,8 @@ def test_symphony_truth_has_every_effect_of_default(symphony, small: Path) -> No
     assert set(truth["counts"]) == set(reference["counts"])
     assert truth["window"] == {"start": "2015-04-01", "end": "2021-03-01"}
     assert set(truth["counts"]["emergency_admissions_by_year"]) == {
-        str(y) for y in range(2015, 2022)}
+        str(y) for y in range(2015, 2022)
+    }
 
 
 def test_default_practices_carry_their_mdg(small: Path) -> None:
@@ -495,7 +516,8 @@ def test_default_practices_carry_their_mdg(small: Path) -> None:
     assert set(shared["mdg"]) == {"Little Hulton + Walkden and Worsley & Boothstown"}
     assert set(prs.loc[prs["neighbourhood"] == "Eccles", "mdg"]) == {"", "Care Homes Practice"}
     assert _read(small, "study_area").to_dict("records") == [
-        {"area_code": "E08000006", "area_name": "Salford"}]
+        {"area_code": "E08000006", "area_name": "Salford"}
+    ]
 
 
 def test_area_indicators_and_unit_costs_cover_the_contract(small_world) -> None:
@@ -514,8 +536,11 @@ def _code_literals(path: Path) -> list[object]:
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 docstrings.add(id(body[0].value))
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and id(node) not in docstrings]
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and id(node) not in docstrings
+    ]
 
 
 @pytest.mark.parametrize("module", sorted(p.name for p in SYNTH.glob("*.py")))

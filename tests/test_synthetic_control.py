@@ -20,8 +20,14 @@ def prop99() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def california(prop99: pd.DataFrame):
-    return synthetic_control(prop99, outcome="PacksPerCapita", unit="State", time="Year",
-                             treated_unit="California", treatment_start=1989)
+    return synthetic_control(
+        prop99,
+        outcome="PacksPerCapita",
+        unit="State",
+        time="Year",
+        treated_unit="California",
+        treatment_start=1989,
+    )
 
 
 def test_prop99_against_synthdid_paper(california) -> None:
@@ -55,10 +61,14 @@ def test_prop99_weights_solve_the_problem_exactly(prop99: pd.DataFrame, californ
     assert (grad[~support] >= mu - 1e-6 * scale).all()  # no profitable donor outside it
     sse = float(np.sum((donors @ w - target) ** 2))
     j = donors.shape[1]
-    alt = minimize(lambda v: float(np.sum((donors @ v - target) ** 2)), np.full(j, 1 / j),
-                   method="SLSQP", bounds=[(0, 1)] * j,
-                   constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}],
-                   options={"maxiter": 1000, "ftol": 1e-12})
+    alt = minimize(
+        lambda v: float(np.sum((donors @ v - target) ** 2)),
+        np.full(j, 1 / j),
+        method="SLSQP",
+        bounds=[(0, 1)] * j,
+        constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}],
+        options={"maxiter": 1000, "ftol": 1e-12},
+    )
     assert sse <= alt.fun * (1 + 1e-9)
     assert sse == pytest.approx(52.1296, rel=1e-5)
     assert california.diagnostics["pre_rmspe"] == pytest.approx(np.sqrt(sse / pre.sum()))
@@ -72,14 +82,16 @@ def test_prop99_gaps_and_placebos(california) -> None:
     gaps = california.tables["gaps"]
     assert len(gaps) == 31 and gaps["post"].sum() == 12
     np.testing.assert_allclose(gaps["observed"] - gaps["synthetic"], gaps["gap"])
-    assert california.estimate("att_post_mean") == pytest.approx(gaps.loc[gaps["post"],
-                                                                          "gap"].mean())
+    assert california.estimate("att_post_mean") == pytest.approx(
+        gaps.loc[gaps["post"], "gap"].mean()
+    )
     placebo = california.tables["placebo_rmspe"]
     assert len(placebo) == 39 and placebo["treated"].sum() == 1
     rank = california.diagnostics["placebo_rank"]
     assert california.row("att_post_mean")["p_value"] == pytest.approx(rank / 39)
     assert california.diagnostics["post_pre_rmspe_ratio"] == pytest.approx(
-        placebo.loc[placebo["treated"], "ratio"].item())
+        placebo.loc[placebo["treated"], "ratio"].item()
+    )
     assert rank <= 3  # California is among the most extreme of 39 units
     pg = california.tables["placebo_gaps"]
     assert set(pg["unit"]) == set(placebo["unit"]) and len(pg) == 39 * 31
@@ -91,11 +103,15 @@ def test_recovers_known_effect_and_weights() -> None:
     periods = np.arange(2000, 2020)
     donors = {f"d{j}": 10 + np.cumsum(rng.normal(0, 1, periods.size)) for j in range(8)}
     treated = 0.6 * donors["d1"] + 0.4 * donors["d5"] + np.where(periods >= 2012, 5.0, 0.0)
-    rows = [(u, t, v) for u, s in {**donors, "T": treated}.items()
-            for t, v in zip(periods, s, strict=True)]
+    rows = [
+        (u, t, v)
+        for u, s in {**donors, "T": treated}.items()
+        for t, v in zip(periods, s, strict=True)
+    ]
     data = pd.DataFrame(rows, columns=["unit", "year", "y"])
-    res = synthetic_control(data, outcome="y", unit="unit", time="year", treated_unit="T",
-                            treatment_start=2012)
+    res = synthetic_control(
+        data, outcome="y", unit="unit", time="year", treated_unit="T", treatment_start=2012
+    )
     w = res.tables["weights"].set_index("unit")["weight"]
     assert w["d1"] == pytest.approx(0.6, abs=1e-4) and w["d5"] == pytest.approx(0.4, abs=1e-4)
     assert res.estimate("att_post_mean") == pytest.approx(5.0, abs=1e-3)
@@ -119,9 +135,17 @@ def test_predictor_matching_with_v_weights() -> None:
     for u, (y, x, z) in series.items():
         rows += [(u, t, v, x, z) for t, v in zip(periods, y, strict=True)]
     data = pd.DataFrame(rows, columns=["unit", "year", "y", "x", "noise"])
-    res = synthetic_control(data, outcome="y", unit="unit", time="year", treated_unit="T",
-                            treatment_start=2010, predictors=["x", "noise"],
-                            special_periods=[2003, 2009], placebo=False)
+    res = synthetic_control(
+        data,
+        outcome="y",
+        unit="unit",
+        time="year",
+        treated_unit="T",
+        treatment_start=2010,
+        predictors=["x", "noise"],
+        special_periods=[2003, 2009],
+        placebo=False,
+    )
     w = res.tables["weights"].set_index("unit")["weight"]
     assert w["d1"] == pytest.approx(0.6, abs=0.02) and w["d5"] == pytest.approx(0.4, abs=0.02)
     assert res.estimate("att_post_mean") == pytest.approx(-3.0, abs=0.1)
@@ -135,5 +159,6 @@ def test_simplex_weights_single_donor_and_bad_input() -> None:
     assert simplex_weights(np.array([1.0, 2.0]), np.array([[3.0], [4.0]])).tolist() == [1.0]
     data = pd.DataFrame({"unit": ["a", "a", "b"], "year": [1, 2, 1], "y": [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="every period"):
-        synthetic_control(data, outcome="y", unit="unit", time="year", treated_unit="a",
-                          treatment_start=2)
+        synthetic_control(
+            data, outcome="y", unit="unit", time="year", treated_unit="a", treatment_start=2
+        )

@@ -20,18 +20,28 @@ def simulate_trial(
     """
     rng = np.random.default_rng(seed)
     stratum = rng.choice(["practice_a", "practice_b", "practice_c"], size=n)
-    stratum_shift = pd.Series(stratum).map({"practice_a": 0.0, "practice_b": 0.5,
-                                            "practice_c": -0.5}).to_numpy()
+    stratum_shift = (
+        pd.Series(stratum)
+        .map({"practice_a": 0.0, "practice_b": 0.5, "practice_c": -0.5})
+        .to_numpy()
+    )
     health = rng.normal(size=n)
     baseline = health + stratum_shift + rng.normal(scale=0.7, size=n)
     arm = np.where(rng.random(n) < 0.5, "offer", "control")
     p_accept = 1 / (1 + np.exp(-(0.0 - 1.5 * health))) if selective else np.full(n, 0.45)
     complier = rng.random(n) < p_accept
     accepted = ((arm == "offer") & complier).astype(int)
-    follow_up = (health + stratum_shift + complier_effect * accepted
-                 + rng.normal(scale=0.7, size=n))
-    return pd.DataFrame({"person_id": np.arange(n), "stratum": stratum, "arm": arm,
-                         "accepted": accepted, "baseline": baseline, "follow_up": follow_up})
+    follow_up = health + stratum_shift + complier_effect * accepted + rng.normal(scale=0.7, size=n)
+    return pd.DataFrame(
+        {
+            "person_id": np.arange(n),
+            "stratum": stratum,
+            "arm": arm,
+            "accepted": accepted,
+            "baseline": baseline,
+            "follow_up": follow_up,
+        }
+    )
 
 
 ADJUST = {"baseline": "baseline", "stratum": "stratum", "offer_level": "offer"}
@@ -44,8 +54,7 @@ def test_wald_identity_without_covariates() -> None:
     ITTs divided by the acceptance rate, as this identity implies."""
     df = simulate_trial(600, complier_effect=0.8, seed=1)
     itt = itt_ancova(df, outcome="follow_up", arm="arm", offer_level="offer")
-    cace = cace_2sls(df, outcome="follow_up", arm="arm", accepted="accepted",
-                     offer_level="offer")
+    cace = cace_2sls(df, outcome="follow_up", arm="arm", accepted="accepted", offer_level="offer")
     offered = df["arm"] == "offer"
     uptake = df.loc[offered, "accepted"].mean() - df.loc[~offered, "accepted"].mean()
     assert cace.estimate("cace") == pytest.approx(itt.estimate("itt") / uptake, rel=1e-10)

@@ -30,14 +30,17 @@ DBT = Path(sys.executable).with_name("dbt")
 def world_paths(root: Path, protocols_dir: Path | None = None) -> Paths:
     """Every path of a pipeline run under one temporary folder (dbt and, by default, the
     protocols: the repository's)."""
-    return Paths(input_dir=root / "raw", warehouse=root / "warehouse.duckdb",
-                 results_dir=root / "results", reports_dir=root / "reports",
-                 protocols_dir=protocols_dir or PROJECT_ROOT / "protocols",
-                 dbt_dir=PROJECT_ROOT / "dbt")
+    return Paths(
+        input_dir=root / "raw",
+        warehouse=root / "warehouse.duckdb",
+        results_dir=root / "results",
+        reports_dir=root / "reports",
+        protocols_dir=protocols_dir or PROJECT_ROOT / "protocols",
+        dbt_dir=PROJECT_ROOT / "dbt",
+    )
 
 
-def build_world(root: Path, scenario: str, seed: int,
-                protocols_dir: Path | None = None) -> Paths:
+def build_world(root: Path, scenario: str, seed: int, protocols_dir: Path | None = None) -> Paths:
     """Generate a world and run ingest, dbt and every protocol on it (one Dagster run)."""
     paths = world_paths(root, protocols_dir)
     generate_world(scenario, seed, paths.input_dir)
@@ -61,10 +64,17 @@ def dbt_build(paths: Paths, work: Path) -> tuple[subprocess.CompletedProcess[str
 
     target/ and logs/ go under ``work`` so parallel runs never share dbt's state files.
     """
-    env = {**os.environ, "SICP_WAREHOUSE": str(paths.warehouse),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "0"}
-    cmd = [str(DBT), *dbt_args(paths, "build", "--target-path", str(work / "target"),
-                               "--log-path", str(work / "logs"))]
+    env = {
+        **os.environ,
+        "SICP_WAREHOUSE": str(paths.warehouse),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "0",
+    }
+    cmd = [
+        str(DBT),
+        *dbt_args(
+            paths, "build", "--target-path", str(work / "target"), "--log-path", str(work / "logs")
+        ),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
     return proc, time.perf_counter() - started
@@ -78,7 +88,7 @@ def build_dbt_world(root: Path, scenario: str, seed: int = 1) -> BuiltWorld:
     ingest_all(paths.input_dir, paths.warehouse)
     proc, seconds = dbt_build(paths, root)
     results = json.loads((root / "target" / "run_results.json").read_text())
-    record_build(paths.warehouse, results, invoked_by="dbt build (tests)")   # as sicp build does
+    record_build(paths.warehouse, results, invoked_by="dbt build (tests)")  # as sicp build does
     truth = json.loads((paths.input_dir / "truth.json").read_text())
     return BuiltWorld(paths.warehouse, truth, proc, seconds, results)
 
@@ -96,8 +106,11 @@ def truth_checks(paths: Paths) -> Iterator[tuple[str, str, pd.Series, float]]:
     store = read_results(paths.results_dir)
     for protocol in load_protocols(paths.protocols_dir):
         for analysis_id, spec in protocol.truth.items():
-            row = store[(store["protocol_id"] == protocol.id)
-                        & (store["analysis_id"] == analysis_id) & (store["term"] == spec["term"])]
+            row = store[
+                (store["protocol_id"] == protocol.id)
+                & (store["analysis_id"] == analysis_id)
+                & (store["term"] == spec["term"])
+            ]
             assert len(row) == 1, (protocol.id, analysis_id, spec["term"])
             value = float(truth[spec["effect"]]["value"])
             if spec.get("transform") == "exp":

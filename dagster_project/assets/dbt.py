@@ -32,7 +32,7 @@ class LayerTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
             return SEED_GROUP
-        fqn = dbt_resource_props["fqn"]   # [project, folder, ..., name]
+        fqn = dbt_resource_props["fqn"]  # [project, folder, ..., name]
         return fqn[1] if len(fqn) > 2 else None
 
 
@@ -52,18 +52,23 @@ def attach_singular_tests(manifest: Mapping[str, Any]) -> dict[str, Any]:
         return seen
 
     for uid, node in manifest["nodes"].items():
-        if node["resource_type"] != "test" or node.get("attached_node"):   # generic: attached
+        if node["resource_type"] != "test" or node.get("attached_node"):  # generic: attached
             continue
         config = node.get("config", {})
         meta = config.get("meta") or {}
         upstream = node["depends_on"]["nodes"]
-        candidates = [n for n in upstream if n in nodes]   # models and seeds, not sources
+        candidates = [n for n in upstream if n in nodes]  # models and seeds, not sources
         if len(upstream) < 2 or not candidates or meta.get("dagster", {}).get("ref"):
             continue
         target = max(candidates, key=lambda n: (len(ancestors(n, set())), nodes[n]["name"]))
         ref = {"name": nodes[target]["name"], "package": nodes[target]["package_name"]}
-        nodes[uid] = {**node, "config": {**config, "meta": {
-            **meta, "dagster": {**meta.get("dagster", {}), "ref": ref}}}}
+        nodes[uid] = {
+            **node,
+            "config": {
+                **config,
+                "meta": {**meta, "dagster": {**meta.get("dagster", {}), "ref": ref}},
+            },
+        }
     return {**manifest, "nodes": nodes}
 
 
@@ -72,17 +77,23 @@ MANIFEST = attach_singular_tests(json.loads(_project.manifest_path.read_text()))
 TRANSLATOR = LayerTranslator(DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(manifest=MANIFEST, project=_project, dagster_dbt_translator=TRANSLATOR,
-            pool=WAREHOUSE_POOL)
+@dbt_assets(
+    manifest=MANIFEST, project=_project, dagster_dbt_translator=TRANSLATOR, pool=WAREHOUSE_POOL
+)
 def sicp_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """``dbt build`` of the selected models against the same warehouse the ingest wrote; the
     build's outcome goes to ``meta.dbt_builds`` as ``sicp build``'s does, pass or fail."""
     with warehouse.for_dbt():
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
     yield from invocation.stream()
-    summary = record_build(Path(warehouse.path), invocation.get_artifact("run_results.json"),
-                           invoked_by=f"dagster run {context.run.run_id}")
+    summary = record_build(
+        Path(warehouse.path),
+        invocation.get_artifact("run_results.json"),
+        invoked_by=f"dagster run {context.run.run_id}",
+    )
     if not invocation.is_successful() or not summary["success"]:
-        raise Failure(description=f"dbt build failed: {summary['n_failed']} failed "
-                                  f"({summary['failed_nodes'] or 'see the dbt log'}), "
-                                  f"{summary['n_skipped']} skipped")
+        raise Failure(
+            description=f"dbt build failed: {summary['n_failed']} failed "
+            f"({summary['failed_nodes'] or 'see the dbt log'}), "
+            f"{summary['n_skipped']} skipped"
+        )

@@ -42,7 +42,10 @@ def _schema(columns: dict[str, str]) -> dg.TableSchema:
 
 
 def _table_metadata(table: str, columns: dict[str, str]) -> dict[str, object]:
-    return {"dagster/table_name": f"{RAW.schema}.{table}", "dagster/column_schema": _schema(columns)}
+    return {
+        "dagster/table_name": f"{RAW.schema}.{table}",
+        "dagster/column_schema": _schema(columns),
+    }
 
 
 def _markdown_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> dg.MetadataValue:
@@ -60,11 +63,14 @@ def _report_metadata(report: SourceReport) -> dict[str, object]:
         "missing_codes_recoded": report.missing_codes_recoded,
         "files": _markdown_table(
             ("file", "sha256", "read", "loaded", "quarantined"),
-            [(f.source_file, f.file_sha256[:12], f.rows_read, f.rows_loaded, f.rows_quarantined)
-             for f in report.files],
+            [
+                (f.source_file, f.file_sha256[:12], f.rows_read, f.rows_loaded, f.rows_quarantined)
+                for f in report.files
+            ],
         ),
-        "quarantine": _markdown_table(("column", "reason", "rows"),
-                                      list(report.quarantine_summary[:25])),
+        "quarantine": _markdown_table(
+            ("column", "reason", "rows"), list(report.quarantine_summary[:25])
+        ),
         "warnings": dg.MetadataValue.json(list(report.warnings)),
         "seconds": round(report.seconds, 3),
     }
@@ -78,43 +84,65 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
     """The asset loading ``source`` (the recruitment asset also yields consent exclusions)."""
     key = raw_key(source.name)
     deps = [raw_key(r) for r in sorted(referenced_sources(source))]
-    specs = [dg.AssetSpec(
-        key, description=source.description, deps=deps, group_name=GROUP, kinds={"duckdb"},
-        metadata=_table_metadata(source.name, _source_columns(source)),
-    )]
+    specs = [
+        dg.AssetSpec(
+            key,
+            description=source.description,
+            deps=deps,
+            group_name=GROUP,
+            kinds={"duckdb"},
+            metadata=_table_metadata(source.name, _source_columns(source)),
+        )
+    ]
     if source.name == CONSENT_SOURCE:
-        specs.append(dg.AssetSpec(
-            raw_key(RAW.consent_exclusions), deps=deps, group_name=GROUP, kinds={"duckdb"},
-            description="People to exclude downstream: scope 'all' (withdrew all consent) and "
-                        "'records' (no record-linkage consent). Every staging model anti-joins "
-                        "on it.",
-            metadata=_table_metadata(RAW.consent_exclusions, BOOKKEEPING[RAW.consent_exclusions]),
-        ))
+        specs.append(
+            dg.AssetSpec(
+                raw_key(RAW.consent_exclusions),
+                deps=deps,
+                group_name=GROUP,
+                kinds={"duckdb"},
+                description="People to exclude downstream: scope 'all' (withdrew all consent) and "
+                "'records' (no record-linkage consent). Every staging model anti-joins "
+                "on it.",
+                metadata=_table_metadata(
+                    RAW.consent_exclusions, BOOKKEEPING[RAW.consent_exclusions]
+                ),
+            )
+        )
     check = dg.AssetCheckSpec(
-        RECONCILE_CHECK, asset=key,
+        RECONCILE_CHECK,
+        asset=key,
         description="Per file: rows read = rows loaded + rows quarantined, and both counts "
-                    "match what the raw table and raw.quarantine hold.",
+        "match what the raw table and raw.quarantine hold.",
     )
     loss_check = dg.AssetCheckSpec(
-        LOSS_CHECK, asset=key,
+        LOSS_CHECK,
+        asset=key,
         description="The source lost no more rows to quarantine than allowed: none for a "
-                    "reference table, else at most SICP_MAX_QUARANTINE_SHARE (the rule "
-                    "`sicp ingest` exits non-zero on).",
+        "reference table, else at most SICP_MAX_QUARANTINE_SHARE (the rule "
+        "`sicp ingest` exits non-zero on).",
     )
 
-    @dg.multi_asset(name=f"raw_{source.name}", specs=specs, check_specs=[check, loss_check],
-                    pool=WAREHOUSE_POOL)
+    @dg.multi_asset(
+        name=f"raw_{source.name}", specs=specs, check_specs=[check, loss_check], pool=WAREHOUSE_POOL
+    )
     def _load(context: AssetExecutionContext, input_folder: Folder, warehouse: Warehouse):
         with warehouse.connect() as con:
             try:
                 report = ingest_source(con, input_folder.dir, source)
             except IngestError as exc:
-                raise dg.Failure(description=str(exc), metadata={"where": exc.where},
-                                 allow_retries=False) from exc
+                raise dg.Failure(
+                    description=str(exc), metadata={"where": exc.where}, allow_retries=False
+                ) from exc
             recount = reconcile(con, source)
-            consent = (con.execute(f"SELECT scope, count(*) FROM {qualified(RAW.consent_exclusions)}"
-                                   f" GROUP BY scope ORDER BY scope").fetchall()
-                       if source.name == CONSENT_SOURCE else [])
+            consent = (
+                con.execute(
+                    f"SELECT scope, count(*) FROM {qualified(RAW.consent_exclusions)}"
+                    f" GROUP BY scope ORDER BY scope"
+                ).fetchall()
+                if source.name == CONSENT_SOURCE
+                else []
+            )
         for warning in report.warnings:
             context.log.warning(warning)
         yield dg.MaterializeResult(asset_key=key, metadata=_report_metadata(report))
@@ -126,18 +154,43 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
             )
         loss = source_loss(report, max_quarantine_share())
         yield dg.AssetCheckResult(
-            asset_key=key, check_name=LOSS_CHECK, passed=loss is None,
+            asset_key=key,
+            check_name=LOSS_CHECK,
+            passed=loss is None,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"rows_read": report.rows_read, "rows_quarantined": report.rows_quarantined,
-                      "finding": str(loss) if loss else "within the limits"},
+            metadata={
+                "rows_read": report.rows_read,
+                "rows_quarantined": report.rows_quarantined,
+                "finding": str(loss) if loss else "within the limits",
+            },
         )
         yield dg.AssetCheckResult(
-            asset_key=key, check_name=RECONCILE_CHECK, passed=all(r.ok for r in recount),
-            metadata={"files": _markdown_table(
-                ("file", "read", "loaded", "quarantined", "rows in table", "rows in quarantine"),
-                [(r.source_file, r.rows_read, r.rows_loaded, r.rows_quarantined,
-                  r.rows_in_table, r.rows_in_quarantine) for r in recount],
-            )},
+            asset_key=key,
+            check_name=RECONCILE_CHECK,
+            passed=all(r.ok for r in recount),
+            metadata={
+                "files": _markdown_table(
+                    (
+                        "file",
+                        "read",
+                        "loaded",
+                        "quarantined",
+                        "rows in table",
+                        "rows in quarantine",
+                    ),
+                    [
+                        (
+                            r.source_file,
+                            r.rows_read,
+                            r.rows_loaded,
+                            r.rows_quarantined,
+                            r.rows_in_table,
+                            r.rows_in_quarantine,
+                        )
+                        for r in recount
+                    ],
+                )
+            },
         )
 
     return _load
@@ -152,26 +205,36 @@ _CATALOGUE = {
     RAW.variable_labels: "Variable labels, from the SPSS files' own metadata.",
     RAW.missing_reasons: "Why each survey user-missing code (-9/-8/-7) became NULL.",
     RAW.input_fingerprint: "SHA-256 over the sorted (file, sha256) list of everything ingested; "
-                           "every result cites it.",
+    "every result cites it.",
     RAW.vocabulary: "The contract's controlled vocabularies (allowed and required values).",
     DELIVERY_MANIFEST: "Every delivered file (and every file held from an earlier ingest): "
-                       "source, size, SHA-256, rows read/loaded/quarantined, status and reason.",
+    "source, size, SHA-256, rows read/loaded/quarantined, status and reason.",
 }
 _COLUMNS = {**BOOKKEEPING, DELIVERY_MANIFEST: MANIFEST_COLUMNS}
 
 
 @dg.multi_asset(
     name="raw_catalogue",
-    specs=[dg.AssetSpec(
-        raw_key(table), description=text, group_name=GROUP, kinds={"duckdb"},
-        deps=[raw_key(s) for s in SOURCES], metadata=_table_metadata(table, _COLUMNS[table]),
-    ) for table, text in _CATALOGUE.items()],
-    check_specs=[dg.AssetCheckSpec(
-        FOLDER_CHECK, asset=raw_key(RAW.input_fingerprint),
-        description="The warehouse holds exactly the files now in the input folder (warns when "
-                    "a file changed or arrived after the last ingest, or a file of no source "
-                    "is there).",
-    )],
+    specs=[
+        dg.AssetSpec(
+            raw_key(table),
+            description=text,
+            group_name=GROUP,
+            kinds={"duckdb"},
+            deps=[raw_key(s) for s in SOURCES],
+            metadata=_table_metadata(table, _COLUMNS[table]),
+        )
+        for table, text in _CATALOGUE.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            FOLDER_CHECK,
+            asset=raw_key(RAW.input_fingerprint),
+            description="The warehouse holds exactly the files now in the input folder (warns when "
+            "a file changed or arrived after the last ingest, or a file of no source "
+            "is there).",
+        )
+    ],
     pool=WAREHOUSE_POOL,
 )
 def raw_catalogue(input_folder: Folder, warehouse: Warehouse):
@@ -182,15 +245,18 @@ def raw_catalogue(input_folder: Folder, warehouse: Warehouse):
     with warehouse.connect() as con:
         fingerprint, n_files = write_input_fingerprint(con)
         finish(con, delivery, loaded=None, outcomes={})
-        counts = {t: con.execute(f"SELECT count(*) FROM {qualified(t)}").fetchall()[0][0]
-                  for t in _CATALOGUE}
+        counts = {
+            t: con.execute(f"SELECT count(*) FROM {qualified(t)}").fetchall()[0][0]
+            for t in _CATALOGUE
+        }
         by_source = con.execute(
             f"SELECT source_name, count(DISTINCT (source_file, source_row)) "
-            f"FROM {qualified(RAW.quarantine)} GROUP BY ALL ORDER BY 1").fetchall()
+            f"FROM {qualified(RAW.quarantine)} GROUP BY ALL ORDER BY 1"
+        ).fetchall()
     refused = [f"{f.rel}: {f.reason}" for f in delivery.refused]
     try:
         on_disk = input_fingerprint(contract_files(input_folder.dir, SOURCES.values()))
-    except IngestError as exc:   # a refused file of a source
+    except IngestError as exc:  # a refused file of a source
         on_disk = f"unreadable: {exc}"
     for table in _CATALOGUE:
         metadata: dict[str, object] = {"dagster/row_count": counts[table]}
@@ -200,10 +266,15 @@ def raw_catalogue(input_folder: Folder, warehouse: Warehouse):
             metadata["rows_quarantined_by_source"] = _markdown_table(("source", "rows"), by_source)
         yield dg.MaterializeResult(asset_key=raw_key(table), metadata=metadata)
     yield dg.AssetCheckResult(
-        asset_key=raw_key(RAW.input_fingerprint), check_name=FOLDER_CHECK,
-        passed=on_disk == fingerprint and not refused, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"warehouse": fingerprint, "input_folder": on_disk,
-                  "refused_files": dg.MetadataValue.json(refused)},
+        asset_key=raw_key(RAW.input_fingerprint),
+        check_name=FOLDER_CHECK,
+        passed=on_disk == fingerprint and not refused,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "warehouse": fingerprint,
+            "input_folder": on_disk,
+            "refused_files": dg.MetadataValue.json(refused),
+        },
     )
 
 

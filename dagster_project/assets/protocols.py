@@ -41,25 +41,41 @@ def _protocol_asset(protocol: Protocol) -> dg.AssetsDefinition:
     def _asset(warehouse: Warehouse, results_folder: Folder) -> dg.MaterializeResult:
         path = Path(warehouse.path)
         fingerprint, version = input_fingerprint(path), code_version(PROJECT_ROOT)
-        outcome = attempt_protocol(protocol, lambda panel: read_panel(path, panel),
-                                   fingerprint=fingerprint, version=version)
-        store_outcome(outcome, path, results_folder.dir, fingerprint=fingerprint,
-                      version=version, build_seq=built_from(path))
+        outcome = attempt_protocol(
+            protocol,
+            lambda panel: read_panel(path, panel),
+            fingerprint=fingerprint,
+            version=version,
+        )
+        store_outcome(
+            outcome,
+            path,
+            results_folder.dir,
+            fingerprint=fingerprint,
+            version=version,
+            build_seq=built_from(path),
+        )
         if outcome.status == STATUS_FAILED:
-            raise dg.Failure(description=f"{protocol.id} failed: {outcome.reason}",
-                             metadata={"status": outcome.status, "reason": outcome.reason})
+            raise dg.Failure(
+                description=f"{protocol.id} failed: {outcome.reason}",
+                metadata={"status": outcome.status, "reason": outcome.reason},
+            )
         primary = outcome.rows[outcome.rows["analysis_id"] == "primary"]
-        return dg.MaterializeResult(metadata={
-            "status": outcome.status,
-            "reason": outcome.reason,
-            "rows": len(outcome.rows),
-            "analyses": ", ".join(outcome.run.results) if outcome.run else "",
-            "primary": dg.MetadataValue.md(primary[
-                ["term", "estimate", "std_error", "ci_low", "ci_high", "p_value"]
-            ].to_markdown(index=False)),
-            "protocol_hash": protocol.hash,
-            "seconds": round(outcome.seconds, 2),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "status": outcome.status,
+                "reason": outcome.reason,
+                "rows": len(outcome.rows),
+                "analyses": ", ".join(outcome.run.results) if outcome.run else "",
+                "primary": dg.MetadataValue.md(
+                    primary[
+                        ["term", "estimate", "std_error", "ci_low", "ci_high", "p_value"]
+                    ].to_markdown(index=False)
+                ),
+                "protocol_hash": protocol.hash,
+                "seconds": round(outcome.seconds, 2),
+            }
+        )
 
     return _asset
 

@@ -46,8 +46,9 @@ def record_exclusions(con: duckdb.DuckDBPyConnection, delivered: str) -> int:
     return _seq(con) - before
 
 
-def reinstate(con: duckdb.DuckDBPyConnection, person_id: str, scope: str, *,
-              authorised_by: str, why: str) -> int:
+def reinstate(
+    con: duckdb.DuckDBPyConnection, person_id: str, scope: str, *, authorised_by: str, why: str
+) -> int:
     """Log a reinstatement of ``person_id``'s ``scope`` consent; returns its sequence number.
 
     Refused unless the person is excluded in that scope now, and unless who and why are
@@ -58,13 +59,25 @@ def reinstate(con: duckdb.DuckDBPyConnection, person_id: str, scope: str, *,
         raise ValueError("a reinstatement needs who authorised it and why")
     current = con.execute(
         f"SELECT count(*) FROM {qualified(RAW.consent_exclusions)} "
-        f"WHERE person_id = ? AND scope = ?", [person_id, scope]).fetchone()
+        f"WHERE person_id = ? AND scope = ?",
+        [person_id, scope],
+    ).fetchone()
     if not current or not current[0]:
         raise ValueError(f"{person_id} is not excluded in scope {scope!r}; nothing to reinstate")
     seq = _seq(con) + 1
-    con.execute(f"INSERT INTO {qualified(RAW.consent_ledger)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [seq, person_id, scope, REINSTATE, why.strip(), "sicp consent reinstate", None,
-                 authorised_by.strip()])
+    con.execute(
+        f"INSERT INTO {qualified(RAW.consent_ledger)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            seq,
+            person_id,
+            scope,
+            REINSTATE,
+            why.strip(),
+            "sicp consent reinstate",
+            None,
+            authorised_by.strip(),
+        ],
+    )
     rebuild_exclusions(con)
     return seq
 
@@ -85,6 +98,7 @@ def rebuild_exclusions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _seq(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {qualified(RAW.consent_ledger)}"
-                      ).fetchone()
+    row = con.execute(
+        f"SELECT coalesce(max(seq), 0) FROM {qualified(RAW.consent_ledger)}"
+    ).fetchone()
     return int(row[0]) if row else 0

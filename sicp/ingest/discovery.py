@@ -52,18 +52,35 @@ MATCHED, EXTRA, REFUSED = "matched", "extra", "refused"
 #: extras; the data contract document renders it.
 EXTRA_FILES: tuple[tuple[str, str, str, str], ...] = (
     ("top", r"truth\.json", "`truth.json`", "the synthetic world's answer key, from sicp synth"),
-    ("any", r"readme(\.(txt|md|pdf|html?|docx?|rtf))?", "`README` (or .txt, .md, .pdf, .html, "
-     ".docx, .rtf)", "a README"),
-    ("any", r"(delivery_)?manifest(\.(txt|md|csv|json|pdf))?", "`MANIFEST` or "
-     "`delivery_manifest` (or .txt, .md, .csv, .json, .pdf)", "a sender's manifest"),
-    ("any", r"(sha256sums|sha1sums|md5sums|checksums)(\.txt)?|.+\.(sha256|sha1|md5)",
-     "`SHA256SUMS`, `MD5SUMS`, `checksums.txt`, `<file>.sha256`", "checksums"),
-    ("any", r"\.ds_store|thumbs\.db|desktop\.ini|\.gitkeep", "`.DS_Store`, `Thumbs.db`, "
-     "`desktop.ini`, `.gitkeep`", "operating-system and version-control litter"),
+    (
+        "any",
+        r"readme(\.(txt|md|pdf|html?|docx?|rtf))?",
+        "`README` (or .txt, .md, .pdf, .html, .docx, .rtf)",
+        "a README",
+    ),
+    (
+        "any",
+        r"(delivery_)?manifest(\.(txt|md|csv|json|pdf))?",
+        "`MANIFEST` or `delivery_manifest` (or .txt, .md, .csv, .json, .pdf)",
+        "a sender's manifest",
+    ),
+    (
+        "any",
+        r"(sha256sums|sha1sums|md5sums|checksums)(\.txt)?|.+\.(sha256|sha1|md5)",
+        "`SHA256SUMS`, `MD5SUMS`, `checksums.txt`, `<file>.sha256`",
+        "checksums",
+    ),
+    (
+        "any",
+        r"\.ds_store|thumbs\.db|desktop\.ini|\.gitkeep",
+        "`.DS_Store`, `Thumbs.db`, `desktop.ini`, `.gitkeep`",
+        "operating-system and version-control litter",
+    ),
 )
 
-_EXTRA_RE = tuple((where, re.compile(pattern, re.IGNORECASE), what)
-                  for where, pattern, _, what in EXTRA_FILES)
+_EXTRA_RE = tuple(
+    (where, re.compile(pattern, re.IGNORECASE), what) for where, pattern, _, what in EXTRA_FILES
+)
 
 
 @dataclass(frozen=True)
@@ -118,8 +135,10 @@ def refusal(refused: list[DeliveredFile]) -> IngestError:
         ((reason, paths),) = by_reason.items()
         return IngestError(", ".join(paths), reason)
     return IngestError(
-        "the input folder", f"{len(refused)} files refused, so nothing was ingested:\n"
-        + "\n".join(f"  - {', '.join(paths)}: {reason}" for reason, paths in by_reason.items()))
+        "the input folder",
+        f"{len(refused)} files refused, so nothing was ingested:\n"
+        + "\n".join(f"  - {', '.join(paths)}: {reason}" for reason, paths in by_reason.items()),
+    )
 
 
 def scan(input_dir: Path, *, ignore: Iterable[Path] = ()) -> Delivery:
@@ -143,10 +162,18 @@ def scan(input_dir: Path, *, ignore: Iterable[Path] = ()) -> Delivery:
         elif kind == "file":
             found.append(_top_file(entry, rel))
         else:
-            found.append(_odd(entry, rel, kind, None, real_root,
-                              "a folder that is not part of the data contract (its folders "
-                              f"are {', '.join(sorted(f + '/' for f in folders))}); move its "
-                              "files into the right folder or remove it"))
+            found.append(
+                _odd(
+                    entry,
+                    rel,
+                    kind,
+                    None,
+                    real_root,
+                    "a folder that is not part of the data contract (its folders "
+                    f"are {', '.join(sorted(f + '/' for f in folders))}); move its "
+                    "files into the right folder or remove it",
+                )
+            )
     found = _refuse_duplicates(found)
     return Delivery(root, tuple(sorted(found, key=lambda f: f.rel)))
 
@@ -171,30 +198,53 @@ def _size(entry: os.DirEntry[str]) -> int:
 
 
 def _link_reason(rel: str) -> str:
-    return (f"is a symbolic link; ingest reads only regular files inside the input folder and "
-            f"never follows a link. Replace {rel} by a copy of the file itself")
+    return (
+        f"is a symbolic link; ingest reads only regular files inside the input folder and "
+        f"never follows a link. Replace {rel} by a copy of the file itself"
+    )
 
 
-def _odd(entry: os.DirEntry[str], rel: str, kind: str, source: str | None, real_root: Path,
-         folder_reason: str) -> DeliveredFile:
+def _odd(
+    entry: os.DirEntry[str],
+    rel: str,
+    kind: str,
+    source: str | None,
+    real_root: Path,
+    folder_reason: str,
+) -> DeliveredFile:
     """A link, a folder where a file belongs, or a special file: refused, never read."""
     path = Path(entry.path)
     if kind == "link":
         return DeliveredFile(rel, path, REFUSED, source, reason=_link_reason(rel))
     if kind == "dir":
         return DeliveredFile(rel + "/", path, REFUSED, source, reason=folder_reason)
-    if kind == "outside":   # a regular file whose resolved path leaves the input folder
-        return DeliveredFile(rel, path, REFUSED, source, reason=(
-            "lies outside the input folder once its path is resolved; ingest reads only files "
-            f"inside {real_root}"))
-    if kind == "hard_link":   # the other name may be anywhere on the file system
-        return DeliveredFile(rel, path, REFUSED, source, reason=(
-            "has another name on this file system (a hard link), which may lie outside the "
-            f"input folder, so it is not read; replace {rel} by a copy of the file (cp, not ln)"))
+    if kind == "outside":  # a regular file whose resolved path leaves the input folder
+        return DeliveredFile(
+            rel,
+            path,
+            REFUSED,
+            source,
+            reason=(
+                "lies outside the input folder once its path is resolved; ingest reads only files "
+                f"inside {real_root}"
+            ),
+        )
+    if kind == "hard_link":  # the other name may be anywhere on the file system
+        return DeliveredFile(
+            rel,
+            path,
+            REFUSED,
+            source,
+            reason=(
+                "has another name on this file system (a hard link), which may lie outside the "
+                f"input folder, so it is not read; replace {rel} by a copy of the file (cp, not ln)"
+            ),
+        )
     mode = entry.stat(follow_symlinks=False).st_mode
     what = "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-    return DeliveredFile(rel, path, REFUSED, source,
-                         reason=f"is not a regular file ({what}); remove it")
+    return DeliveredFile(
+        rel, path, REFUSED, source, reason=f"is not a regular file ({what}); remove it"
+    )
 
 
 def _extra(name: str, top: bool) -> str | None:
@@ -210,16 +260,24 @@ def _top_file(entry: os.DirEntry[str], rel: str) -> DeliveredFile:
     if what is not None:
         return DeliveredFile(rel, path, EXTRA, reason=f"not read: {what}", size_bytes=_size(entry))
     source = _source_named(entry.name)
-    hint = (f"; {source.name} files belong in {source.folder}/" if source is not None else
-            "; contract files belong in "
-            + ", ".join(sorted({s.folder + '/' for s in SOURCES.values()})))
-    return DeliveredFile(rel, path, REFUSED, reason=(
-        f"matches no source of the data contract{hint}; rename, move or remove it"),
-        size_bytes=_size(entry))
+    hint = (
+        f"; {source.name} files belong in {source.folder}/"
+        if source is not None
+        else "; contract files belong in "
+        + ", ".join(sorted({s.folder + "/" for s in SOURCES.values()}))
+    )
+    return DeliveredFile(
+        rel,
+        path,
+        REFUSED,
+        reason=(f"matches no source of the data contract{hint}; rename, move or remove it"),
+        size_bytes=_size(entry),
+    )
 
 
-def _scan_folder(folder: Path, folder_rel: str, real_root: Path,
-                 ignored: set[Path]) -> list[DeliveredFile]:
+def _scan_folder(
+    folder: Path, folder_rel: str, real_root: Path, ignored: set[Path]
+) -> list[DeliveredFile]:
     sources = [s for s in SOURCES.values() if s.folder.lower() == folder_rel.lower()]
     found = []
     for entry in _entries(folder):
@@ -234,32 +292,65 @@ def _scan_folder(folder: Path, folder_rel: str, real_root: Path,
         if kind == "file" and entry.stat(follow_symlinks=False).st_nlink > 1:
             kind = "hard_link"
         if kind != "file":
-            found.append(_odd(entry, rel, kind, source, real_root,
-                              f"a sub-folder; the data contract has none inside "
-                              f"{folder_rel}/. Move its files up or remove it"))
+            found.append(
+                _odd(
+                    entry,
+                    rel,
+                    kind,
+                    source,
+                    real_root,
+                    f"a sub-folder; the data contract has none inside "
+                    f"{folder_rel}/. Move its files up or remove it",
+                )
+            )
             continue
         size = _size(entry)
         if match is None:
             what = _extra(entry.name, top=False)
             if what is not None:
-                found.append(DeliveredFile(rel, Path(entry.path), EXTRA,
-                                           reason=f"not read: {what}", size_bytes=size))
+                found.append(
+                    DeliveredFile(
+                        rel, Path(entry.path), EXTRA, reason=f"not read: {what}", size_bytes=size
+                    )
+                )
                 continue
             elsewhere = _source_named(entry.name)
-            hint = (f"; {elsewhere.name} files belong in {elsewhere.folder}/"
-                    if elsewhere is not None and elsewhere.folder != folder_rel.lower() else "")
-            found.append(DeliveredFile(rel, Path(entry.path), REFUSED, reason=(
-                f"matches no source of the data contract{hint}; rename, move or remove it "
-                f"(expected names: {_expected(sources)})"), size_bytes=size))
+            hint = (
+                f"; {elsewhere.name} files belong in {elsewhere.folder}/"
+                if elsewhere is not None and elsewhere.folder != folder_rel.lower()
+                else ""
+            )
+            found.append(
+                DeliveredFile(
+                    rel,
+                    Path(entry.path),
+                    REFUSED,
+                    reason=(
+                        f"matches no source of the data contract{hint}; rename, move or remove it "
+                        f"(expected names: {_expected(sources)})"
+                    ),
+                    size_bytes=size,
+                )
+            )
             continue
         src, wave, suffix = match
         if suffix not in src.formats:
-            found.append(DeliveredFile(rel, Path(entry.path), REFUSED, src.name, wave, (
-                f"unsupported file type '.{suffix}' for {src.name}; the data contract accepts "
-                f"{', '.join('.' + f for f in src.formats)}"), size))
+            found.append(
+                DeliveredFile(
+                    rel,
+                    Path(entry.path),
+                    REFUSED,
+                    src.name,
+                    wave,
+                    (
+                        f"unsupported file type '.{suffix}' for {src.name}; the data contract accepts "
+                        f"{', '.join('.' + f for f in src.formats)}"
+                    ),
+                    size,
+                )
+            )
             continue
-        found.append(DeliveredFile(rel, Path(entry.path), MATCHED, src.name, wave,
-                                   size_bytes=size))
+        found.append(DeliveredFile(rel, Path(entry.path), MATCHED, src.name, wave, size_bytes=size))
     return found
 
 
@@ -311,10 +402,19 @@ def _refuse_duplicates(found: list[DeliveredFile]) -> list[DeliveredFile]:
         if len(files) < 2:
             continue
         names = ", ".join(sorted(f.rel for f in files))
-        what = (f"{len(files)} files give wave {wave} of {name} ({names})" if wave is not None
-                else f"{len(files)} files for {name} ({names}), which takes one file")
+        what = (
+            f"{len(files)} files give wave {wave} of {name} ({names})"
+            if wave is not None
+            else f"{len(files)} files for {name} ({names}), which takes one file"
+        )
         for f in files:
-            refused[f.rel] = (f"{what}; ingest cannot tell which is meant, so it loads none. "
-                              f"Keep one and remove the other(s)")
-    return [DeliveredFile(f.rel, f.path, REFUSED, f.source, f.wave, refused[f.rel],
-                          f.size_bytes) if f.rel in refused else f for f in found]
+            refused[f.rel] = (
+                f"{what}; ingest cannot tell which is meant, so it loads none. "
+                f"Keep one and remove the other(s)"
+            )
+    return [
+        DeliveredFile(f.rel, f.path, REFUSED, f.source, f.wave, refused[f.rel], f.size_bytes)
+        if f.rel in refused
+        else f
+        for f in found
+    ]

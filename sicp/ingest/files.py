@@ -75,8 +75,7 @@ def contract_files(input_dir: Path, sources: Iterable[Source]) -> list[tuple[str
     from sicp.ingest.discovery import scan
 
     delivery = scan(input_dir)
-    return [(f.rel, sha256_file(f.path))
-            for source in sources for f in delivery.files_of(source)]
+    return [(f.rel, sha256_file(f.path)) for source in sources for f in delivery.files_of(source)]
 
 
 def relative(path: Path, input_dir: Path) -> str:
@@ -146,14 +145,19 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, rel: str, sha: st
         f.seek(-4, io.SEEK_END)
         tail = f.read(4)
     if head != _PARQUET_MAGIC:
-        raise IngestError(rel, "not a parquet file (it does not start with the parquet "
-                               "signature); was another format renamed to .parquet?")
+        raise IngestError(
+            rel,
+            "not a parquet file (it does not start with the parquet "
+            "signature); was another format renamed to .parquet?",
+        )
     if tail != _PARQUET_MAGIC:
-        raise IngestError(rel, "the parquet file is truncated (its footer is missing); "
-                               "copy or export it again")
+        raise IngestError(
+            rel, "the parquet file is truncated (its footer is missing); copy or export it again"
+        )
     scan = f"read_parquet({_sql_string(str(path))}, file_row_number = true)"
-    relation = (f"(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _source_row "
-                f"FROM {scan})")
+    relation = (
+        f"(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _source_row FROM {scan})"
+    )
     try:
         columns = _describe(con, relation)
     except duckdb.Error as exc:
@@ -164,24 +168,32 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, rel: str, sha: st
     zones = _parquet_zones(path)
     # The rule for dates delivered as timezone-aware timestamps: the calendar date in the
     # timestamp's own zone (2020-06-01 00:30 BST is 2020-06-01, though 2020-05-31 in UTC).
-    replace = ", ".join(f"CAST({_local_time(ident(c), zones.get(c, 'UTC'))} AS DATE) AS {ident(c)}"
-                        for c in aware)
-    relation = (f"(SELECT * EXCLUDE (file_row_number) REPLACE ({replace}), "
-                f"file_row_number + 1 AS _source_row FROM {scan})")
+    replace = ", ".join(
+        f"CAST({_local_time(ident(c), zones.get(c, 'UTC'))} AS DATE) AS {ident(c)}" for c in aware
+    )
+    relation = (
+        f"(SELECT * EXCLUDE (file_row_number) REPLACE ({replace}), "
+        f"file_row_number + 1 AS _source_row FROM {scan})"
+    )
     notes = []
     for c in aware:
         zone = zones.get(c, "UTC")
         try:
-            (timed,), = con.execute(
+            ((timed,),) = con.execute(
                 f"SELECT count(*) FILTER (WHERE CAST({_local_time(ident(c), zone)} AS TIME) "
-                f"<> TIME '00:00:00') FROM {scan}").fetchall()
+                f"<> TIME '00:00:00') FROM {scan}"
+            ).fetchall()
         except duckdb.Error as exc:
-            raise IngestError(rel, f"column {c}: its timezone-aware timestamps (zone {zone}) "
-                                   f"cannot be read: {_first_line(exc)}") from None
+            raise IngestError(
+                rel,
+                f"column {c}: its timezone-aware timestamps (zone {zone}) "
+                f"cannot be read: {_first_line(exc)}",
+            ) from None
         notes.append(
             f"{rel}: column {c} holds timezone-aware timestamps (zone {zone}); each was read "
             f"as its calendar date in that zone"
-            + (f" ({timed:,} had a time of day other than midnight, dropped)" if timed else ""))
+            + (f" ({timed:,} had a time of day other than midnight, dropped)" if timed else "")
+        )
     return StagedFile(rel, sha, relation, _describe(con, relation), notes=tuple(notes))
 
 
@@ -201,10 +213,13 @@ def _parquet_zones(path: Path) -> dict[str, str]:
 
     try:
         schema = pq.read_schema(path)
-    except Exception:   # DuckDB read the file; without an Arrow schema, UTC
+    except Exception:  # DuckDB read the file; without an Arrow schema, UTC
         return {}
-    return {f.name: str(f.type.tz or "UTC") for f in schema
-            if pa.types.is_timestamp(f.type) and f.type.tz}
+    return {
+        f.name: str(f.type.tz or "UTC")
+        for f in schema
+        if pa.types.is_timestamp(f.type) and f.type.tz
+    }
 
 
 def _local_time(x: str, zone: str) -> str:
@@ -224,8 +239,10 @@ def _csv_header(path: Path, rel: str) -> list[str]:
     with path.open("rb") as f:
         sample = f.read(1 << 16)
     if b"\0" in sample:
-        raise IngestError(rel, "not a text CSV file (it contains binary data); was another "
-                               "format renamed to .csv?")
+        raise IngestError(
+            rel,
+            "not a text CSV file (it contains binary data); was another format renamed to .csv?",
+        )
     if not sample.strip():
         raise IngestError(rel, "the file is empty (no header row)")
     first = sample.splitlines()[0]
@@ -276,7 +293,9 @@ def _stage_csv(
         message = str(exc)
         if "unicode" in message.lower() or "utf-8" in message.lower():
             raise IngestError(rel, _encoding_problem(path)) from None
-        raise IngestError(rel, f"the file cannot be parsed as CSV: {_csv_problem(message)}") from None
+        raise IngestError(
+            rel, f"the file cannot be parsed as CSV: {_csv_problem(message)}"
+        ) from None
     # A plain table scan keeps insertion (= file) order, so rowid + 1 is the data row number.
     relation = f"(SELECT *, rowid + 1 AS _source_row FROM {table})"
     return StagedFile(rel, sha, relation, dict.fromkeys(names, "VARCHAR"), cleanup=(table,))
@@ -299,8 +318,11 @@ def _stage_sav(
     with path.open("rb") as f:
         signature = f.read(4)
     if signature not in _SAV_SIGNATURES:
-        raise IngestError(rel, "not an SPSS .sav file (it does not start with the SPSS "
-                               "signature); was another format renamed to .sav?")
+        raise IngestError(
+            rel,
+            "not an SPSS .sav file (it does not start with the SPSS "
+            "signature); was another format renamed to .sav?",
+        )
     try:
         frame, meta = pyreadstat.read_sav(
             str(path), user_missing=True, dates_as_pandas_datetime=True
@@ -311,8 +333,9 @@ def _stage_sav(
         ) from None
     except (ValueError, UnicodeError, OverflowError) as exc:
         raise IngestError(
-            rel, f"the SPSS file cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
-                 f"export it again"
+            rel,
+            f"the SPSS file cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
+            f"export it again",
         ) from None
     frame = frame.copy()
     frame["_source_row"] = pd.RangeIndex(1, len(frame) + 1)
@@ -324,8 +347,13 @@ def _stage_sav(
     }
     variable_labels = {c: str(lab) for c, lab in meta.column_names_to_labels.items() if lab}
     return StagedFile(
-        rel, sha, view, _describe(con, view), cleanup=(view,),
-        value_labels=value_labels, variable_labels=variable_labels,
+        rel,
+        sha,
+        view,
+        _describe(con, view),
+        cleanup=(view,),
+        value_labels=value_labels,
+        variable_labels=variable_labels,
     )
 
 

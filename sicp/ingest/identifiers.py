@@ -139,13 +139,18 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchall()[0][0]
     if not exists:
         con.create_function(
-            SQL_FUNCTION, find, [duckdb.sqltype("VARCHAR"), duckdb.sqltype("BOOLEAN")],
-            duckdb.sqltype("VARCHAR"), null_handling="special", side_effects=False,
+            SQL_FUNCTION,
+            find,
+            [duckdb.sqltype("VARCHAR"), duckdb.sqltype("BOOLEAN")],
+            duckdb.sqltype("VARCHAR"),
+            null_handling="special",
+            side_effects=False,
         )
 
 
-def sql_found(x: str, file_type: str, person_level: bool,
-              allowed: tuple[object, ...] | None = None) -> str:
+def sql_found(
+    x: str, file_type: str, person_level: bool, allowed: tuple[object, ...] | None = None
+) -> str:
     """SQL: the label of the direct identifier in the file value ``x`` (of DuckDB type
     ``file_type``), or NULL. Only text and whole numbers of 10 digits can hold one. Text
     equal to one of ``allowed`` (the contract's own values of the column) is not scanned."""
@@ -155,22 +160,40 @@ def sql_found(x: str, file_type: str, person_level: bool,
         safe = ""
         if allowed:
             safe = f"WHEN trim({x}) IN ({', '.join(literal(str(a)) for a in allowed)}) THEN NULL "
-        return (f"CASE {safe}WHEN regexp_matches(replace({x}, '_', ' '), '{pattern}') "
-                f"THEN {SQL_FUNCTION}({x}, {level}) END")
+        return (
+            f"CASE {safe}WHEN regexp_matches(replace({x}, '_', ' '), '{pattern}') "
+            f"THEN {SQL_FUNCTION}({x}, {level}) END"
+        )
     low, high = _TEN_DIGITS
     if file_type in ("DOUBLE", "FLOAT"):
-        whole = (f"{x} BETWEEN {low} AND {high} AND {x} = trunc({x})")
-        return (f"CASE WHEN {whole} THEN "
-                f"{SQL_FUNCTION}(CAST(CAST({x} AS BIGINT) AS VARCHAR), {level}) END")
-    if file_type in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                     "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"):
-        return (f"CASE WHEN {x} BETWEEN {low} AND {high} THEN "
-                f"{SQL_FUNCTION}(CAST({x} AS VARCHAR), {level}) END")
+        whole = f"{x} BETWEEN {low} AND {high} AND {x} = trunc({x})"
+        return (
+            f"CASE WHEN {whole} THEN "
+            f"{SQL_FUNCTION}(CAST(CAST({x} AS BIGINT) AS VARCHAR), {level}) END"
+        )
+    if file_type in (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+    ):
+        return (
+            f"CASE WHEN {x} BETWEEN {low} AND {high} THEN "
+            f"{SQL_FUNCTION}(CAST({x} AS VARCHAR), {level}) END"
+        )
     return "CAST(NULL AS VARCHAR)"
 
 
 def sql_reason(column: str, found: str) -> str:
     """SQL: the quarantine reason for a value in which ``found`` (SQL) names an identifier."""
-    tail = (" (a direct identifier): the row is quarantined and the value is not stored; "
-            "remove direct identifiers from the extract")
+    tail = (
+        " (a direct identifier): the row is quarantined and the value is not stored; "
+        "remove direct identifiers from the extract"
+    )
     return f"({literal(f'column {column} holds what looks like ')} || {found} || {literal(tail)})"

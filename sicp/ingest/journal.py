@@ -48,8 +48,10 @@ def interrupted_ingest(warehouse: Path) -> str | None:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         if not interrupted(con):
             return None
-    return (f"an ingest into {warehouse} stopped before it finished, so its raw layer mixes "
-            f"two deliveries; run sicp ingest again (it first puts the previous load back)")
+    return (
+        f"an ingest into {warehouse} stopped before it finished, so its raw layer mixes "
+        f"two deliveries; run sicp ingest again (it first puts the previous load back)"
+    )
 
 
 def begin(con: duckdb.DuckDBPyConnection) -> bool:
@@ -62,9 +64,10 @@ def begin(con: duckdb.DuckDBPyConnection) -> bool:
     with transaction(con):
         con.execute(f"CREATE TABLE {qualified(JOURNAL)} (table_name VARCHAR, kind VARCHAR)")
         for table in COPIED:
-            if table_exists(con, RAW.schema, table):   # all of them, after ensure_*
-                con.execute(f"CREATE TABLE {qualified(KEPT + table)} AS "
-                            f"SELECT * FROM {qualified(table)}")
+            if table_exists(con, RAW.schema, table):  # all of them, after ensure_*
+                con.execute(
+                    f"CREATE TABLE {qualified(KEPT + table)} AS SELECT * FROM {qualified(table)}"
+                )
                 _note(con, table, "copied")
     return recovered
 
@@ -75,8 +78,9 @@ def keep_source_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     (a single source loaded on its own) or the table is already kept."""
     if not interrupted(con):
         return
-    noted = con.execute(f"SELECT count(*) FROM {qualified(JOURNAL)} WHERE table_name = ?",
-                        [table]).fetchall()[0][0]
+    noted = con.execute(
+        f"SELECT count(*) FROM {qualified(JOURNAL)} WHERE table_name = ?", [table]
+    ).fetchall()[0][0]
     if noted:
         con.execute(f"DROP TABLE IF EXISTS {qualified(table)}")
     elif table_exists(con, RAW.schema, table):
@@ -115,4 +119,3 @@ def _entries(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 
 def _note(con: duckdb.DuckDBPyConnection, table: str, kind: str) -> None:
     con.execute(f"INSERT INTO {qualified(JOURNAL)} VALUES ({literal(table)}, {literal(kind)})")
-

@@ -49,15 +49,21 @@ def weak_key_problem(value: str) -> str | None:
     if not value.strip():
         return f"{PSEUDONYM_KEY_ENV} is empty or only white space"
     if value != value.strip():
-        return (f"{PSEUDONYM_KEY_ENV} begins or ends with white space (a copy-and-paste slip "
-                f"would give a different key); remove it")
+        return (
+            f"{PSEUDONYM_KEY_ENV} begins or ends with white space (a copy-and-paste slip "
+            f"would give a different key); remove it"
+        )
     if len(value) < MIN_KEY_LENGTH:
-        return (f"{PSEUDONYM_KEY_ENV} is shorter than {MIN_KEY_LENGTH} characters; use a "
-                f"longer secret key")
+        return (
+            f"{PSEUDONYM_KEY_ENV} is shorter than {MIN_KEY_LENGTH} characters; use a "
+            f"longer secret key"
+        )
     if len(set(value)) < MIN_DISTINCT_CHARACTERS:
-        return (f"{PSEUDONYM_KEY_ENV} has fewer than {MIN_DISTINCT_CHARACTERS} distinct "
-                f"characters, too little to be secret; use a long random key (for example "
-                f"the output of `python -c \"import secrets; print(secrets.token_hex(32))\"`)")
+        return (
+            f"{PSEUDONYM_KEY_ENV} has fewer than {MIN_DISTINCT_CHARACTERS} distinct "
+            f"characters, too little to be secret; use a long random key (for example "
+            f'the output of `python -c "import secrets; print(secrets.token_hex(32))"`)'
+        )
     return None
 
 
@@ -74,9 +80,11 @@ def key_check(params: dict[str, bytes]) -> str:
 
 def stored_checks(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Source name -> stored key check value."""
-    return dict(con.execute(
-        f"SELECT source_name, key_check FROM {qualified(PSEUDONYM_KEY_CHECK)} ORDER BY 1"
-    ).fetchall())
+    return dict(
+        con.execute(
+            f"SELECT source_name, key_check FROM {qualified(PSEUDONYM_KEY_CHECK)} ORDER BY 1"
+        ).fetchall()
+    )
 
 
 def mixed_keys(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
@@ -119,8 +127,7 @@ def check_key(con: duckdb.DuckDBPyConnection, where: str, params: dict[str, byte
     )
 
 
-def record_key(con: duckdb.DuckDBPyConnection, source_name: str,
-               params: dict[str, bytes]) -> None:
+def record_key(con: duckdb.DuckDBPyConnection, source_name: str, params: dict[str, bytes]) -> None:
     """Inside the load's transaction: store the key check value of ``source_name`` (or drop
     it, when none of its files carries NHS numbers any more)."""
     table = qualified(PSEUDONYM_KEY_CHECK)

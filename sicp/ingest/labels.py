@@ -52,7 +52,7 @@ def normalise(label: str, code: int | None = None) -> str:
     text = re.sub(r"[\s_]+", " ", str(label).casefold()).strip()
     echo = _CODE_ECHO.match(text)
     if echo and code is not None and int(echo.group(1)) == code:
-        text = text[echo.end():]
+        text = text[echo.end() :]
     text = text.strip(" .;,")
     return _SYNONYM.get(text, text)
 
@@ -64,24 +64,37 @@ def check_labels(input_dir: Path, source: Source, staged: Sequence[StagedFile]) 
     for f in staged:
         found = _identifier_problems(source, f)
         if found:
-            problems.append((f.path, "; ".join(found) + ". Labels are stored in the warehouse, "
-                             "so direct identifiers must be removed from them"))
+            problems.append(
+                (
+                    f.path,
+                    "; ".join(found) + ". Labels are stored in the warehouse, "
+                    "so direct identifiers must be removed from them",
+                )
+            )
     if not problems:
         for f in staged:
             mismatches = _label_mismatches(source, f)
             if f.path.lower().endswith(".sav"):
                 mismatches += _missing_mismatches(source, input_dir / f.path)
             if mismatches:
-                problems.append((f.path, "labels do not match the data contract (a code would "
-                                 "change meaning): " + "; ".join(mismatches)
-                                 + ". Correct the labels or recode the file"))
+                problems.append(
+                    (
+                        f.path,
+                        "labels do not match the data contract (a code would "
+                        "change meaning): "
+                        + "; ".join(mismatches)
+                        + ". Correct the labels or recode the file",
+                    )
+                )
     if not problems:
         return
     tail = f"; nothing of {source.name} was loaded (a previous load stays in place)"
     if len(problems) == 1:
         raise IngestError(problems[0][0], problems[0][1] + tail)
-    raise IngestError(", ".join(p for p, _ in problems),
-                      "\n".join(f"  - {p}: {text}" for p, text in problems) + "\n" + tail[2:])
+    raise IngestError(
+        ", ".join(p for p, _ in problems),
+        "\n".join(f"  - {p}: {text}" for p, text in problems) + "\n" + tail[2:],
+    )
 
 
 def _identifier_problems(source: Source, f: StagedFile) -> list[str]:
@@ -89,13 +102,22 @@ def _identifier_problems(source: Source, f: StagedFile) -> list[str]:
     for column, labels in f.value_labels.items():
         if column not in source.column_names:
             continue
-        kinds = sorted({k for value, label in labels.items()
-                        for k in (identifiers.find(value, source.person_level),
-                                  identifiers.find(label, source.person_level)) if k})
+        kinds = sorted(
+            {
+                k
+                for value, label in labels.items()
+                for k in (
+                    identifiers.find(value, source.person_level),
+                    identifiers.find(label, source.person_level),
+                )
+                if k
+            }
+        )
         out += [f"a value label of {column} holds what looks like {k}" for k in kinds]
     for column, label in f.variable_labels.items():
-        kind = identifiers.find(label, source.person_level) if column in source.column_names \
-            else None
+        kind = (
+            identifiers.find(label, source.person_level) if column in source.column_names else None
+        )
         if kind:
             out.append(f"the variable label of {column} holds what looks like {kind}")
     return out
@@ -113,6 +135,7 @@ def _show(labels: dict[int | float | str, str]) -> str:
     def order(item: tuple[object, str]) -> tuple[int, float, str]:
         code = item[0]
         return (0, float(code), "") if isinstance(code, int | float) else (1, 0.0, str(code))
+
     return ", ".join(f'{code} = "{text}"' for code, text in sorted(labels.items(), key=order))
 
 
@@ -135,8 +158,9 @@ def _label_mismatches(source: Source, f: StagedFile) -> list[str]:
             if code in expected:
                 if said != normalise(expected[code], code):
                     wrong.append(code)
-            elif said in meaning or (code in SURVEY_MISSING_CODES
-                                     and said != normalise(SURVEY_MISSING_CODES[code])):
+            elif said in meaning or (
+                code in SURVEY_MISSING_CODES and said != normalise(SURVEY_MISSING_CODES[code])
+            ):
                 wrong.append(code)
         if wrong:
             out.append(f"{column.name}: expected {_show(expected)}; delivered {_show(delivered)}")
@@ -147,11 +171,15 @@ def _valid_overlap(column: Column, low: float, high: float) -> list[float] | boo
     """Valid answers of ``column`` inside [low, high] (a list), True when the column's range
     overlaps it, False when none."""
     missing = set(column.missing_codes or {})
-    codes = column.allowed if column.allowed is not None else (
-        tuple(column.value_labels) if column.value_labels else None)
+    codes = (
+        column.allowed
+        if column.allowed is not None
+        else (tuple(column.value_labels) if column.value_labels else None)
+    )
     if codes is not None:
-        return [c for c in codes if isinstance(c, int | float) and low <= c <= high
-                and c not in missing]
+        return [
+            c for c in codes if isinstance(c, int | float) and low <= c <= high and c not in missing
+        ]
     if column.dtype not in ("int", "float") or (column.min is None and column.max is None):
         return False
     top = math.inf if column.max is None else column.max
@@ -163,7 +191,7 @@ def _missing_mismatches(source: Source, path: Path) -> list[str]:
     try:
         _, meta = pyreadstat.read_sav(str(path), metadataonly=True, user_missing=True)
     except pyreadstat.ReadstatError:
-        return []   # staging read the file already; it cannot be damaged here
+        return []  # staging read the file already; it cannot be damaged here
     out = []
     for column in source.columns:
         for declared in meta.missing_ranges.get(column.name, []):
@@ -172,11 +200,16 @@ def _missing_mismatches(source: Source, path: Path) -> list[str]:
             if not overlap:
                 continue
             shown = f"{_code(low)}" if low == high else f"{_code(low)} to {_code(high)}"
-            valid = (_show({c: (column.value_labels or {}).get(c, "valid") for c in overlap})
-                     if isinstance(overlap, list) else _range(column))
+            valid = (
+                _show({c: (column.value_labels or {}).get(c, "valid") for c in overlap})
+                if isinstance(overlap, list)
+                else _range(column)
+            )
             contract = _show(column.missing_codes) if column.missing_codes else "none"
-            out.append(f"{column.name}: the file declares {shown} user-missing, which hides "
-                       f"valid answers ({valid}); expected user-missing codes: {contract}")
+            out.append(
+                f"{column.name}: the file declares {shown} user-missing, which hides "
+                f"valid answers ({valid}); expected user-missing codes: {contract}"
+            )
     return out
 
 

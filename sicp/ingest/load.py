@@ -125,8 +125,10 @@ class _Group:
 
     def relation(self) -> str:
         absent = set(self.files[0].absent)
-        columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(c)}" if c in absent else ident(c)
-                            for c in self.columns)
+        columns = ", ".join(
+            f"CAST(NULL AS VARCHAR) AS {ident(c)}" if c in absent else ident(c)
+            for c in self.columns
+        )
         return " UNION ALL ".join(
             f"SELECT {f.index} AS _file, {f.wave if f.wave is not None else 'NULL'} AS _file_wave, "
             f"_source_row, {columns} FROM {f.staged.relation}"
@@ -152,7 +154,7 @@ def pseudonym_key(where: str, key: str | None = None) -> bytes:
             f"key (at least {MIN_KEY_LENGTH} characters; keep it out of the repository) and "
             f"ingest again",
         )
-    problem = keys.weak_key_problem(value)   # short, white space, too few distinct characters
+    problem = keys.weak_key_problem(value)  # short, white space, too few distinct characters
     if problem:
         raise IngestError(where, problem)
     return value.encode("utf-8")
@@ -176,13 +178,21 @@ def referenced_sources(source: Source) -> set[str]:
 
 def referenced_columns(source: Source) -> list[str]:
     """Columns of ``source`` that another source's values must exist in (its keys)."""
-    wanted = {c.references[1] for s in SOURCES.values() for c in s.columns
-              if c.references and c.references[0] == source.name}
+    wanted = {
+        c.references[1]
+        for s in SOURCES.values()
+        for c in s.columns
+        if c.references and c.references[0] == source.name
+    }
     return [c for c in source.column_names if c in wanted]
 
 
 def ingest_source(
-    con: duckdb.DuckDBPyConnection, input_dir: Path, source: Source, *, key: str | None = None,
+    con: duckdb.DuckDBPyConnection,
+    input_dir: Path,
+    source: Source,
+    *,
+    key: str | None = None,
     delivery: Delivery | None = None,
 ) -> SourceReport:
     """Load every file of ``source`` into ``raw.<source>`` (see the module docstring).
@@ -194,12 +204,17 @@ def ingest_source(
     delivered = (delivery or scan(input_dir)).files_of(source)
     if not delivered:
         expected = " or ".join(documented_patterns(source))
-        raise IngestError(source.name, f"no input file found; expected {expected} in {input_dir} "
-                                       f"(names match case-insensitively)")
+        raise IngestError(
+            source.name,
+            f"no input file found; expected {expected} in {input_dir} "
+            f"(names match case-insensitively)",
+        )
     for ref in sorted(referenced_sources(source)):
         if not table_exists(con, RAW.schema, ref):
-            raise IngestError(source.name, f"{ref} must be ingested first (its keys are "
-                                           f"checked against raw.{ref})")
+            raise IngestError(
+                source.name,
+                f"{ref} must be ingested first (its keys are checked against raw.{ref})",
+            )
     warnings: list[str] = []
     files: list[_File] = []
     try:
@@ -212,9 +227,15 @@ def ingest_source(
                 release(con, staged)
                 raise
             warnings.extend(staged.notes)
-            files.append(_File(index, staged, uses_nhs_number,
-                               wave_from_name(staged.path) if source.per_wave else None,
-                               absent))
+            files.append(
+                _File(
+                    index,
+                    staged,
+                    uses_nhs_number,
+                    wave_from_name(staged.path) if source.per_wave else None,
+                    absent,
+                )
+            )
         check_labels(input_dir, source, [f.staged for f in files])
         params = {}
         if any(f.uses_nhs_number for f in files):
@@ -237,14 +258,15 @@ def ingest_source(
             recoded = _write_missing_reasons(con, source, files)
             _write_labels(con, source, files, warnings)
             _write_log(con, source, reports)
-            record_loaded(con, source, delivered, reports)   # manifest rows and fingerprint
+            record_loaded(con, source, delivered, reports)  # manifest rows and fingerprint
             keys.record_key(con, source.name, params)
             if source.name == CONSENT_SOURCE:
                 _write_consent_exclusions(con, source, files)
         summary = con.execute(
             f"SELECT column_name, regexp_replace(reason, ': first occurrence .*$', ''), count(*) "
             f"FROM {qualified(RAW.quarantine)} WHERE source_name = ? GROUP BY ALL "
-            f"ORDER BY 3 DESC, 1, 2", [source.name],
+            f"ORDER BY 3 DESC, 1, 2",
+            [source.name],
         ).fetchall()
     finally:
         con.execute("DROP VIEW IF EXISTS _sicp_chk")
@@ -255,9 +277,12 @@ def ingest_source(
         for f in files:
             release(con, f.staged)
     return SourceReport(
-        source_name=source.name, files=tuple(reports), warnings=tuple(warnings),
+        source_name=source.name,
+        files=tuple(reports),
+        warnings=tuple(warnings),
         quarantine_summary=tuple((c, r, int(n)) for c, r, n in summary),
-        missing_codes_recoded=recoded, seconds=time.perf_counter() - started,
+        missing_codes_recoded=recoded,
+        seconds=time.perf_counter() - started,
     )
 
 
@@ -285,20 +310,42 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
     outcomes: dict[str, tuple[str, str]] = {}
     writing = f"the warehouse {warehouse}"
 
-    def finished(outcome: str, manifest: list[ManifestRow], fingerprint: str | None = None,
-                 n_files: int | None = None, recovered: bool = False) -> None:
-        append_run_log(log, log_entry(
-            outcome=outcome, input_dir=input_dir, warehouse=warehouse, manifest=manifest,
-            fingerprint=fingerprint, n_files=n_files, problems=[str(p) for p in problems],
-            seconds=time.perf_counter() - started, recovered=recovered))
+    def finished(
+        outcome: str,
+        manifest: list[ManifestRow],
+        fingerprint: str | None = None,
+        n_files: int | None = None,
+        recovered: bool = False,
+    ) -> None:
+        append_run_log(
+            log,
+            log_entry(
+                outcome=outcome,
+                input_dir=input_dir,
+                warehouse=warehouse,
+                manifest=manifest,
+                fingerprint=fingerprint,
+                n_files=n_files,
+                problems=[str(p) for p in problems],
+                seconds=time.perf_counter() - started,
+                recovered=recovered,
+            ),
+        )
 
     def stopped(outcome: str, message: str, manifest: list[ManifestRow]) -> IngestRunError:
         problems.append(IngestError(str(warehouse), message))
         finished(outcome, manifest)
-        return IngestRunError(message, str(warehouse), message, outcome=outcome,
-                              warehouse=warehouse, run_log=log, manifest=tuple(manifest))
+        return IngestRunError(
+            message,
+            str(warehouse),
+            message,
+            outcome=outcome,
+            warehouse=warehouse,
+            run_log=log,
+            manifest=tuple(manifest),
+        )
 
-    restored: bool | None = None   # after a stopped run: whether the journal was rolled back
+    restored: bool | None = None  # after a stopped run: whether the journal was rolled back
     recovered = False
     try:
         with connect_writer(warehouse) as con:
@@ -306,10 +353,15 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
             try:
                 if delivery.refused:
                     problems.append(refusal(delivery.refused))
-                    outcomes = dict.fromkeys(SOURCES, (
-                        "skipped", "not ingested: the delivery has refused files (listed in "
-                                   "this manifest), so nothing was loaded; the previous load "
-                                   "stays"))
+                    outcomes = dict.fromkeys(
+                        SOURCES,
+                        (
+                            "skipped",
+                            "not ingested: the delivery has refused files (listed in "
+                            "this manifest), so nothing was loaded; the previous load "
+                            "stays",
+                        ),
+                    )
                 for source in [] if delivery.refused else ingest_order():
                     blocked = sorted(referenced_sources(source) & set(outcomes))
                     if blocked:
@@ -320,8 +372,9 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
                     names = ", ".join(f.rel for f in delivery.matched(source)) or "no file"
                     writing = f"raw.{source.name} (from {names})"
                     try:
-                        reports.append(ingest_source(con, input_dir, source, key=key,
-                                                     delivery=delivery))
+                        reports.append(
+                            ingest_source(con, input_dir, source, key=key, delivery=delivery)
+                        )
                     except IngestError as exc:
                         outcomes[source.name] = ("failed", str(exc))
                         problems.append(exc)
@@ -332,8 +385,9 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
                         outcomes[source.name] = ("failed", str(error))
                         problems.append(error)
                 writing = "the delivery manifest (raw.delivery_manifest)"
-                manifest = finish(con, delivery, loaded={r.source_name for r in reports},
-                                  outcomes=outcomes)
+                manifest = finish(
+                    con, delivery, loaded={r.source_name for r in reports}, outcomes=outcomes
+                )
                 fingerprint, n_files = write_input_fingerprint(con)
                 writing = "the end of the run (dropping the previous load)"
                 journal.commit(con)
@@ -341,31 +395,61 @@ def ingest_all(input_dir: Path, warehouse: Path, *, key: str | None = None) -> I
                 restored = _roll_back(con)
                 raise
     except WarehouseInUse as exc:
-        raise stopped("in_use", str(exc), unwritten(
-            delivery, "not ingested: the warehouse was in use by another process")) from None
+        raise stopped(
+            "in_use",
+            str(exc),
+            unwritten(delivery, "not ingested: the warehouse was in use by another process"),
+        ) from None
     except Exception as exc:
         if not _no_space(exc):
             raise
         state = (
-            "the previous load is intact (the whole run was rolled back)" if restored is not False
+            "the previous load is intact (the whole run was rolled back)"
+            if restored is not False
             else "the previous load is kept aside in the warehouse and the next ingest puts it "
-                 "back before it loads anything (sicp build refuses the warehouse until then)")
-        message = (f"no space left while writing {writing}; {state}. Free space where the "
-                   f"warehouse is ({warehouse.parent}) and ingest again")
-        raise stopped("no_space", message, unwritten(
-            delivery, "not ingested: no space left on the device", reports)) from None
+            "back before it loads anything (sicp build refuses the warehouse until then)"
+        )
+        message = (
+            f"no space left while writing {writing}; {state}. Free space where the "
+            f"warehouse is ({warehouse.parent}) and ingest again"
+        )
+        raise stopped(
+            "no_space",
+            message,
+            unwritten(delivery, "not ingested: no space left on the device", reports),
+        ) from None
     outcome = "ok" if not problems else "refused" if delivery.refused else "failed"
     finished(outcome, manifest, fingerprint, n_files, recovered)
     if problems:
-        error = problems[0] if len(problems) == 1 else IngestError(
-            str(input_dir), f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
-        raise IngestRunError(str(error), error.where, error.problem, outcome=outcome,
-                             warehouse=warehouse, run_log=log, manifest=tuple(manifest))
+        error = (
+            problems[0]
+            if len(problems) == 1
+            else IngestError(
+                str(input_dir),
+                f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems),
+            )
+        )
+        raise IngestRunError(
+            str(error),
+            error.where,
+            error.problem,
+            outcome=outcome,
+            warehouse=warehouse,
+            run_log=log,
+            manifest=tuple(manifest),
+        )
     contract_order = list(SOURCES)
     reports.sort(key=lambda r: contract_order.index(r.source_name))
-    return IngestReport(tuple(reports), fingerprint, n_files, time.perf_counter() - started,
-                        manifest=tuple(manifest), warehouse=warehouse, run_log=log,
-                        recovered=recovered)
+    return IngestReport(
+        tuple(reports),
+        fingerprint,
+        n_files,
+        time.perf_counter() - started,
+        manifest=tuple(manifest),
+        warehouse=warehouse,
+        run_log=log,
+        recovered=recovered,
+    )
 
 
 #: Set (to anything) to let an unexpected error in ingest show its traceback.
@@ -403,11 +487,17 @@ def _unexpected(source: Source, names: str, exc: Exception) -> IngestError:
     column = re.search(r"(?:source column|column) \"?([A-Za-z_][A-Za-z0-9_]*)\"?", text)
     where = f"column {column.group(1)}: " if column else ""
     if isinstance(exc, duckdb.Error):
-        return IngestError(names, f"{where}the file cannot be read or checked ({first}); "
-                                  f"nothing of {source.name} was loaded (a previous load stays)")
-    return IngestError(names, f"could not be ingested ({type(exc).__name__}: {first}); nothing "
-                              f"of {source.name} was loaded. This is a fault in sicp: run again "
-                              f"with {DEBUG_ENV}=1 for the details to report")
+        return IngestError(
+            names,
+            f"{where}the file cannot be read or checked ({first}); "
+            f"nothing of {source.name} was loaded (a previous load stays)",
+        )
+    return IngestError(
+        names,
+        f"could not be ingested ({type(exc).__name__}: {first}); nothing "
+        f"of {source.name} was loaded. This is a fault in sicp: run again "
+        f"with {DEBUG_ENV}=1 for the details to report",
+    )
 
 
 def write_input_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
@@ -434,9 +524,11 @@ class Reconciliation:
 
     @property
     def ok(self) -> bool:
-        return (self.rows_read == self.rows_loaded + self.rows_quarantined
-                and self.rows_loaded == self.rows_in_table
-                and self.rows_quarantined == self.rows_in_quarantine)
+        return (
+            self.rows_read == self.rows_loaded + self.rows_quarantined
+            and self.rows_loaded == self.rows_in_table
+            and self.rows_quarantined == self.rows_in_quarantine
+        )
 
 
 def reconcile(con: duckdb.DuckDBPyConnection, source: Source) -> list[Reconciliation]:
@@ -463,10 +555,12 @@ def _check_header(
     present = set(staged.columns)
     uses_nhs = source.person_level and NHS_NUMBER_COLUMN in present
     if uses_nhs and PERSON in present:
-        raise IngestError(staged.path, f"the file has both {PERSON} and {NHS_NUMBER_COLUMN}; "
-                                       f"provide one of them")
-    required = [c.name for c in source.columns
-                if not c.optional and not (uses_nhs and c.name == PERSON)]
+        raise IngestError(
+            staged.path, f"the file has both {PERSON} and {NHS_NUMBER_COLUMN}; provide one of them"
+        )
+    required = [
+        c.name for c in source.columns if not c.optional and not (uses_nhs and c.name == PERSON)
+    ]
     missing = [c for c in required if c not in present]
     if missing:
         optional = [c.name for c in source.columns if c.optional]
@@ -481,8 +575,10 @@ def _check_header(
     known = set(source.column_names) | ({NHS_NUMBER_COLUMN} if uses_nhs else set())
     unknown = [c for c in staged.columns if c not in known]
     if unknown:
-        warnings.append(f"{staged.path}: column(s) not in the data contract ignored (not "
-                        f"loaded): {', '.join(unknown)}")
+        warnings.append(
+            f"{staged.path}: column(s) not in the data contract ignored (not "
+            f"loaded): {', '.join(unknown)}"
+        )
     absent = tuple(c.name for c in source.columns if c.optional and c.name not in present)
     return uses_nhs, absent
 
@@ -495,14 +591,18 @@ def _check_not_empty(
     if con.execute(f"SELECT 1 FROM {staged.relation} LIMIT 1").fetchall():
         return
     if source.may_be_empty:
-        warnings.append(f"{staged.path}: no data rows (a valid delivery: {source.name} may be "
-                        f"empty in the data contract)")
+        warnings.append(
+            f"{staged.path}: no data rows (a valid delivery: {source.name} may be "
+            f"empty in the data contract)"
+        )
         return
     raise IngestError(
-        staged.path, f"the file has no data rows (a header only); the data contract says "
-                     f"{source.name} cannot be empty, so this is most likely a failed or "
-                     f"partial export. Export it again (nothing of {source.name} was loaded; "
-                     f"a previous load stays in place)")
+        staged.path,
+        f"the file has no data rows (a header only); the data contract says "
+        f"{source.name} cannot be empty, so this is most likely a failed or "
+        f"partial export. Export it again (nothing of {source.name} was loaded; "
+        f"a previous load stays in place)",
+    )
 
 
 def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, str]:
@@ -530,13 +630,19 @@ def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, st
     # such a value quarantines its row and is masked, before any other rule is looked at.
     i = ident(f"_i_{c}")
     found = identifiers.sql_found(raw, file_type, source.person_level, column.allowed)
-    inner = (f"{sql.typed(column, raw, file_type)} AS {v}",
-             f"{sql.present(raw, file_type)} AS {n}", f"{raw} AS {x}", f"{found} AS {i}")
+    inner = (
+        f"{sql.typed(column, raw, file_type)} AS {v}",
+        f"{sql.present(raw, file_type)} AS {n}",
+        f"{raw} AS {x}",
+        f"{found} AS {i}",
+    )
     codes = ", ".join(str(code) for code in column.missing_codes or {})
-    whens = [f"WHEN NOT {n} THEN " + ("NULL" if column.nullable
-                                         else "'missing value in a required column'"),
-             f"WHEN {i} IS NOT NULL THEN {identifiers.sql_reason(c, i)}",
-             f"WHEN {v} IS NULL THEN {literal(sql.type_reason(column))}"]
+    whens = [
+        f"WHEN NOT {n} THEN "
+        + ("NULL" if column.nullable else "'missing value in a required column'"),
+        f"WHEN {i} IS NOT NULL THEN {identifiers.sql_reason(c, i)}",
+        f"WHEN {v} IS NULL THEN {literal(sql.type_reason(column))}",
+    ]
     if codes:
         whens.append(f"WHEN {v} IN ({codes}) THEN NULL")
     whens += [f"WHEN {cond} THEN {literal(reason)}" for cond, reason in sql.rule_checks(column, v)]
@@ -556,20 +662,25 @@ def _column_sql(source: Source, column: Column, g: _Group) -> tuple[str, str, st
             f"coalesce({cascaded}, {literal(f'unknown {c}: not in {ref_source}')})"
         )
     if source.per_wave and c == "wave":
-        whens.append(f"WHEN {v} <> _file_wave THEN 'wave does not match the file name (wave ' "
-                     f"|| _file_wave || ')'")
+        whens.append(
+            f"WHEN {v} <> _file_wave THEN 'wave does not match the file name (wave ' "
+            f"|| _file_wave || ')'"
+        )
     middle = [f"CASE {' '.join(whens)} END AS {p}", x, i]
     # A value holding an identifier is not kept typed either (quarantined keys, consent and
     # the cascaded reasons of dependent rows read the typed values of quarantined rows).
     if codes:
-        middle += [f"CASE WHEN {i} IS NOT NULL OR {v} IN ({codes}) THEN NULL ELSE {v} END "
-                   f"AS {ident(c)}",
-                   f"CASE WHEN {v} IN ({codes}) THEN {v} END AS {ident('_m_' + c)}"]
+        middle += [
+            f"CASE WHEN {i} IS NOT NULL OR {v} IN ({codes}) THEN NULL ELSE {v} END AS {ident(c)}",
+            f"CASE WHEN {v} IN ({codes}) THEN {v} END AS {ident('_m_' + c)}",
+        ]
     else:
         middle.append(f"CASE WHEN {i} IS NULL THEN {v} END AS {ident(c)}")
-    outer = (f"CASE WHEN {p} IS NOT NULL THEN CASE WHEN {i} IS NOT NULL THEN "
-             f"{literal(identifiers.MASK)} ELSE {sql.as_text(x, file_type)} END END "
-             f"AS {ident('_o_' + c)}",)
+    outer = (
+        f"CASE WHEN {p} IS NOT NULL THEN CASE WHEN {i} IS NOT NULL THEN "
+        f"{literal(identifiers.MASK)} ELSE {sql.as_text(x, file_type)} END END "
+        f"AS {ident('_o_' + c)}",
+    )
     return ", ".join(inner), ", ".join(middle), ", ".join(outer)
 
 
@@ -583,11 +694,11 @@ def _checked_table_sql(source: Source, g: _Group) -> str:
     ok = " AND ".join(f"{ident('_p_' + c.name)} IS NULL" for c in source.columns)
     return f"""
         CREATE OR REPLACE TEMP TABLE {g.checked} AS
-        SELECT _file, _source_row, {', '.join(kept)}, {', '.join(p[2] for p in parts)},
+        SELECT _file, _source_row, {", ".join(kept)}, {", ".join(p[2] for p in parts)},
                {ok} AS _ok
         FROM (
-            SELECT _file, _source_row, {', '.join(p[1] for p in parts)}
-            FROM (SELECT _file, _file_wave, _source_row, {', '.join(p[0] for p in parts)}
+            SELECT _file, _source_row, {", ".join(p[1] for p in parts)}
+            FROM (SELECT _file, _file_wave, _source_row, {", ".join(p[0] for p in parts)}
                   FROM ({g.relation()}))
         )
         ORDER BY _file, _source_row
@@ -613,8 +724,10 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, source: Source, files: list
     """``_sicp_dup``: rows (that passed every other rule) whose primary key was seen before."""
     pk = [ident(c) for c in source.primary_key]
     if not pk:
-        con.execute("CREATE OR REPLACE TEMP TABLE _sicp_dup "
-                    "(_file INTEGER, _source_row BIGINT, reason VARCHAR, key_text VARCHAR)")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _sicp_dup "
+            "(_file INTEGER, _source_row BIGINT, reason VARCHAR, key_text VARCHAR)"
+        )
         return
     keys, window = ", ".join(pk), f"PARTITION BY {', '.join(pk)} ORDER BY _file, _source_row"
     key_text = "concat_ws(', ', " + ", ".join(f"CAST({k} AS VARCHAR)" for k in pk) + ")"
@@ -634,7 +747,7 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, source: Source, files: list
         )
         SELECT _file, _source_row,
                'duplicate primary key ({label}): first occurrence is '
-                 || {_file_case(files, 'first_file')} || ' row ' || first_row AS reason,
+                 || {_file_case(files, "first_file")} || ' row ' || first_row AS reason,
                key_text
         FROM ranked WHERE rn > 1
     """)
@@ -649,7 +762,8 @@ def _file_reports(
 ) -> list[FileReport]:
     counts = dict.fromkeys(range(len(files)), (0, 0))
     counts |= {
-        index: (read, bad) for index, read, bad in con.execute(
+        index: (read, bad)
+        for index, read, bad in con.execute(
             "SELECT _file, count(*), count(*) FILTER (WHERE NOT _ok) FROM _sicp_chk GROUP BY _file"
         ).fetchall()
     }
@@ -658,13 +772,21 @@ def _file_reports(
     for f in files:
         read, bad = counts[f.index]
         quarantined = int(bad) + int(dups.get(f.index, 0))
-        reports.append(FileReport(source.name, f.staged.path, f.staged.sha256,
-                                  int(read), int(read) - quarantined, quarantined))
+        reports.append(
+            FileReport(
+                source.name,
+                f.staged.path,
+                f.staged.sha256,
+                int(read),
+                int(read) - quarantined,
+                quarantined,
+            )
+        )
     return reports
 
 
 def _write_rows(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
-    journal.keep_source_table(con, source.name)   # the previous load, until the run ends
+    journal.keep_source_table(con, source.name)  # the previous load, until the run ends
     con.execute(source_table_ddl(source))
     columns = ", ".join(ident(c) for c in source.column_names)
     con.execute(
@@ -674,9 +796,7 @@ def _write_rows(con: duckdb.DuckDBPyConnection, source: Source, files: list[_Fil
     )
 
 
-def _collect_quarantine(
-    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
-) -> None:
+def _collect_quarantine(con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]) -> None:
     """``_sicp_q``: one row per offending value (and per later duplicate), in column order."""
     branches = []
     for position, column in enumerate(source.columns):
@@ -690,8 +810,10 @@ def _collect_quarantine(
         f"SELECT _file, _source_row, {len(source.columns)}, "
         f"{literal(', '.join(source.primary_key))}, key_text, reason FROM _sicp_dup"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _sicp_q AS "
-                f"SELECT * FROM ({' UNION ALL '.join(branches)}) ORDER BY _file, _source_row, pos")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _sicp_q AS "
+        f"SELECT * FROM ({' UNION ALL '.join(branches)}) ORDER BY _file, _source_row, pos"
+    )
 
 
 def _check_required_values(
@@ -702,23 +824,32 @@ def _check_required_values(
     that was delivered but quarantined is shown with that row's reason."""
     for column, values in source.required_values:
         c = ident(column)
-        loaded = {v for (v,) in con.execute(
-            f"SELECT DISTINCT CAST({c} AS VARCHAR) {_LOADED} AND {c} IS NOT NULL").fetchall()}
+        loaded = {
+            v
+            for (v,) in con.execute(
+                f"SELECT DISTINCT CAST({c} AS VARCHAR) {_LOADED} AND {c} IS NOT NULL"
+            ).fetchall()
+        }
         missing = [v for v in values if v not in loaded]
         if not missing:
             continue
-        rejected = dict(con.execute(f"""
+        rejected = dict(
+            con.execute(
+                f"""
             SELECT value, arg_min(
                        {_file_case(files)} || ' row ' || _source_row || ': ' || problems,
                        (_file, _source_row))
             FROM (
                 SELECT CAST(k.{c} AS VARCHAR) AS value, _file, _source_row,
-                       string_agg({_problem_text('q')}, '; ' ORDER BY q.pos) AS problems
+                       string_agg({_problem_text("q")}, '; ' ORDER BY q.pos) AS problems
                 FROM _sicp_chk k JOIN _sicp_q q USING (_file, _source_row)
                 WHERE CAST(k.{c} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))
                 GROUP BY 1, 2, 3
             ) GROUP BY value
-        """, [missing]).fetchall())
+        """,
+                [missing],
+            ).fetchall()
+        )
         paths = ", ".join(f.staged.path for f in files)
         detail = "".join(
             f"; {v} was delivered but quarantined ({rejected[v]})" for v in missing if v in rejected
@@ -762,7 +893,7 @@ def _write_quarantined_keys(
                    _source_row, problems
             FROM (
                 SELECT _file, _source_row, CAST(c.{k} AS VARCHAR) AS key_value,
-                       string_agg({_problem_text('q')}, '; ' ORDER BY q.pos) AS problems
+                       string_agg({_problem_text("q")}, '; ' ORDER BY q.pos) AS problems
                 FROM _sicp_chk c JOIN _sicp_q q USING (_file, _source_row)
                 WHERE c.{k} IS NOT NULL
                 GROUP BY 1, 2, 3
@@ -789,8 +920,11 @@ def _write_missing_reasons(
     wave = ident("wave") if "wave" in source.column_names else "CAST(NULL AS BIGINT)"
     person = ident(PERSON) if PERSON in source.column_names else "CAST(NULL AS VARCHAR)"
     codes = {code: text for c in coded for code, text in (c.missing_codes or {}).items()}
-    reason = "CASE code " + " ".join(
-        f"WHEN {code} THEN {literal(text)}" for code, text in codes.items()) + " END"
+    reason = (
+        "CASE code "
+        + " ".join(f"WHEN {code} THEN {literal(text)}" for code, text in codes.items())
+        + " END"
+    )
     items = ", ".join(f"{ident('_m_' + c.name)} AS {ident(c.name)}" for c in coded)
     order = "[" + ", ".join(literal(c.name) for c in coded) + "]"
     con.execute(f"""
@@ -798,13 +932,15 @@ def _write_missing_reasons(
         SELECT {_file_case(files)}, _source_row, person_id, wave, column_name, code, {reason}
         FROM (UNPIVOT (SELECT _file, _source_row, {person} AS person_id, {wave} AS wave, {items}
                        {_LOADED})
-              ON {', '.join(ident(c.name) for c in coded)} INTO NAME column_name VALUE code)
+              ON {", ".join(ident(c.name) for c in coded)} INTO NAME column_name VALUE code)
         ORDER BY _file, _source_row, list_position({order}, column_name)
     """)
-    return int(con.execute(
-        f"SELECT count(*) FROM {table} WHERE source_file IN (SELECT unnest(?::VARCHAR[]))",
-        [[f.staged.path for f in files]],
-    ).fetchall()[0][0])
+    return int(
+        con.execute(
+            f"SELECT count(*) FROM {table} WHERE source_file IN (SELECT unnest(?::VARCHAR[]))",
+            [[f.staged.path for f in files]],
+        ).fetchall()[0][0]
+    )
 
 
 def _write_labels(
@@ -821,17 +957,23 @@ def _write_labels(
             for value, label in labels.items():
                 old = values.get((column, value))
                 if old is not None and old != label:
-                    warnings.append(f"{f.staged.path}: value label of {column}={value} changed "
-                                    f"from {old!r} to {label!r}; the later file's label is kept")
+                    warnings.append(
+                        f"{f.staged.path}: value label of {column}={value} changed "
+                        f"from {old!r} to {label!r}; the later file's label is kept"
+                    )
                 values[(column, value)] = label
         for column, label in f.staged.variable_labels.items():
             if column in source.column_names:
                 variables[column] = label
     order = {name: i for i, name in enumerate(source.column_names)}
-    value_rows = sorted(((c, v, lab) for (c, v), lab in values.items()),
-                        key=lambda r: (order[r[0]], _numeric_first(r[1])))
-    for table, rows in ((RAW.value_labels, value_rows),
-                        (RAW.variable_labels, sorted(variables.items(), key=lambda r: order[r[0]]))):
+    value_rows = sorted(
+        ((c, v, lab) for (c, v), lab in values.items()),
+        key=lambda r: (order[r[0]], _numeric_first(r[1])),
+    )
+    for table, rows in (
+        (RAW.value_labels, value_rows),
+        (RAW.variable_labels, sorted(variables.items(), key=lambda r: order[r[0]])),
+    ):
         con.execute(f"DELETE FROM {qualified(table)} WHERE source_name = ?", [source.name])
         if rows:
             con.executemany(
@@ -852,13 +994,23 @@ def _write_log(con: duckdb.DuckDBPyConnection, source: Source, reports: list[Fil
     con.execute(f"DELETE FROM {table} WHERE source_name = ?", [source.name])
     con.executemany(
         f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
-        [(r.source_name, r.source_file, r.file_sha256, r.rows_read, r.rows_loaded,
-          r.rows_quarantined) for r in reports],
+        [
+            (
+                r.source_name,
+                r.source_file,
+                r.file_sha256,
+                r.rows_read,
+                r.rows_loaded,
+                r.rows_quarantined,
+            )
+            for r in reports
+        ],
     )
 
 
-def _write_consent_exclusions(con: duckdb.DuckDBPyConnection, source: Source,
-                              files: list[_File]) -> None:
+def _write_consent_exclusions(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[_File]
+) -> None:
     """Append this delivery's exclusions to the consent ledger (sicp.ingest.consent), which
     rebuilds ``raw.consent_exclusions``: what a delivery once said is kept."""
     withdrawn, linkage = source.column("withdrawn_on"), source.column("consent_linkage")
@@ -874,12 +1026,12 @@ def _write_consent_exclusions(con: duckdb.DuckDBPyConnection, source: Source,
                         THEN 'withdrew all consent on ' || strftime(min({w}), '%Y-%m-%d')
                         ELSE 'withdrawal recorded with an unreadable date' END AS reason,
                    min({_file_case(files)}) AS source_file,
-                   min({_file_case(files, attribute='sha256')}) AS file_sha256
+                   min({_file_case(files, attribute="sha256")}) AS file_sha256
             FROM _sicp_chk WHERE {person_ok} AND ({w} IS NOT NULL OR {pw} IS NOT NULL)
             GROUP BY {ident(PERSON)}
             UNION ALL
             SELECT {ident(PERSON)}, 'records', 'no consent to record linkage',
-                   min({_file_case(files)}), min({_file_case(files, attribute='sha256')})
+                   min({_file_case(files)}), min({_file_case(files, attribute="sha256")})
             FROM _sicp_chk WHERE {person_ok}
             GROUP BY {ident(PERSON)}
             HAVING bool_or(coalesce({lk}, -1) <> 1 OR {plk} IS NOT NULL)

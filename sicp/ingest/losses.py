@@ -50,8 +50,11 @@ def max_quarantine_share(override: float | None = None) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise IngestError(where, f"{text!r} is not a number; give the allowed share of "
-                                     f"quarantined rows as a fraction, e.g. 0.05 for 5%") from None
+            raise IngestError(
+                where,
+                f"{text!r} is not a number; give the allowed share of "
+                f"quarantined rows as a fraction, e.g. 0.05 for 5%",
+            ) from None
     if not 0.0 <= value <= 1.0:
         raise IngestError(where, f"{value:g} is not a share between 0 and 1 (e.g. 0.05 for 5%)")
     return value
@@ -75,10 +78,14 @@ class QuarantineLoss:
         return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
 
     def __str__(self) -> str:
-        lines = [f"{self.source_name}: {self.rows_read:,} rows read, {self.rows_quarantined:,} "
-                 f"quarantined ({self.share:.1%}); {self.rule}"]
-        lines += [f"    {column}: {reason} ({n:,} row{'' if n == 1 else 's'})"
-                  for column, reason, n in self.top_reasons]
+        lines = [
+            f"{self.source_name}: {self.rows_read:,} rows read, {self.rows_quarantined:,} "
+            f"quarantined ({self.share:.1%}); {self.rule}"
+        ]
+        lines += [
+            f"    {column}: {reason} ({n:,} row{'' if n == 1 else 's'})"
+            for column, reason, n in self.top_reasons
+        ]
         if self.other_reasons:
             lines.append(f"    ... and {self.other_reasons} other kind(s) of problem")
         return "\n".join(lines)
@@ -93,13 +100,16 @@ def source_loss(report: SourceReport, max_share: float) -> QuarantineLoss | None
     if report.source_name in REFERENCE_SOURCES:
         rule = "a reference table must lose no row"
     elif share > max_share:
-        rule = (f"more than the allowed {max_share:.1%} ({MAX_QUARANTINE_SHARE_ENV} or "
-                f"--max-quarantine-share)")
+        rule = (
+            f"more than the allowed {max_share:.1%} ({MAX_QUARANTINE_SHARE_ENV} or "
+            f"--max-quarantine-share)"
+        )
     else:
         return None
     top = report.quarantine_summary[:TOP_REASONS]
-    return QuarantineLoss(report.source_name, read, bad, rule, top,
-                          len(report.quarantine_summary) - len(top))
+    return QuarantineLoss(
+        report.source_name, read, bad, rule, top, len(report.quarantine_summary) - len(top)
+    )
 
 
 def quarantine_losses(

@@ -38,24 +38,30 @@ DELIVERY_MANIFEST = "delivery_manifest"
 RUN_LOG = "ingest_log.jsonl"
 
 MANIFEST_COLUMNS: dict[str, str] = {
-    "file": "VARCHAR", "source": "VARCHAR", "size_bytes": "BIGINT", "sha256": "VARCHAR",
-    "rows_read": "BIGINT", "rows_loaded": "BIGINT", "rows_quarantined": "BIGINT",
-    "status": "VARCHAR", "reason": "VARCHAR",
+    "file": "VARCHAR",
+    "source": "VARCHAR",
+    "size_bytes": "BIGINT",
+    "sha256": "VARCHAR",
+    "rows_read": "BIGINT",
+    "rows_loaded": "BIGINT",
+    "rows_quarantined": "BIGINT",
+    "status": "VARCHAR",
+    "reason": "VARCHAR",
 }
 
 #: What each status of the delivery manifest means, in the order the manifest lists them.
 STATUSES: dict[str, str] = {
     "ok": "loaded by this ingest",
     "previous": "held in the warehouse from an earlier ingest: its source was not loaded by "
-                "this one (it failed, or the run stopped), so the previous load stays",
+    "this one (it failed, or the run stopped), so the previous load stays",
     "failed": "its source failed in this ingest (the reason says why); nothing of that source "
-              "was loaded",
+    "was loaded",
     "skipped": "not attempted: a source it depends on failed, or the delivery had refused files",
     "refused": "stopped the ingest before anything was loaded: it matches no source, is a "
-               "second file for one source or wave, a symbolic link, or lies outside the input "
-               "folder",
+    "second file for one source or wave, a symbolic link, or lies outside the input "
+    "folder",
     "extra": "an allowed extra file (README, checksums, the synthetic world's truth.json); "
-             "never read",
+    "never read",
 }
 
 
@@ -73,16 +79,22 @@ def record_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
     """Set ``raw.input_fingerprint`` from the files ``raw.ingest_log`` holds (call inside a
     transaction)."""
     files = con.execute(
-        f"SELECT source_file, file_sha256 FROM {qualified(RAW.ingest_log)}").fetchall()
+        f"SELECT source_file, file_sha256 FROM {qualified(RAW.ingest_log)}"
+    ).fetchall()
     fingerprint = input_fingerprint(files)
     con.execute(f"DELETE FROM {qualified(RAW.input_fingerprint)}")
-    con.execute(f"INSERT INTO {qualified(RAW.input_fingerprint)} VALUES (?, ?)",
-                [fingerprint, len(files)])
+    con.execute(
+        f"INSERT INTO {qualified(RAW.input_fingerprint)} VALUES (?, ?)", [fingerprint, len(files)]
+    )
     return fingerprint, len(files)
 
 
-def record_loaded(con: duckdb.DuckDBPyConnection, source: Source,
-                  delivered: list[DeliveredFile], reports: list[FileReport]) -> None:
+def record_loaded(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    delivered: list[DeliveredFile],
+    reports: list[FileReport],
+) -> None:
     """Inside the transaction that loads ``source``: its manifest rows become the files just
     loaded (status ok), and the input fingerprint follows ``raw.ingest_log``."""
     ensure_manifest(con)
@@ -91,8 +103,18 @@ def record_loaded(con: duckdb.DuckDBPyConnection, source: Source,
     sizes = {f.rel: f.size_bytes for f in delivered}
     con.executemany(
         f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
-        [(r.source_file, source.name, sizes.get(r.source_file), r.file_sha256, r.rows_read,
-          r.rows_loaded, r.rows_quarantined) for r in reports],
+        [
+            (
+                r.source_file,
+                source.name,
+                sizes.get(r.source_file),
+                r.file_sha256,
+                r.rows_read,
+                r.rows_loaded,
+                r.rows_quarantined,
+            )
+            for r in reports
+        ],
     )
     record_fingerprint(con)
 
@@ -102,7 +124,7 @@ def _row(f: DeliveredFile, status: str, reason: str | None, *, digest: bool = Tr
     if digest and f.regular:
         try:
             sha = sha256_file(f.path)
-        except OSError:   # unreadable (permissions, vanished): the reason already says so
+        except OSError:  # unreadable (permissions, vanished): the reason already says so
             sha = None
     return (f.rel, f.source, f.size_bytes, sha, None, None, None, status, reason)
 
@@ -111,8 +133,13 @@ def _previous_reason(source: str) -> str:
     return f"held from an earlier ingest: {source} was not loaded by this one"
 
 
-def finish(con: duckdb.DuckDBPyConnection, delivery: Delivery, *, loaded: set[str] | None,
-           outcomes: dict[str, tuple[str, str]]) -> list[ManifestRow]:
+def finish(
+    con: duckdb.DuckDBPyConnection,
+    delivery: Delivery,
+    *,
+    loaded: set[str] | None,
+    outcomes: dict[str, tuple[str, str]],
+) -> list[ManifestRow]:
     """End of a run: rows for this run's failed, skipped, refused and extra files, and the ok
     rows of every source not loaded by this run become ``previous``. ``outcomes`` maps a
     source to its (status, reason); ``loaded=None`` (the Dagster catalogue, which runs only
@@ -127,34 +154,45 @@ def finish(con: duckdb.DuckDBPyConnection, delivery: Delivery, *, loaded: set[st
             rows.append(_row(f, "refused", f.reason))
         elif f.outcome == MATCHED and f.source in outcomes:
             rows.append(_row(f, *outcomes[f.source]))
-    order = "CASE status " + " ".join(
-        f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
+    order = (
+        "CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
+    )
     with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE status NOT IN ('ok', 'previous')")
         if loaded is not None:
             for (name,) in con.execute(
-                    f"SELECT DISTINCT source FROM {table} WHERE status = 'ok'").fetchall():
+                f"SELECT DISTINCT source FROM {table} WHERE status = 'ok'"
+            ).fetchall():
                 if name not in loaded:
-                    con.execute(f"UPDATE {table} SET status = 'previous', reason = ? "
-                                f"WHERE status = 'ok' AND source = ?",
-                                [_previous_reason(name), name])
+                    con.execute(
+                        f"UPDATE {table} SET status = 'previous', reason = ? "
+                        f"WHERE status = 'ok' AND source = ?",
+                        [_previous_reason(name), name],
+                    )
         if rows:
             con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         # One canonical storage order, so the same delivery always leaves the same table.
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table} "
-                    f"ORDER BY file, {order}, sha256 NULLS LAST, source NULLS LAST")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table} "
+            f"ORDER BY file, {order}, sha256 NULLS LAST, source NULLS LAST"
+        )
     return read_manifest(con)
 
 
 def read_manifest(con: duckdb.DuckDBPyConnection) -> list[ManifestRow]:
     ensure_manifest(con)
-    return [ManifestRow(*r) for r in con.execute(
-        f"SELECT {', '.join(ident(c) for c in MANIFEST_COLUMNS)} "
-        f"FROM {qualified(DELIVERY_MANIFEST)}").fetchall()]
+    return [
+        ManifestRow(*r)
+        for r in con.execute(
+            f"SELECT {', '.join(ident(c) for c in MANIFEST_COLUMNS)} "
+            f"FROM {qualified(DELIVERY_MANIFEST)}"
+        ).fetchall()
+    ]
 
 
-def unwritten(delivery: Delivery, reason: str,
-              reports: Iterable[SourceReport] = ()) -> list[ManifestRow]:
+def unwritten(
+    delivery: Delivery, reason: str, reports: Iterable[SourceReport] = ()
+) -> list[ManifestRow]:
     """The manifest of a run that could not write it (for the run log only): the files of the
     sources in ``reports`` loaded, every other matched file skipped with ``reason``. File
     contents are not read."""
@@ -163,12 +201,24 @@ def unwritten(delivery: Delivery, reason: str,
     for f in delivery.files:
         if f.rel in loaded:
             r = loaded[f.rel]
-            rows.append(ManifestRow(f.rel, f.source, f.size_bytes, r.file_sha256, r.rows_read,
-                                    r.rows_loaded, r.rows_quarantined, "ok", None))
+            rows.append(
+                ManifestRow(
+                    f.rel,
+                    f.source,
+                    f.size_bytes,
+                    r.file_sha256,
+                    r.rows_read,
+                    r.rows_loaded,
+                    r.rows_quarantined,
+                    "ok",
+                    None,
+                )
+            )
             continue
         status = {EXTRA: "extra", REFUSED: "refused"}.get(f.outcome, "skipped")
-        rows.append(ManifestRow(*_row(f, status, reason if status == "skipped" else f.reason,
-                                      digest=False)))
+        rows.append(
+            ManifestRow(*_row(f, status, reason if status == "skipped" else f.reason, digest=False))
+        )
     return rows
 
 
@@ -179,17 +229,35 @@ class IngestRunError(IngestError):
     no_space); ``manifest`` is what the run recorded in ``raw.delivery_manifest`` (or, when
     the warehouse could not be written, only in the run log)."""
 
-    def __init__(self, message: str, where: str, problem: str, *, outcome: str,
-                 warehouse: Path, run_log: Path, manifest: tuple[ManifestRow, ...]) -> None:
+    def __init__(
+        self,
+        message: str,
+        where: str,
+        problem: str,
+        *,
+        outcome: str,
+        warehouse: Path,
+        run_log: Path,
+        manifest: tuple[ManifestRow, ...],
+    ) -> None:
         Exception.__init__(self, message)
         self.where, self.problem = where, problem
         self.outcome, self.warehouse, self.run_log = outcome, warehouse, run_log
         self.manifest = manifest
 
 
-def log_entry(*, outcome: str, input_dir: Path, warehouse: Path, manifest: Iterable[ManifestRow],
-              fingerprint: str | None, n_files: int | None, problems: Iterable[str],
-              seconds: float, recovered: bool = False) -> dict[str, object]:
+def log_entry(
+    *,
+    outcome: str,
+    input_dir: Path,
+    warehouse: Path,
+    manifest: Iterable[ManifestRow],
+    fingerprint: str | None,
+    n_files: int | None,
+    problems: Iterable[str],
+    seconds: float,
+    recovered: bool = False,
+) -> dict[str, object]:
     """One line of the run log; ``recovered``: an interrupted run was rolled back first."""
     rows = list(manifest)
     ok = [r for r in rows if r.status == "ok"]
@@ -210,10 +278,20 @@ def log_entry(*, outcome: str, input_dir: Path, warehouse: Path, manifest: Itera
         "seconds": round(seconds, 3),
         "rolled_back_interrupted_run": recovered,
         "problems": list(problems),
-        "files": [{"file": r.file, "source": r.source, "size_bytes": r.size_bytes,
-                   "sha256": r.sha256, "rows_read": r.rows_read, "rows_loaded": r.rows_loaded,
-                   "rows_quarantined": r.rows_quarantined, "status": r.status,
-                   "reason": r.reason} for r in rows],
+        "files": [
+            {
+                "file": r.file,
+                "source": r.source,
+                "size_bytes": r.size_bytes,
+                "sha256": r.sha256,
+                "rows_read": r.rows_read,
+                "rows_loaded": r.rows_loaded,
+                "rows_quarantined": r.rows_quarantined,
+                "status": r.status,
+                "reason": r.reason,
+            }
+            for r in rows
+        ],
     }
 
 
@@ -226,5 +304,3 @@ def append_run_log(path: Path, entry: dict[str, object]) -> bool:
     except OSError:
         return False
     return True
-
-

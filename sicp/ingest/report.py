@@ -87,30 +87,39 @@ class IngestReport:
 
     def __str__(self) -> str:
         width = max(len(s.source_name) for s in self.sources)
-        lines = [f"{'source':<{width}}  {'files':>5}  {'read':>10}  {'loaded':>10}  "
-                 f"{'quarantined':>11}"]
+        lines = [
+            f"{'source':<{width}}  {'files':>5}  {'read':>10}  {'loaded':>10}  {'quarantined':>11}"
+        ]
         for s in self.sources:
-            lines.append(f"{s.source_name:<{width}}  {len(s.files):>5}  {s.rows_read:>10,}  "
-                         f"{s.rows_loaded:>10,}  {s.rows_quarantined:>11,}")
+            lines.append(
+                f"{s.source_name:<{width}}  {len(s.files):>5}  {s.rows_read:>10,}  "
+                f"{s.rows_loaded:>10,}  {s.rows_quarantined:>11,}"
+            )
         for s in self.sources:
             lines.extend(f"warning: {w}" for w in s.warnings)
         if self.recovered:
-            lines.append("note: an earlier ingest stopped before it finished; what it had "
-                         "loaded was rolled back before this one began")
-        lines.append(f"input fingerprint {self.fingerprint} ({self.n_files} files), "
-                     f"{self.seconds:.1f} s")
+            lines.append(
+                "note: an earlier ingest stopped before it finished; what it had "
+                "loaded was rolled back before this one began"
+            )
+        lines.append(
+            f"input fingerprint {self.fingerprint} ({self.n_files} files), {self.seconds:.1f} s"
+        )
         if self.warehouse is not None:
             lines.append(where_recorded(self.warehouse, self.run_log, self.manifest))
         return "\n".join(lines)
 
 
-def where_recorded(warehouse: Path, run_log: Path | None,
-                   manifest: tuple[ManifestRow, ...] | list[ManifestRow]) -> str:
+def where_recorded(
+    warehouse: Path, run_log: Path | None, manifest: tuple[ManifestRow, ...] | list[ManifestRow]
+) -> str:
     """The line `sicp ingest` prints saying where the delivery manifest and run log are."""
     counts: dict[str, int] = {}
     for row in manifest:
         counts[row.status] = counts.get(row.status, 0) + 1
     tally = ", ".join(f"{n} {status}" for status, n in counts.items())
-    return (f"delivery manifest: raw.delivery_manifest in {warehouse}"
-            + (f" ({tally})" if tally else "")
-            + (f"; run log: {run_log}" if run_log is not None else ""))
+    return (
+        f"delivery manifest: raw.delivery_manifest in {warehouse}"
+        + (f" ({tally})" if tally else "")
+        + (f"; run log: {run_log}" if run_log is not None else "")
+    )

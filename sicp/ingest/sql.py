@@ -12,10 +12,20 @@ import hashlib
 
 from sicp.contract import Column
 
-_INTEGER_TYPES = frozenset({
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
-})
+_INTEGER_TYPES = frozenset(
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+    }
+)
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE"})
 
 #: What a value of each contract dtype must look like, for the quarantine reason.
@@ -86,12 +96,12 @@ def typed(column: Column, x: str, file_type: str) -> str:
     s = f"NULLIF(trim(CAST({x} AS VARCHAR)), '')"
     return {
         "int": f"CASE WHEN regexp_full_match({s}, '-?[0-9]+(\\.0+)?') "
-               f"THEN TRY_CAST(regexp_replace({s}, '\\.0+$', '') AS BIGINT) END",
+        f"THEN TRY_CAST(regexp_replace({s}, '\\.0+$', '') AS BIGINT) END",
         "float": f"CASE WHEN isfinite(TRY_CAST({s} AS DOUBLE)) THEN TRY_CAST({s} AS DOUBLE) END",
         "date": f"CASE WHEN regexp_full_match({s}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') "
-                f"THEN TRY_CAST({s} AS DATE) END",
+        f"THEN TRY_CAST({s} AS DATE) END",
         "bool": f"CASE lower({s}) WHEN 'true' THEN TRUE WHEN '1' THEN TRUE "
-                f"WHEN 'false' THEN FALSE WHEN '0' THEN FALSE END",
+        f"WHEN 'false' THEN FALSE WHEN '0' THEN FALSE END",
         "str": s,
     }[target]
 
@@ -108,20 +118,26 @@ def rule_checks(column: Column, v: str) -> list[tuple[str, str]]:
     if column.max is not None:
         checks.append((f"{v} > {literal(column.max)}", f"value above the maximum {column.max:g}"))
     if column.pattern is not None:
-        checks.append((
-            f"NOT regexp_full_match({v}, {literal(column.pattern)})",
-            f"value does not match the pattern {column.pattern}",
-        ))
+        checks.append(
+            (
+                f"NOT regexp_full_match({v}, {literal(column.pattern)})",
+                f"value does not match the pattern {column.pattern}",
+            )
+        )
     if column.window_start is not None:
-        checks.append((
-            f"{v} < {literal(column.window_start)}",
-            f"implausible date: before {column.window_start.isoformat()}",
-        ))
+        checks.append(
+            (
+                f"{v} < {literal(column.window_start)}",
+                f"implausible date: before {column.window_start.isoformat()}",
+            )
+        )
     if column.window_end is not None:
-        checks.append((
-            f"{v} > {literal(column.window_end)}",
-            f"implausible date: after {column.window_end.isoformat()}",
-        ))
+        checks.append(
+            (
+                f"{v} > {literal(column.window_end)}",
+                f"implausible date: after {column.window_end.isoformat()}",
+            )
+        )
     return checks
 
 
@@ -132,8 +148,10 @@ def type_reason(column: Column) -> str:
 def as_text(x: str, file_type: str) -> str:
     """A file value as text for quarantine; SPSS stores integers as doubles, so 7.0 shows 7."""
     if file_type in _FLOAT_TYPES:
-        return (f"CASE WHEN isfinite({x}) AND {x} = trunc({x}) AND abs({x}) < 1e15 "
-                f"THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END")
+        return (
+            f"CASE WHEN isfinite({x}) AND {x} = trunc({x}) AND abs({x}) < 1e15 "
+            f"THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END"
+        )
     return f"CAST({x} AS VARCHAR)"
 
 
@@ -151,7 +169,9 @@ def nhs_number_text(x: str, file_type: str) -> str:
 def nhs_number_valid(s: str) -> str:
     """Modulus 11: weights 10..2 on the first nine digits; check = 11 - (sum mod 11), 11 -> 0,
     and 10 means the number can never be valid."""
-    weighted = " + ".join(f"TRY_CAST(substr({s}, {i}, 1) AS INTEGER) * {11 - i}" for i in range(1, 10))
+    weighted = " + ".join(
+        f"TRY_CAST(substr({s}, {i}, 1) AS INTEGER) * {11 - i}" for i in range(1, 10)
+    )
     return (
         f"(regexp_full_match({s}, '[0-9]{{10}}') AND "
         f"(11 - ({weighted}) % 11) % 11 = TRY_CAST(substr({s}, 10, 1) AS INTEGER))"

@@ -24,35 +24,62 @@ PSEUDONYM_KEY_CHECK = "pseudonym_key_check"
 
 BOOKKEEPING: dict[str, dict[str, str]] = {
     RAW.quarantine: {
-        "source_name": "VARCHAR", "source_file": "VARCHAR", "source_row": "BIGINT",
-        "column_name": "VARCHAR", "offending_value": "VARCHAR", "reason": "VARCHAR",
+        "source_name": "VARCHAR",
+        "source_file": "VARCHAR",
+        "source_row": "BIGINT",
+        "column_name": "VARCHAR",
+        "offending_value": "VARCHAR",
+        "reason": "VARCHAR",
     },
     RAW.ingest_log: {
-        "source_name": "VARCHAR", "source_file": "VARCHAR", "file_sha256": "VARCHAR",
-        "rows_read": "BIGINT", "rows_loaded": "BIGINT", "rows_quarantined": "BIGINT",
+        "source_name": "VARCHAR",
+        "source_file": "VARCHAR",
+        "file_sha256": "VARCHAR",
+        "rows_read": "BIGINT",
+        "rows_loaded": "BIGINT",
+        "rows_quarantined": "BIGINT",
     },
     RAW.value_labels: {
-        "source_name": "VARCHAR", "column_name": "VARCHAR", "value": "VARCHAR", "label": "VARCHAR",
+        "source_name": "VARCHAR",
+        "column_name": "VARCHAR",
+        "value": "VARCHAR",
+        "label": "VARCHAR",
     },
     RAW.variable_labels: {"source_name": "VARCHAR", "column_name": "VARCHAR", "label": "VARCHAR"},
     RAW.missing_reasons: {
-        "source_file": "VARCHAR", "source_row": "BIGINT", "person_id": "VARCHAR",
-        "wave": "BIGINT", "column_name": "VARCHAR", "code": "BIGINT", "reason": "VARCHAR",
+        "source_file": "VARCHAR",
+        "source_row": "BIGINT",
+        "person_id": "VARCHAR",
+        "wave": "BIGINT",
+        "column_name": "VARCHAR",
+        "code": "BIGINT",
+        "reason": "VARCHAR",
     },
     RAW.consent_exclusions: {"person_id": "VARCHAR", "scope": "VARCHAR", "reason": "VARCHAR"},
     RAW.consent_ledger: {
-        "seq": "BIGINT", "person_id": "VARCHAR", "scope": "VARCHAR", "event": "VARCHAR",
-        "reason": "VARCHAR", "received_in": "VARCHAR", "file_sha256": "VARCHAR",
+        "seq": "BIGINT",
+        "person_id": "VARCHAR",
+        "scope": "VARCHAR",
+        "event": "VARCHAR",
+        "reason": "VARCHAR",
+        "received_in": "VARCHAR",
+        "file_sha256": "VARCHAR",
         "authorised_by": "VARCHAR",
     },
     RAW.input_fingerprint: {"fingerprint": "VARCHAR", "n_files": "BIGINT"},
     RAW.vocabulary: {
-        "source_name": "VARCHAR", "column_name": "VARCHAR", "value": "VARCHAR",
+        "source_name": "VARCHAR",
+        "column_name": "VARCHAR",
+        "value": "VARCHAR",
         "required": "BOOLEAN",
     },
     QUARANTINED_KEYS: {
-        "source_name": "VARCHAR", "key_column": "VARCHAR", "key_value": "VARCHAR",
-        "source_file": "VARCHAR", "source_row": "BIGINT", "reason": "VARCHAR",
+        "source_name": "VARCHAR",
+        "key_column": "VARCHAR",
+        "key_value": "VARCHAR",
+        "source_file": "VARCHAR",
+        "source_row": "BIGINT",
+        "reason": "VARCHAR",
     },
     PSEUDONYM_KEY_CHECK: {"source_name": "VARCHAR", "key_check": "VARCHAR"},
 }
@@ -72,12 +99,13 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         body = ", ".join(f"{ident(c)} {t}" for c, t in columns.items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {qualified(table)} ({body})")
     vocabulary = vocabulary_rows()
-    stored = con.execute(f"SELECT source_name, column_name, value, required FROM "
-                         f"{qualified(RAW.vocabulary)} ORDER BY ALL").fetchall()
+    stored = con.execute(
+        f"SELECT source_name, column_name, value, required FROM "
+        f"{qualified(RAW.vocabulary)} ORDER BY ALL"
+    ).fetchall()
     if stored != sorted(vocabulary):
         con.execute(f"DELETE FROM {qualified(RAW.vocabulary)}")
-        con.executemany(f"INSERT INTO {qualified(RAW.vocabulary)} VALUES (?, ?, ?, ?)",
-                        vocabulary)
+        con.executemany(f"INSERT INTO {qualified(RAW.vocabulary)} VALUES (?, ?, ?, ?)", vocabulary)
 
 
 def source_table_ddl(source: Source) -> str:

@@ -112,14 +112,15 @@ def safe_front_matter(source: str) -> str:
     if lines and lines[0].strip() == "---":
         end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "---")
         meta = yaml.safe_load("".join(lines[1:end])) or {}
-        body = "".join(lines[end + 1:])
+        body = "".join(lines[end + 1 :])
     meta["from"] = MARKDOWN_READER
     meta["filters"] = [*(meta.get("filters") or []), str(SAFE_LINKS_FILTER)]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 
-def _quarto_format(quarto: str, qmd: Path, stem: str, out_dir: Path, params: dict[str, Any],
-                   fmt: str) -> Path:
+def _quarto_format(
+    quarto: str, qmd: Path, stem: str, out_dir: Path, params: dict[str, Any], fmt: str
+) -> Path:
     """One ``quarto render`` of ``qmd`` to ``out_dir/<stem>.<fmt>``."""
     command = [
         quarto,

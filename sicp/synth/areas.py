@@ -19,8 +19,10 @@ from sicp.synth.timeline import Timeline, to_month
 
 def area_table(scn: dict[str, Any]) -> list[tuple[str, str, float]]:
     """``(code, name, population65)`` of every comparator area, in the scenario's order."""
-    return [(str(a["code"]), str(a["name"]), float(a["population65"]))
-            for a in scn["comparators"]["areas"]]
+    return [
+        (str(a["code"]), str(a["name"]), float(a["population65"]))
+        for a in scn["comparators"]["areas"]
+    ]
 
 
 def study_area(scn: dict[str, Any]) -> pd.DataFrame:
@@ -28,46 +30,63 @@ def study_area(scn: dict[str, Any]) -> pd.DataFrame:
     code = str(scn["comparators"]["study_area"])
     names = {c: n for c, n, _ in area_table(scn)}
     if code not in names:
-        raise ValueError(f"scenario {scn.get('name')!r}: comparators.study_area {code!r} is not "
-                         f"among comparators.areas ({', '.join(names)})")
+        raise ValueError(
+            f"scenario {scn.get('name')!r}: comparators.study_area {code!r} is not "
+            f"among comparators.areas ({', '.join(names)})"
+        )
     return pd.DataFrame({"area_code": [code], "area_name": [names[code]]})
 
 
 def milestones(scn: dict[str, Any]) -> pd.DataFrame:
     """The contract's ``milestones`` file: the dates the scenario's effects start from."""
     rows = [
-        ("mdg_launch", scn["comparators"]["effect_start"],
-         "First neighbourhood MDGs: the programme's start in the study area"),
-        ("contact_centre_launch", scn["contact_centre"]["launch"],
-         "The centre of contact opened"),
+        (
+            "mdg_launch",
+            scn["comparators"]["effect_start"],
+            "First neighbourhood MDGs: the programme's start in the study area",
+        ),
+        ("contact_centre_launch", scn["contact_centre"]["launch"], "The centre of contact opened"),
     ]
-    return pd.DataFrame({"milestone": [r[0] for r in rows],
-                         "month": pd.to_datetime([str(r[1]) for r in rows]),
-                         "description": [r[2] for r in rows]})
+    return pd.DataFrame(
+        {
+            "milestone": [r[0] for r in rows],
+            "month": pd.to_datetime([str(r[1]) for r in rows]),
+            "description": [r[2] for r in rows],
+        }
+    )
 
 
 #: Monthly rate per person aged 65+ at the factor mean.
-RATES = {"emergency_admissions_65plus": 0.021, "ae_attendances_65plus": 0.030,
-         "care_home_admissions_65plus": 0.0013, "deaths_65plus": 0.0037,
-         "flu_vaccinated_65plus": 0.0}
+RATES = {
+    "emergency_admissions_65plus": 0.021,
+    "ae_attendances_65plus": 0.030,
+    "care_home_admissions_65plus": 0.0013,
+    "deaths_65plus": 0.0037,
+    "flu_vaccinated_65plus": 0.0,
+}
 
 
-def simulate_areas(scn: dict[str, Any], rng: np.random.Generator
-                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def simulate_areas(
+    scn: dict[str, Any], rng: np.random.Generator
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     cp = scn["comparators"]
     tl = Timeline(to_month(cp["start"]), to_month(cp["end"]))
     areas = area_table(scn)
     T, A, K = tl.n, len(areas), int(cp["n_factors"])
     effect_from = tl.index(cp["effect_start"])
     if not 0 <= effect_from < T:
-        raise ValueError(f"scenario {scn.get('name')!r}: comparators.effect_start "
-                         f"{cp['effect_start']} is outside comparators.start..end")
+        raise ValueError(
+            f"scenario {scn.get('name')!r}: comparators.effect_start "
+            f"{cp['effect_start']} is outside comparators.start..end"
+        )
     treated = str(study_area(scn)["area_code"].iloc[0])
     ta = [k for k, (code, _, _) in enumerate(areas) if code == treated][0]
     donors = [k for k in range(A) if k != ta]
     if len(donors) < 3:
-        raise ValueError(f"scenario {scn.get('name')!r}: comparators.areas needs the study area "
-                         f"and at least 3 others, got {A} areas")
+        raise ValueError(
+            f"scenario {scn.get('name')!r}: comparators.areas needs the study area "
+            f"and at least 3 others, got {A} areas"
+        )
     eff = scn["effects"]
     factors = np.cumsum(rng.normal(0, 0.012, (K, T)), axis=1)
     factors -= factors.mean(axis=1, keepdims=True)
@@ -88,13 +107,16 @@ def simulate_areas(scn: dict[str, Any], rng: np.random.Generator
             uptake = np.clip(0.72 + 0.05 * alpha[:, None] + 0.004 * np.arange(T) / 12, 0, 0.95)
             lam = pop * uptake * share[tl.calendar_month - 1][None, :]
         ratio = np.ones((A, T))
-        key = {"emergency_admissions_65plus": "comparator_emergency_rr",
-               "care_home_admissions_65plus": "comparator_care_home_rr"}.get(ind)
+        key = {
+            "emergency_admissions_65plus": "comparator_emergency_rr",
+            "care_home_admissions_65plus": "comparator_care_home_rr",
+        }.get(ind)
         if key is not None:
             ratio[ta, effect_from:] = eff[key]
         cf = rng.poisson(lam)
         obs = rng.binomial(cf, np.minimum(ratio, 1.0)) + rng.poisson(
-            lam * np.maximum(ratio - 1.0, 0.0))
+            lam * np.maximum(ratio - 1.0, 0.0)
+        )
         if key is not None:
             post = slice(effect_from, T)
             den = pop[ta, post].sum()
@@ -110,12 +132,22 @@ def simulate_areas(scn: dict[str, Any], rng: np.random.Generator
     return pd.concat(rows, ignore_index=True), truth
 
 
-def _long(indicator: str, num: np.ndarray, pop: np.ndarray, tl: Timeline,
-          areas: list[tuple[str, str, float]]) -> pd.DataFrame:
+def _long(
+    indicator: str,
+    num: np.ndarray,
+    pop: np.ndarray,
+    tl: Timeline,
+    areas: list[tuple[str, str, float]],
+) -> pd.DataFrame:
     A, T = num.shape
     a, t = np.meshgrid(np.arange(A), np.arange(T), indexing="ij")
-    return pd.DataFrame({
-        "area_code": np.asarray([b[0] for b in areas])[a.ravel()],
-        "area_name": np.asarray([b[1] for b in areas])[a.ravel()],
-        "month": tl.first_day[t.ravel()], "indicator": indicator,
-        "numerator": num.ravel().astype(float), "denominator": np.round(pop.ravel())})
+    return pd.DataFrame(
+        {
+            "area_code": np.asarray([b[0] for b in areas])[a.ravel()],
+            "area_name": np.asarray([b[1] for b in areas])[a.ravel()],
+            "month": tl.first_day[t.ravel()],
+            "indicator": indicator,
+            "numerator": num.ravel().astype(float),
+            "denominator": np.round(pop.ravel()),
+        }
+    )

@@ -58,7 +58,8 @@ def coupled(lam: np.ndarray, ratio: np.ndarray | None, rng: np.random.Generator)
         xi, xt = _poisson(lam * np.maximum(ratio - 1.0, 0.0), rng)
     in_obs = keep < (1.0 if ratio is None else np.minimum(ratio[i, t], 1.0))
     return Events(
-        np.concatenate([i, xi]), np.concatenate([t, xt]),
+        np.concatenate([i, xi]),
+        np.concatenate([t, xt]),
         np.concatenate([in_obs, np.ones(len(xi), bool)]),
         np.concatenate([np.ones(len(i), bool), np.zeros(len(xi), bool)]),
     )

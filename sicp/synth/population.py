@@ -22,14 +22,45 @@ from sicp.synth.timeline import FIRST_RETURN_DAYS, Timeline, wave_field_day
 EMERGENCY_METHODS = ("21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28")
 #: Primary diagnoses (ICD-10) with weights; the first block is ambulatory-care sensitive.
 EMERGENCY_DIAGNOSES = {
-    "J44.1": 7, "J44.0": 4, "I50.0": 5, "I50.9": 3, "E11.9": 1.5, "E11.6": 1, "J18.9": 8,
-    "J18.1": 2, "N39.0": 6, "I20.9": 2, "J45.9": 1, "I10": 1, "R55": 4, "S72.0": 4,
-    "S72.1": 2, "R07.4": 5, "K92.2": 2, "I63.9": 3, "I48": 3, "R06.0": 3, "K57.3": 1.5,
-    "A41.9": 2, "C34.9": 1.5, "F05.9": 1.5, "R41.0": 1.5, "T83.5": 1, "W19.X": 2,
+    "J44.1": 7,
+    "J44.0": 4,
+    "I50.0": 5,
+    "I50.9": 3,
+    "E11.9": 1.5,
+    "E11.6": 1,
+    "J18.9": 8,
+    "J18.1": 2,
+    "N39.0": 6,
+    "I20.9": 2,
+    "J45.9": 1,
+    "I10": 1,
+    "R55": 4,
+    "S72.0": 4,
+    "S72.1": 2,
+    "R07.4": 5,
+    "K92.2": 2,
+    "I63.9": 3,
+    "I48": 3,
+    "R06.0": 3,
+    "K57.3": 1.5,
+    "A41.9": 2,
+    "C34.9": 1.5,
+    "F05.9": 1.5,
+    "R41.0": 1.5,
+    "T83.5": 1,
+    "W19.X": 2,
 }
 ELECTIVE_DIAGNOSES = {
-    "H25.9": 6, "Z51.1": 5, "M17.1": 4, "M16.1": 3, "K40.9": 2, "N40": 2, "C18.9": 1,
-    "I25.1": 2, "K80.2": 2, "D12.6": 2,
+    "H25.9": 6,
+    "Z51.1": 5,
+    "M17.1": 4,
+    "M16.1": 3,
+    "K40.9": 2,
+    "N40": 2,
+    "C18.9": 1,
+    "I25.1": 2,
+    "K80.2": 2,
+    "D12.6": 2,
 }
 AE_DISPOSALS = ("discharged", "referred to GP", "referred to clinic", "left before treatment")
 CALL_REASONS = ("advice", "navigation", "telecare")
@@ -52,8 +83,9 @@ def _weights(table: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
 class Chunk:
     """One chunk's simulation state; :mod:`sicp.synth.assemble` turns it into files."""
 
-    def __init__(self, scn: dict[str, Any], tl: Timeline, prs: pd.DataFrame,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, scn: dict[str, Any], tl: Timeline, prs: pd.DataFrame, rng: np.random.Generator
+    ) -> None:
         self.scn, self.tl, self.prs, self.rng = scn, tl, prs.reset_index(drop=True), rng
         self.all_ages = bool(scn["population"]["all_ages"])
         self.rates = scn["rates"]
@@ -72,18 +104,26 @@ class Chunk:
         in_mig = np.where(chp, 0.30, pop["in_migration_per_year"]) / 12
         entry_rate[:, 1:] += (size * in_mig)[:, None]
         in_counts = rng.poisson(entry_rate)
-        turn65 = rng.poisson(np.where(chp, 0.0, size * pop["turning_65_per_year"])[:, None]
-                             * jan[None, :])
-        births = rng.poisson(np.where(chp, 0.0, size * pop["births_per_year"] / 12)[:, None]
-                             * (months > 0)[None, :])
+        turn65 = rng.poisson(
+            np.where(chp, 0.0, size * pop["turning_65_per_year"])[:, None] * jan[None, :]
+        )
+        births = rng.poisson(
+            np.where(chp, 0.0, size * pop["births_per_year"] / 12)[:, None] * (months > 0)[None, :]
+        )
         p_init = np.repeat(np.arange(n_p), size)
         p_in, t_in = expand(in_counts)
         p_65, t_65 = expand(turn65)
         p_b, t_b = expand(births)
         practice0 = np.concatenate([p_init, p_in, p_65, p_b])
         entry = np.concatenate([np.zeros(len(p_init), int), t_in, t_65, t_b])
-        kind = np.concatenate([np.zeros(len(p_init), int), np.ones(len(p_in), int),
-                               np.full(len(p_65), 2), np.full(len(p_b), 3)])
+        kind = np.concatenate(
+            [
+                np.zeros(len(p_init), int),
+                np.ones(len(p_in), int),
+                np.full(len(p_65), 2),
+                np.full(len(p_b), 3),
+            ]
+        )
         n = len(practice0)
         is_chp = chp[practice0]
         age_any = self._draw_age(n)
@@ -117,7 +157,9 @@ class Chunk:
         target = movable[pick] if len(movable) else practice0
         self.move = np.where(
             (~is_chp) & (len(movable) > 1) & (target != practice0) & (entry + mv < self.exit),
-            entry + mv, NEVER)
+            entry + mv,
+            NEVER,
+        )
         self.practice1 = np.where(self.move < NEVER, target, practice0)
         years_before = rng.uniform(0.2, 30.0, n)
         first = tl.first_day[entry]
@@ -137,39 +179,55 @@ class Chunk:
         t = np.arange(T)[None, :]
         self.age = (tl.year[None, :] - self.birth_year[:, None]).astype(np.int16)
         reg = (t >= self.entry[:, None]) & (t < self.exit[:, None])
-        self.P = np.where(t < self.move[:, None], self.practice0[:, None],
-                          self.practice1[:, None]).astype(np.int32)
+        self.P = np.where(
+            t < self.move[:, None], self.practice0[:, None], self.practice1[:, None]
+        ).astype(np.int32)
         age_c = self.age - 75.0
-        h = (self.scn["population"]["death_rate_per_year"] / 12
-             * np.exp(0.095 * age_c + 0.45 * self.z[:, None] + 1.2 * self.is_chp[:, None]
-                      - 0.5 * 0.45 ** 2))
+        h = (
+            self.scn["population"]["death_rate_per_year"]
+            / 12
+            * np.exp(
+                0.095 * age_c + 0.45 * self.z[:, None] + 1.2 * self.is_chp[:, None] - 0.5 * 0.45**2
+            )
+        )
         cum = np.cumsum(np.where(reg, h, 0.0), axis=1)
         death = first_crossing(cum, rng.exponential(1.0, self.n), NEVER)
         self.death = death
         self.death_day = np.where(
             death < NEVER,
             tl.day_of(np.minimum(death, T - 1), rng.random(self.n)),
-            np.datetime64("NaT", "D"))
+            np.datetime64("NaT", "D"),
+        )
         self.reg = reg & (t <= death[:, None])
         self.old = self.reg & (self.age >= 65)
         self.act = self.reg if self.all_ages else self.old
         # max day offset in each month (the death month ends on the day of death)
         self.month_days = np.broadcast_to(tl.days[None, :], (self.n, T)).copy()
         dm = death < T
-        self.month_days[dm, death[dm]] = (
-            self.death_day[dm] - tl.first_day[death[dm]]).astype(int) + 1
+        self.month_days[dm, death[dm]] = (self.death_day[dm] - tl.first_day[death[dm]]).astype(
+            int
+        ) + 1
         rates = self.rates
-        trans = lfilter([np.sqrt(1 - rates["transient_rho"] ** 2) * rates["transient_sd"]],
-                        [1.0, -rates["transient_rho"]],
-                        rng.normal(0, 1, (self.n, T + 24)), axis=1)[:, 24:]
+        trans = lfilter(
+            [np.sqrt(1 - rates["transient_rho"] ** 2) * rates["transient_sd"]],
+            [1.0, -rates["transient_rho"]],
+            rng.normal(0, 1, (self.n, T + 24)),
+            axis=1,
+        )[:, 24:]
         season = rates["winter_amplitude"] * np.cos(2 * np.pi * (tl.calendar_month - 1) / 12)
         trend = rates["secular_trend_per_year"] * t / 12
         re = self.prs["re"].to_numpy()[self.P]
         #: practice effect, secular trend and winter season shared by every count
         self.ctx = (re + trend + season[None, :]).astype(np.float32)
-        self.eta = (0.04 * age_c + 0.55 * self.z[:, None] + 0.06 * (5.5 - self.imd[:, None])
-                    + self.ctx + trans + np.log(self.u)[:, None]
-                    - 0.5 * (0.55 ** 2 + rates["transient_sd"] ** 2)).astype(np.float32)
+        self.eta = (
+            0.04 * age_c
+            + 0.55 * self.z[:, None]
+            + 0.06 * (5.5 - self.imd[:, None])
+            + self.ctx
+            + trans
+            + np.log(self.u)[:, None]
+            - 0.5 * (0.55**2 + rates["transient_sd"] ** 2)
+        ).astype(np.float32)
 
     # ------------------------------------------------------------------ MDG
     def _mdg(self) -> pd.DataFrame:
@@ -192,8 +250,7 @@ class Chunk:
             pos = np.empty(len(who))
             pos[order] = np.arange(len(who)) - starts[prac[order]]
             tier = np.ceil((pos + 1) / size[prac] * 4).astype(int)
-            frames.append(pd.DataFrame({"i": who, "t": tq, "risk_score": score,
-                                        "risk_tier": tier}))
+            frames.append(pd.DataFrame({"i": who, "t": tq, "risk_score": score, "risk_tier": tier}))
             first_month = np.maximum(tq, start[prac])
             u_take, u_month = rng.random(len(who)), rng.random(len(who))
             p_take = np.select([tier == 4, tier == 3], [take.get(4, 0.0), take.get(3, 0.0)], 0.0)
@@ -206,8 +263,9 @@ class Chunk:
         has = taken < NEVER
         self.taken_day = np.full(self.n, np.datetime64("NaT", "D"))
         self.taken_day[has] = self.tl.day_of(
-            taken[has], rng.random(has.sum()) * self.month_days[has, taken[has]]
-            / self.tl.days[taken[has]])
+            taken[has],
+            rng.random(has.sum()) * self.month_days[has, taken[has]] / self.tl.days[taken[has]],
+        )
         self.care_plan = rng.random(self.n) < self.scn["mdg"]["care_plan_agreed"]
         t = np.arange(T)[None, :]
         exposed_prac = t >= start[:, None]
@@ -231,13 +289,24 @@ class Chunk:
         lam_em = np.where(act, rates["emergency_admission"] * np.exp(self.eta), 0.0)
         em = coupled(lam_em, self.rr_em, rng)
         age_c = self.age - 75.0
-        lam_el = np.where(act, rates["elective_admission"] * np.exp(
-            0.01 * age_c + 0.2 * self.z[:, None] + 0.5 * self.ctx
-            + 0.5 * np.log(self.u)[:, None]), 0.0)
+        lam_el = np.where(
+            act,
+            rates["elective_admission"]
+            * np.exp(
+                0.01 * age_c
+                + 0.2 * self.z[:, None]
+                + 0.5 * self.ctx
+                + 0.5 * np.log(self.u)[:, None]
+            ),
+            0.0,
+        )
         el = coupled(lam_el, None, rng)
         other = coupled(np.where(act, rates["other_admission"], 0.0), None, rng)
-        parts = [self._spells(em, "emergency"), self._spells(el, "elective"),
-                 self._spells(other, "other")]
+        parts = [
+            self._spells(em, "emergency"),
+            self._spells(el, "elective"),
+            self._spells(other, "other"),
+        ]
         parents = pd.concat(parts[:2], ignore_index=True)
         for _ in range(2):  # re-admissions after discharges, two generations
             child = self._readmissions(parents)
@@ -249,17 +318,22 @@ class Chunk:
         admitted = self._days(ev.person, ev.month)
         return self._spell_frame(ev, admitted, kind, self.rng.random(len(ev)))
 
-    def _spell_frame(self, ev: Events, admitted: np.ndarray, kind: str,
-                     u_los: np.ndarray) -> pd.DataFrame:
+    def _spell_frame(
+        self, ev: Events, admitted: np.ndarray, kind: str, u_los: np.ndarray
+    ) -> pd.DataFrame:
         rng = self.rng
         n = len(ev)
         z = self.z[ev.person]
         if kind == "emergency":
             era_new = admitted >= HES_NEW_EMERGENCY_METHODS_FROM
-            base = rng.choice(["21", "22", "23", "24", "25", "X"], n,
-                              p=[0.70, 0.12, 0.02, 0.03, 0.01, 0.12])
-            other = np.where(era_new, rng.choice(["2A", "2B", "2C", "2D", "28"], n,
-                                                 p=[0.40, 0.32, 0.08, 0.16, 0.04]), "28")
+            base = rng.choice(
+                ["21", "22", "23", "24", "25", "X"], n, p=[0.70, 0.12, 0.02, 0.03, 0.01, 0.12]
+            )
+            other = np.where(
+                era_new,
+                rng.choice(["2A", "2B", "2C", "2D", "28"], n, p=[0.40, 0.32, 0.08, 0.16, 0.04]),
+                "28",
+            )
             method = np.where(base == "X", other, base)
             codes, p = _weights(EMERGENCY_DIAGNOSES)
             los = np.floor(np.exp(1.5 + 0.25 * z + 0.9 * _norm(u_los))).astype(int)
@@ -276,15 +350,26 @@ class Chunk:
         died = self.death_day[ev.person]
         at_death = ~np.isnat(died) & (discharged >= died)
         discharged = np.where(at_death, np.maximum(died, admitted), discharged)
-        dest = np.where(at_death, "died", rng.choice(
-            ["usual residence", "care home", "other hospital"], n, p=[0.90, 0.06, 0.04]))
-        return pd.DataFrame({
-            "i": ev.person, "t": ev.month, "in_obs": ev.in_obs, "in_cf": ev.in_cf,
-            "admitted_on": admitted, "discharged_on": discharged, "admission_method": method,
-            "primary_diagnosis": diag, "discharge_destination": dest,
-            "emergency": np.isin(method, EMERGENCY_METHODS),
-            "rr": self.rr_em[ev.person, ev.month] if kind == "emergency" else 1.0,
-        })
+        dest = np.where(
+            at_death,
+            "died",
+            rng.choice(["usual residence", "care home", "other hospital"], n, p=[0.90, 0.06, 0.04]),
+        )
+        return pd.DataFrame(
+            {
+                "i": ev.person,
+                "t": ev.month,
+                "in_obs": ev.in_obs,
+                "in_cf": ev.in_cf,
+                "admitted_on": admitted,
+                "discharged_on": discharged,
+                "admission_method": method,
+                "primary_diagnosis": diag,
+                "discharge_destination": dest,
+                "emergency": np.isin(method, EMERGENCY_METHODS),
+                "rr": self.rr_em[ev.person, ev.month] if kind == "emergency" else 1.0,
+            }
+        )
 
     def _readmissions(self, parents: pd.DataFrame) -> pd.DataFrame:
         """Emergency re-admissions clustered in the 30 days after a discharge."""
@@ -293,10 +378,11 @@ class Chunk:
         v = rng.random(len(i))
         gap = np.minimum(np.floor(rng.exponential(9.0, len(i))), 28).astype(int) + 1
         date = parents["discharged_on"].to_numpy().astype("datetime64[D]") + gap.astype(
-            "timedelta64[D]")
-        month = ((date.astype("datetime64[M]") - tl.start).astype(int))
+            "timedelta64[D]"
+        )
+        month = (date.astype("datetime64[M]") - tl.start).astype(int)
         ok = (parents["discharge_destination"].to_numpy() != "died") & (month < self.T)
-        ok &= (date <= tl.last_day)
+        ok &= date <= tl.last_day
         died = self.death_day[i]
         ok &= np.isnat(died) | (date <= died)
         month_c = np.clip(month, 0, self.T - 1)
@@ -312,9 +398,17 @@ class Chunk:
     def _care_homes(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         rng, rates, T = self.rng, self.rates, self.T
         age_c = self.age - 75.0
-        h = np.where(self.act & ~self.is_chp[:, None], rates["care_home_permanent"]
-                     * np.exp(0.07 * age_c + 0.6 * self.z[:, None] + 0.3 * np.log(self.u)[:, None]
-                              + 0.5 * self.ctx), 0.0)
+        h = np.where(
+            self.act & ~self.is_chp[:, None],
+            rates["care_home_permanent"]
+            * np.exp(
+                0.07 * age_c
+                + 0.6 * self.z[:, None]
+                + 0.3 * np.log(self.u)[:, None]
+                + 0.5 * self.ctx
+            ),
+            0.0,
+        )
         e = rng.exponential(1.0, self.n)
         ch_obs = first_crossing(np.cumsum(h * self.rr_ch, axis=1), e, NEVER)
         ch_cf = first_crossing(np.cumsum(h, axis=1), e, NEVER)
@@ -323,28 +417,48 @@ class Chunk:
         rows = []
         for ch, in_obs, in_cf in ((ch_obs, True, False), (ch_cf, False, True)):
             who = np.flatnonzero(ch < T)
-            rows.append(pd.DataFrame({
-                "i": who, "t": ch[who], "in_obs": in_obs, "in_cf": in_cf,
-                "admitted_on": self.tl.day_of(ch[who], frac[who] * self.month_days[who, ch[who]]
-                                              / self.tl.days[ch[who]]),
-                "home_type": np.where(nursing[who], "nursing", "residential"),
-                "permanent": True}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "i": who,
+                        "t": ch[who],
+                        "in_obs": in_obs,
+                        "in_cf": in_cf,
+                        "admitted_on": self.tl.day_of(
+                            ch[who],
+                            frac[who] * self.month_days[who, ch[who]] / self.tl.days[ch[who]],
+                        ),
+                        "home_type": np.where(nursing[who], "nursing", "residential"),
+                        "permanent": True,
+                    }
+                )
+            )
         t = np.arange(T)[None, :]
         # respite stays only before a permanent admission in either world, so the draws (and
         # hence the whole world) do not depend on the effect sizes
         first = np.minimum(ch_obs, ch_cf)
-        lam_tmp = np.where(self.act & (t < first[:, None]) & ~self.is_chp[:, None],
-                           rates["care_home_temporary"], 0.0)
+        lam_tmp = np.where(
+            self.act & (t < first[:, None]) & ~self.is_chp[:, None],
+            rates["care_home_temporary"],
+            0.0,
+        )
         tmp = coupled(lam_tmp, None, rng)
-        rows.append(pd.DataFrame({
-            "i": tmp.person, "t": tmp.month, "in_obs": True, "in_cf": True,
-            "admitted_on": self._days(tmp.person, tmp.month),
-            "home_type": rng.choice(["residential", "nursing"], len(tmp), p=[0.7, 0.3]),
-            "permanent": False}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "i": tmp.person,
+                    "t": tmp.month,
+                    "in_obs": True,
+                    "in_cf": True,
+                    "admitted_on": self._days(tmp.person, tmp.month),
+                    "home_type": rng.choice(["residential", "nursing"], len(tmp), p=[0.7, 0.3]),
+                    "permanent": False,
+                }
+            )
+        )
         return pd.concat(rows, ignore_index=True), ch_obs, ch_cf
 
-    def _deaths(self, ch_obs: np.ndarray, ch_cf: np.ndarray,
-                spells: pd.DataFrame) -> pd.DataFrame:
+    def _deaths(self, ch_obs: np.ndarray, ch_cf: np.ndarray, spells: pd.DataFrame) -> pd.DataFrame:
         """Place of death; a death during a hospital stay of that world is in hospital."""
         rng = self.rng
         who = np.flatnonzero(self.death < self.T)
@@ -362,50 +476,88 @@ class Chunk:
             p = np.exp(logits)
             cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
             place = np.asarray(PLACES)[np.minimum((cum < u[:, None]).sum(axis=1), 4)]
-            in_stay = spells.loc[(spells["discharge_destination"] == "died")
-                                 & spells[f"in_{name}"], "i"].to_numpy()
+            in_stay = spells.loc[
+                (spells["discharge_destination"] == "died") & spells[f"in_{name}"], "i"
+            ].to_numpy()
             out[name] = np.where(np.isin(who, in_stay), "hospital", place)
-        return pd.DataFrame({"i": who, "t": dm, "died_on": self.death_day[who],
-                             "place_of_death": out["obs"], "place_cf": out["cf"]})
+        return pd.DataFrame(
+            {
+                "i": who,
+                "t": dm,
+                "died_on": self.death_day[who],
+                "place_of_death": out["obs"],
+                "place_cf": out["cf"],
+            }
+        )
 
     def _ae(self, spells: pd.DataFrame) -> pd.DataFrame:
         rng, tl, rates = self.rng, self.tl, self.rates
         launch = tl.index(self.scn["contact_centre"]["launch"])
         t = np.arange(self.T)[None, :]
-        lam = np.where(self.act, rates["ae_non_admitted"] * np.exp(
-            0.01 * (self.age - 75.0) + 0.35 * self.z[:, None] + 0.6 * np.log(self.u)[:, None]
-            + self.ctx - 0.5 * 0.35 ** 2), 0.0)
+        lam = np.where(
+            self.act,
+            rates["ae_non_admitted"]
+            * np.exp(
+                0.01 * (self.age - 75.0)
+                + 0.35 * self.z[:, None]
+                + 0.6 * np.log(self.u)[:, None]
+                + self.ctx
+                - 0.5 * 0.35**2
+            ),
+            0.0,
+        )
         ratio = np.where(t >= launch, self.eff["contact_centre_ae_rr"], 1.0) * np.ones_like(lam)
         ev = coupled(lam, ratio, rng)
-        walk = pd.DataFrame({
-            "i": ev.person, "t": ev.month, "in_obs": ev.in_obs, "in_cf": ev.in_cf,
-            "arrived_on": self._days(ev.person, ev.month),
-            "disposal": rng.choice(AE_DISPOSALS, len(ev), p=[0.70, 0.15, 0.10, 0.05])})
+        walk = pd.DataFrame(
+            {
+                "i": ev.person,
+                "t": ev.month,
+                "in_obs": ev.in_obs,
+                "in_cf": ev.in_cf,
+                "arrived_on": self._days(ev.person, ev.month),
+                "disposal": rng.choice(AE_DISPOSALS, len(ev), p=[0.70, 0.15, 0.10, 0.05]),
+            }
+        )
         via_ae = spells[spells["admission_method"] == "21"]
-        admitted = pd.DataFrame({
-            "i": via_ae["i"], "t": via_ae["t"], "in_obs": via_ae["in_obs"],
-            "in_cf": via_ae["in_cf"], "arrived_on": via_ae["admitted_on"],
-            "disposal": "admitted"})
+        admitted = pd.DataFrame(
+            {
+                "i": via_ae["i"],
+                "t": via_ae["t"],
+                "in_obs": via_ae["in_obs"],
+                "in_cf": via_ae["in_cf"],
+                "arrived_on": via_ae["admitted_on"],
+                "disposal": "admitted",
+            }
+        )
         return pd.concat([walk, admitted], ignore_index=True)
 
     def _gp(self, ch_obs: np.ndarray) -> pd.DataFrame:
         rng = self.rng
-        lam = np.where(self.act, self.rates["gp_contact"] * np.exp(
-            0.012 * (self.age - 75.0) + 0.25 * self.z[:, None] + 0.4 * np.log(self.u)[:, None]
-            + 0.5 * self.ctx - 0.5 * 0.25 ** 2) * np.where(self.age < 65, 0.5, 1.0), 0.0)
+        lam = np.where(
+            self.act,
+            self.rates["gp_contact"]
+            * np.exp(
+                0.012 * (self.age - 75.0)
+                + 0.25 * self.z[:, None]
+                + 0.4 * np.log(self.u)[:, None]
+                + 0.5 * self.ctx
+                - 0.5 * 0.25**2
+            )
+            * np.where(self.age < 65, 0.5, 1.0),
+            0.0,
+        )
         ev = coupled(lam, None, rng)
         i, t = ev.person, ev.month
         in_home = self.is_chp[i] | (ch_obs[i] < t)
         p_home = sigmoid(-3.0 + 0.04 * (self.age[i, t] - 75.0) + 0.8 * self.z[i] + 2.0 * in_home)
         v = rng.random(len(i))
         ctype = np.where(v < p_home, "home", np.where(v < p_home + 0.22, "telephone", "surgery"))
-        return pd.DataFrame({"i": i, "t": t, "contact_on": self._days(i, t),
-                             "contact_type": ctype})
+        return pd.DataFrame({"i": i, "t": t, "contact_on": self._days(i, t), "contact_type": ctype})
 
     def _flu(self) -> pd.DataFrame:
         rng, tl = self.rng, self.tl
         uptake = self.rates["flu_uptake"]
-        a = np.log(uptake / (1 - uptake)) * np.sqrt(1 + np.pi * 1.4 ** 2 / 8)
+        a = np.log(uptake / (1 - uptake)) * np.sqrt(1 + np.pi * 1.4**2 / 8)
         # ``flu_uptake`` is the uptake in the calendar's middle year (the floor of the mean of
         # its first and last years), derived from the calendar, not a scenario parameter
         centre = (int(tl.year[0]) + int(tl.year[-1])) // 2
@@ -432,14 +584,26 @@ class Chunk:
         launch = tl.index(cc["launch"])
         t = np.arange(self.T)[None, :]
         ramp = np.clip((t - launch + 1) / cc["ramp_months"], 0, 1)
-        lam = np.where(self.old, cc["inbound_per_person_month"] * ramp
-                       * np.exp(0.3 * self.z[:, None]) * np.sqrt(self.u)[:, None], 0.0)
+        lam = np.where(
+            self.old,
+            cc["inbound_per_person_month"]
+            * ramp
+            * np.exp(0.3 * self.z[:, None])
+            * np.sqrt(self.u)[:, None],
+            0.0,
+        )
         ev = coupled(lam, None, rng)
         i, m = ev.person, ev.month
         reason = rng.choice(CALL_REASONS, len(i), p=[0.45, 0.35, 0.20])
-        return pd.DataFrame({
-            "i": i, "called_on": self._days(i, m), "direction": "inbound", "reason": reason,
-            "duration_min": np.round(rng.gamma(2.0, 4.0, len(i)) + 1.0, 1)})
+        return pd.DataFrame(
+            {
+                "i": i,
+                "called_on": self._days(i, m),
+                "direction": "inbound",
+                "reason": reason,
+                "duration_min": np.round(rng.gamma(2.0, 4.0, len(i)) + 1.0, 1),
+            }
+        )
 
     # ------------------------------------------------------------------ cohort
     def _cohort(self, in_home_from: np.ndarray) -> pd.DataFrame:
@@ -447,12 +611,17 @@ class Chunk:
         d0 = np.datetime64(co["recruit_from"], "D")
         d1 = np.datetime64(co["recruit_to"], "D")
         rd = d0 + np.floor(rng.random(self.n) * ((d1 - d0).astype(int) + 1)).astype(
-            "timedelta64[D]")
+            "timedelta64[D]"
+        )
         m = (rd.astype("datetime64[M]") - tl.start).astype(int)
         died = self.death_day
-        elig = (self.old[np.arange(self.n), m] & ~self.is_chp & (self.n_ltc >= 1)
-                & (in_home_from > m)
-                & (np.isnat(died) | (rd < died)))
+        elig = (
+            self.old[np.arange(self.n), m]
+            & ~self.is_chp
+            & (self.n_ltc >= 1)
+            & (in_home_from > m)
+            & (np.isnat(died) | (rd < died))
+        )
         u = rng.random((self.n, 4))
         who = np.flatnonzero(elig & (u[:, 0] < co["recruit_probability"]))
         linkage = (u[who, 1] < co["consent_linkage"]).astype(int)
@@ -460,19 +629,28 @@ class Chunk:
         # withdrawals by the last day of the month WITHDRAWAL_MARGIN_MONTHS before the
         # calendar's last month (derived from the calendar)
         cutoff = (tl.end - WITHDRAWAL_MARGIN_MONTHS + 1).astype("datetime64[D]") - np.timedelta64(
-            1, "D")
+            1, "D"
+        )
         w_end = np.where(np.isnat(died[who]), cutoff, np.minimum(died[who], cutoff))
         span = np.maximum((w_end - rd[who]).astype(int) - 30, 1)
         w_day = rd[who] + 30 + np.floor(rng.random(len(who)) * span).astype("timedelta64[D]")
-        withdrawn = np.where(u[who, 3] < co["withdrawal_probability"], w_day,
-                             np.datetime64("NaT", "D"))
-        social = np.clip(np.floor(sigmoid(self.z[who] - 0.5) * 3 + rng.random(len(who)) - 0.5),
-                         0, 2).astype(int)
-        return pd.DataFrame({
-            "i": who, "recruited_on": rd[who], "practice": self.P[who, m[who]],
-            "consent_linkage": linkage, "consent_trials": trials, "withdrawn_on": withdrawn,
-            "social_care_need": social,
-        })
+        withdrawn = np.where(
+            u[who, 3] < co["withdrawal_probability"], w_day, np.datetime64("NaT", "D")
+        )
+        social = np.clip(
+            np.floor(sigmoid(self.z[who] - 0.5) * 3 + rng.random(len(who)) - 0.5), 0, 2
+        ).astype(int)
+        return pd.DataFrame(
+            {
+                "i": who,
+                "recruited_on": rd[who],
+                "practice": self.P[who, m[who]],
+                "consent_linkage": linkage,
+                "consent_trials": trials,
+                "withdrawn_on": withdrawn,
+                "social_care_need": social,
+            }
+        )
 
     def _waves(self, cohort: pd.DataFrame, events: dict[str, pd.DataFrame]) -> pd.DataFrame:
         """Every (member, wave) a questionnaire could come back, with self-reported use."""
@@ -487,29 +665,45 @@ class Chunk:
             died = self.death_day[who]
             wd = cohort["withdrawn_on"].to_numpy()
             # members recruited during a wave's fieldwork are sent that wave's questionnaire
-            ok = (cohort["recruited_on"].to_numpy() <= field + np.timedelta64(30, "D"))
+            ok = cohort["recruited_on"].to_numpy() <= field + np.timedelta64(30, "D")
             ok &= (ret <= tl.last_day) & (ret > cohort["recruited_on"].to_numpy())
             ok &= (np.isnat(died) | (ret < died)) & (np.isnat(wd) | (ret < wd))
             m = np.clip(m, 0, self.T - 1)
             ok &= self.reg[who, m]
-            rows.append(pd.DataFrame({
-                "i": who[ok], "wave": w, "returned_on": ret[ok], "practice": self.P[who[ok],
-                                                                                    m[ok]],
-                "month": m[ok], "exposed": self.exposed[who[ok], m[ok]],
-                "taken_on": self.taken_day[who[ok]] <= ret[ok],
-                "age": self.age[who[ok], m[ok]]}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "i": who[ok],
+                        "wave": w,
+                        "returned_on": ret[ok],
+                        "practice": self.P[who[ok], m[ok]],
+                        "month": m[ok],
+                        "exposed": self.exposed[who[ok], m[ok]],
+                        "taken_on": self.taken_day[who[ok]] <= ret[ok],
+                        "age": self.age[who[ok], m[ok]],
+                    }
+                )
+            )
         waves = pd.concat(rows, ignore_index=True)
         lo = waves["returned_on"].to_numpy() - np.timedelta64(182, "D")
         hi = waves["returned_on"].to_numpy()
-        for name, frame, col in (("gp_visits_6m", events["gp"], "contact_on"),
-                                 ("ae_visits_6m", events["ae"], "arrived_on")):
-            waves[name] = _count_between(frame["i"].to_numpy(), frame[col].to_numpy(),
-                                         waves["i"].to_numpy(), lo, hi)
+        for name, frame, col in (
+            ("gp_visits_6m", events["gp"], "contact_on"),
+            ("ae_visits_6m", events["ae"], "arrived_on"),
+        ):
+            waves[name] = _count_between(
+                frame["i"].to_numpy(), frame[col].to_numpy(), waves["i"].to_numpy(), lo, hi
+            )
         sp = events["spells"]
         nights = (sp["discharged_on"] - sp["admitted_on"]).dt.days.to_numpy()
         waves["nights_in_hospital_6m"] = _count_between(
-            sp["i"].to_numpy(), sp["admitted_on"].to_numpy(), waves["i"].to_numpy(), lo, hi,
-            weights=nights)
+            sp["i"].to_numpy(),
+            sp["admitted_on"].to_numpy(),
+            waves["i"].to_numpy(),
+            lo,
+            hi,
+            weights=nights,
+        )
         return waves
 
     # ------------------------------------------------------------------ run
@@ -527,8 +721,10 @@ class Chunk:
         # community-dwelling in both worlds, so who is recruited does not depend on effects
         parts["cohort"] = self._cohort(np.minimum(ch_obs, ch_cf))
         spells, ae = parts["spells"], parts["ae"]
-        parts["waves"] = self._waves(parts["cohort"], {
-            "gp": parts["gp"], "ae": ae[ae["in_obs"]], "spells": spells[spells["in_obs"]]})
+        parts["waves"] = self._waves(
+            parts["cohort"],
+            {"gp": parts["gp"], "ae": ae[ae["in_obs"]], "spells": spells[spells["in_obs"]]},
+        )
         return parts
 
 
@@ -539,8 +735,14 @@ def _norm(u: np.ndarray) -> np.ndarray:
     return ndtri(np.clip(u, 1e-9, 1 - 1e-9))
 
 
-def _count_between(ev_i: np.ndarray, ev_day: np.ndarray, q_i: np.ndarray, lo: np.ndarray,
-                   hi: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def _count_between(
+    ev_i: np.ndarray,
+    ev_day: np.ndarray,
+    q_i: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """For each query (person, lo, hi], the number (or weighted sum) of that person's events."""
     day = ev_day.astype("datetime64[D]").astype(np.int64)
     key = ev_i.astype(np.int64) * 100_000 + (day - day.min() if len(day) else day)

@@ -38,15 +38,21 @@ def build_practices(scn: dict[str, Any], tl: Timeline, rng: np.random.Generator)
         start = entry.get("start")
         taking_part = min(int(entry["taking_part"]) * scale, len(members))
         if start is None and taking_part:
-            raise ValueError(f"scenario {scn.get('name')!r}: rollout entry {entry['mdg']!r} has "
-                             "practices taking part but no start date")
+            raise ValueError(
+                f"scenario {scn.get('name')!r}: rollout entry {entry['mdg']!r} has "
+                "practices taking part but no start date"
+            )
         part = np.zeros(len(members), bool)
         part[rng.choice(len(members), taking_part, replace=False)] = True
         for hood, takes in zip(members, part, strict=True):
-            rows.append({
-                "neighbourhood": hood, "mdg_name": str(entry["mdg"]), "care_home": chp,
-                "mdg_start_date": pd.Timestamp(start).date() if takes else None,
-            })
+            rows.append(
+                {
+                    "neighbourhood": hood,
+                    "mdg_name": str(entry["mdg"]),
+                    "care_home": chp,
+                    "mdg_start_date": pd.Timestamp(start).date() if takes else None,
+                }
+            )
     df = pd.DataFrame(rows).sort_values(["neighbourhood", "care_home"], kind="stable")
     df = df.reset_index(drop=True)
     n = len(df)
@@ -58,15 +64,18 @@ def build_practices(scn: dict[str, Any], tl: Timeline, rng: np.random.Generator)
     width = 6 - len(prefix)
     df.insert(0, "practice_code", [f"{prefix}{i + 1:0{width}d}" for i in range(n)])
     counter = df.groupby("neighbourhood").cumcount() + 1
-    df.insert(1, "practice_name", [
-        "Care Homes Medical Practice" if chp else f"{hood} Health Centre {k}"
-        for hood, k, chp in zip(df["neighbourhood"], counter, df["care_home"], strict=True)
-    ])
-    df["start_idx"] = [
-        tl.index(d) if d is not None else NEVER for d in df["mdg_start_date"]
-    ]
+    df.insert(
+        1,
+        "practice_name",
+        [
+            "Care Homes Medical Practice" if chp else f"{hood} Health Centre {k}"
+            for hood, k, chp in zip(df["neighbourhood"], counter, df["care_home"], strict=True)
+        ],
+    )
+    df["start_idx"] = [tl.index(d) if d is not None else NEVER for d in df["mdg_start_date"]]
     sizes = pop["people_per_practice"] * rng.lognormal(
-        -0.5 * pop["practice_size_sd"] ** 2, pop["practice_size_sd"], n)
+        -0.5 * pop["practice_size_sd"] ** 2, pop["practice_size_sd"], n
+    )
     if df["care_home"].any():  # care_home_practice_size is needed only where there is one
         sizes = np.where(df["care_home"], pop["care_home_practice_size"], sizes)
     df["size"] = sizes.round().astype(int)
@@ -74,7 +83,8 @@ def build_practices(scn: dict[str, Any], tl: Timeline, rng: np.random.Generator)
     df["mdg"] = np.where(df["mdg_name"] == df["neighbourhood"], None, df["mdg_name"])
     missing = sorted(set(df["neighbourhood"]) - set(scn["deprivation"]))
     if missing:
-        raise ValueError(f"scenario {scn.get('name')!r}: deprivation has no entry for "
-                         f"{', '.join(missing)}")
+        raise ValueError(
+            f"scenario {scn.get('name')!r}: deprivation has no entry for {', '.join(missing)}"
+        )
     df["imd_mean"] = df["neighbourhood"].map(scn["deprivation"]).astype(float)
     return df

@@ -72,8 +72,10 @@ def twic_waves(first_wave: str, waves: int, randomise_from: str) -> tuple[int, i
     to 12 months after the earliest randomisation month. Uses each wave's earliest possible
     return (fieldwork day + FIRST_RETURN_DAYS), which the first return meets in any cohort of
     more than a handful of members. Raises when either is undefined or tied."""
-    first = [wave_field_day(first_wave, w) + np.timedelta64(FIRST_RETURN_DAYS, "D")
-             for w in range(1, waves + 1)]
+    first = [
+        wave_field_day(first_wave, w) + np.timedelta64(FIRST_RETURN_DAYS, "D")
+        for w in range(1, waves + 1)
+    ]
     rand = np.datetime64(randomise_from, "D")
     before = [w for w, d in enumerate(first, 1) if d < rand]
     if not before:
@@ -100,25 +102,31 @@ def check_scenario(scn: dict[str, Any], tl: Timeline, practices: pd.DataFrame) -
 
     def inside(key: str, value: Any) -> None:
         if not 0 <= tl.index(value) < tl.n:
-            fail(f"{key} {value} is outside the calendar {scn['calendar']['start']}.."
-                 f"{scn['calendar']['end']}")
+            fail(
+                f"{key} {value} is outside the calendar {scn['calendar']['start']}.."
+                f"{scn['calendar']['end']}"
+            )
 
     co, tw = scn["cohort"], scn["twic"]
-    for key, value in (("contact_centre.launch", scn["contact_centre"]["launch"]),
-                       ("community_assets.start_from", scn["community_assets"]["start_from"]),
-                       ("community_assets.start_to", scn["community_assets"]["start_to"]),
-                       ("cohort.recruit_from", co["recruit_from"]),
-                       ("cohort.recruit_to", co["recruit_to"]),
-                       ("cohort.first_wave", co["first_wave"]),
-                       ("twic.randomise_from", tw["randomise_from"]),
-                       ("twic.randomise_to", tw["randomise_to"])):
+    for key, value in (
+        ("contact_centre.launch", scn["contact_centre"]["launch"]),
+        ("community_assets.start_from", scn["community_assets"]["start_from"]),
+        ("community_assets.start_to", scn["community_assets"]["start_to"]),
+        ("cohort.recruit_from", co["recruit_from"]),
+        ("cohort.recruit_to", co["recruit_to"]),
+        ("cohort.first_wave", co["first_wave"]),
+        ("twic.randomise_from", tw["randomise_from"]),
+        ("twic.randomise_to", tw["randomise_to"]),
+    ):
         inside(key, value)
     for entry in scn["rollout"]:
         if entry.get("start") is not None:
             inside(f"rollout {entry['mdg']!r} start", entry["start"])
-    for lo, hi in (("community_assets.start_from", "community_assets.start_to"),
-                   ("cohort.recruit_from", "cohort.recruit_to"),
-                   ("twic.randomise_from", "twic.randomise_to")):
+    for lo, hi in (
+        ("community_assets.start_from", "community_assets.start_to"),
+        ("cohort.recruit_from", "cohort.recruit_to"),
+        ("twic.randomise_from", "twic.randomise_to"),
+    ):
         a, b = lo.split("."), hi.split(".")
         if str(scn[a[0]][a[1]]) > str(scn[b[0]][b[1]]):
             fail(f"{lo} is after {hi}")
@@ -133,11 +141,15 @@ def check_scenario(scn: dict[str, Any], tl: Timeline, practices: pd.DataFrame) -
     except ValueError as err:
         fail(f"cohort and twic dates: {err}")
     if derived != (int(tw["baseline_wave"]), int(tw["followup_wave"])):
-        fail(f"twic.baseline_wave/followup_wave are {tw['baseline_wave']}/{tw['followup_wave']}"
-             f" but the wave and randomisation dates give {derived[0]}/{derived[1]}")
+        fail(
+            f"twic.baseline_wave/followup_wave are {tw['baseline_wave']}/{tw['followup_wave']}"
+            f" but the wave and randomisation dates give {derived[0]}/{derived[1]}"
+        )
     codes = [str(a["code"]) for a in scn["comparators"]["areas"]]
     if len(codes) != len(set(codes)):
         fail("comparators.areas repeats an area code")
     if str(scn["comparators"]["study_area"]) not in codes:
-        fail(f"comparators.study_area {scn['comparators']['study_area']} is not among "
-             "comparators.areas")
+        fail(
+            f"comparators.study_area {scn['comparators']['study_area']} is not among "
+            "comparators.areas"
+        )

@@ -70,8 +70,9 @@ def wave_field_day(first_wave: str | dt.date, wave: int) -> np.datetime64:
     ``first_wave``, on the same day of the month."""
     first = np.datetime64(str(first_wave), "D")
     month = first.astype("datetime64[M]")
-    return (month + 6 * (wave - 1)).astype("datetime64[D]") + (first - month.astype(
-        "datetime64[D]"))
+    return (month + 6 * (wave - 1)).astype("datetime64[D]") + (
+        first - month.astype("datetime64[D]")
+    )
 
 
 #: Days from a wave's fieldwork day to its earliest possible return.

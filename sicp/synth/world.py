@@ -49,8 +49,9 @@ def _areas(scn: dict[str, Any], seed: int) -> tuple[pd.DataFrame, dict[str, Any]
     return simulate_areas(scn, _rng(seed, 3))
 
 
-def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], None]
-         ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], int]:
+def _run(
+    scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], None]
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], int]:
     """Simulate; record frames go to ``emit`` chunk by chunk, the rest are returned with the
     truth and the number of person-months simulated (people x months, the simulation's work)."""
     scn = load_scenario(scenario)
@@ -60,10 +61,11 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
     size = int(scn["chunk_practices"])
     agg: dict[str, np.ndarray] = {}
     simulated = 0
-    keep: dict[str, list[pd.DataFrame]] = {k: [] for k in (
-        "practice_population", "cohort", "waves", "moves", "calls")}
+    keep: dict[str, list[pd.DataFrame]] = {
+        k: [] for k in ("practice_population", "cohort", "waves", "moves", "calls")
+    }
     for c, first in enumerate(range(0, len(prs), size)):
-        block = prs.iloc[first:first + size]
+        block = prs.iloc[first : first + size]
         chunk = Chunk(scn, tl, block, _rng(seed, 1, c))
         out = assemble_chunk(chunk, chunk.run(), c)
         simulated += chunk.n * chunk.T
@@ -77,7 +79,7 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
         for key, arr in out.agg.items():
             if arr.ndim == 2:
                 full = agg.setdefault(key, np.zeros((len(prs), tl.n)))
-                full[first:first + len(block)] += arr
+                full[first : first + len(block)] += arr
             else:
                 agg[key] = agg.get(key, 0) + arr
         del chunk, out
@@ -87,17 +89,29 @@ def _run(scenario: str | Path, seed: int, emit: Callable[[str, pd.DataFrame], No
     rng = _rng(seed, 2)
     assets = community_assets(scn, tl, list(prs["neighbourhood"].unique()), rng)
     hood = pp.merge(prs[["practice_code", "neighbourhood"]], on="practice_code")
-    pop65 = (hood[hood["age_band"] != "0-64"].groupby(["month", "neighbourhood"])["registered"]
-             .sum().unstack().sort_index())
-    waves = pd.concat(keep["waves"], ignore_index=True).sort_values(
-        ["person_id", "wave"], kind="stable").reset_index(drop=True)
-    dose = asset_dose(assets, pop65, tl, waves["neighbourhood"].to_numpy(),
-                      waves["month"].to_numpy())
+    pop65 = (
+        hood[hood["age_band"] != "0-64"]
+        .groupby(["month", "neighbourhood"])["registered"]
+        .sum()
+        .unstack()
+        .sort_index()
+    )
+    waves = (
+        pd.concat(keep["waves"], ignore_index=True)
+        .sort_values(["person_id", "wave"], kind="stable")
+        .reset_index(drop=True)
+    )
+    dose = asset_dose(
+        assets, pop65, tl, waves["neighbourhood"].to_numpy(), waves["month"].to_numpy()
+    )
     surveys = simulate_surveys(cohort, waves, dose, scn, rng)
     coach = coaching_calls(surveys.arms, linked, tl, rng)
     inbound = pd.concat(keep["calls"], ignore_index=True)
-    calls = pd.concat([inbound, coach], ignore_index=True).sort_values(
-        ["person_id", "called_on", "direction", "reason"], kind="stable").reset_index(drop=True)
+    calls = (
+        pd.concat([inbound, coach], ignore_index=True)
+        .sort_values(["person_id", "called_on", "direction", "reason"], kind="stable")
+        .reset_index(drop=True)
+    )
     calls.insert(0, "call_id", [f"C{k:08d}" for k in range(1, len(calls) + 1)])
     areas, area_truth = _areas(scn, seed)
     practices = prs[list(SOURCES["practices"].column_names)].copy()
@@ -138,9 +152,10 @@ def simulate_area_world(scenario: str | Path, seed: int) -> World:
     scn = load_scenario(scenario)
     areas, area_truth = _areas(scn, seed)
     name = "area_month_indicators"
-    return World({name: conform(areas, SOURCES[name])},
-                 {"scenario": scn["name"], "seed": seed,
-                  "effects": comparator_effects(scn, area_truth)})
+    return World(
+        {name: conform(areas, SOURCES[name])},
+        {"scenario": scn["name"], "seed": seed, "effects": comparator_effects(scn, area_truth)},
+    )
 
 
 def _path(out: Path, name: str) -> Path:
@@ -184,6 +199,11 @@ def generate_world(scenario: str | Path, seed: int, out: Path) -> dict[str, Any]
         files[str(_path(out, name).relative_to(out))] = stream.rows
     files |= write_frames(frames, out)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
-    return {"scenario": truth["scenario"], "seed": seed, "out": str(out),
-            "files": dict(sorted(files.items())), "simulated_person_months": simulated,
-            "seconds": round(time.perf_counter() - began, 2)}
+    return {
+        "scenario": truth["scenario"],
+        "seed": seed,
+        "out": str(out),
+        "files": dict(sorted(files.items())),
+        "simulated_person_months": simulated,
+        "seconds": round(time.perf_counter() - began, 2),
+    }

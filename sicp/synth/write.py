@@ -17,15 +17,19 @@ import pyreadstat
 
 from sicp.contract import SOURCES, Source
 
-_ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(),
-          "bool": pa.bool_()}
+_ARROW = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "date": pa.date32(),
+    "bool": pa.bool_(),
+}
 #: Offset and fixed content of the SAV header's creation date (9 bytes) and time (8 bytes).
 _SAV_STAMP = (92, b"01 Jan 2000:00:00")
 
 
 def arrow_schema(src: Source) -> pa.Schema:
-    return pa.schema([pa.field(c.name, _ARROW[c.dtype], nullable=c.nullable)
-                      for c in src.columns])
+    return pa.schema([pa.field(c.name, _ARROW[c.dtype], nullable=c.nullable) for c in src.columns])
 
 
 def conform(df: pd.DataFrame, src: Source) -> pd.DataFrame:
@@ -55,11 +59,13 @@ def _table(df: pd.DataFrame, src: Source) -> pa.Table:
     for c in src.columns:
         s = df[c.name]
         if c.dtype == "date":
-            cols.append(pa.array(s.to_numpy().astype("datetime64[D]"), type=pa.date32(),
-                                 from_pandas=True))
+            cols.append(
+                pa.array(s.to_numpy().astype("datetime64[D]"), type=pa.date32(), from_pandas=True)
+            )
         else:
-            cols.append(pa.array(s.where(s.notna(), None) if c.nullable else s,
-                                 type=_ARROW[c.dtype]))
+            cols.append(
+                pa.array(s.where(s.notna(), None) if c.nullable else s, type=_ARROW[c.dtype])
+            )
     return pa.Table.from_arrays(cols, schema=arrow_schema(src))
 
 
@@ -100,12 +106,17 @@ def write_sav(df: pd.DataFrame, path: Path, src: Source) -> int:
         if c.missing_codes:
             missing[c.name] = [float(k) for k in sorted(c.missing_codes)]
     pyreadstat.write_sav(
-        data, str(path), file_label=src.description[:64],
+        data,
+        str(path),
+        file_label=src.description[:64],
         column_labels={c.name: c.label for c in src.columns},
-        variable_value_labels=labels, missing_ranges=missing, variable_format=formats)
+        variable_value_labels=labels,
+        missing_ranges=missing,
+        variable_format=formats,
+    )
     raw = bytearray(path.read_bytes())
     start, stamp = _SAV_STAMP
-    raw[start:start + len(stamp)] = stamp
+    raw[start : start + len(stamp)] = stamp
     path.write_bytes(bytes(raw))
     return len(data)
 
