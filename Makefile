@@ -35,9 +35,10 @@ ui: $(STAMP)
 	  DAGSTER_HOME="$$home" $(BIN)/dagster dev -m dagster_project.definitions \
 	  -h 127.0.0.1 -p $(UI_PORT)
 
-## The default test suite (Monte Carlo studies at full size are marked slow). Test files run
-## on two workers, one file per worker, so each end-to-end world is built once.
-test: $(STAMP)
+## The default test suite, after the lint and format checks (Monte Carlo studies at full size
+## are marked slow). Test files run on two workers, one file per worker, so each end-to-end
+## world is built once.
+test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Everything, including the slow Monte Carlo studies.
@@ -55,8 +56,10 @@ test-spark: $(STAMP)
 	  $(BIN)/pip install --quiet "dbt-spark[session]==1.11.0" "pyspark==4.3.0"
 	$(BIN)/pytest -q -m spark tests/test_spark.py $(PYTEST_ARGS)
 
+## ruff's lint rules and its formatter (make test runs both first).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Re-pin the dependency lock from the current environment.
 lock:
