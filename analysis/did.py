@@ -63,8 +63,9 @@ def _fit_panel_ols(
 
     The effects nested in the clusters are not counted in the degrees of freedom (as R plm,
     Stata ``xtreg, fe`` and fixest do). ``small_sample=True`` applies
-    G/(G-1) * n/(n-k) (k = slope coefficients); False gives the plain (HC0-type) clustered
-    sandwich.
+    G/(G-1) * (n-1)/(n-k) (k = slope coefficients; Stata's CR1 and plm's "sss": linearmodels'
+    ``group_debias`` is G/(G-1) * (n-1)/n and ``debiased`` n/(n-k)); False gives the plain
+    (HC0-type) clustered sandwich.
     """
     model = PanelOLS(
         panel[outcome],
@@ -89,7 +90,7 @@ def _fit_panel_ols(
         group_debias=small_sample,
         **clusters,
     )
-    factor = "G/(G-1) * n/(n-k)" if small_sample else "no small-sample factor"
+    factor = "G/(G-1) * (n-1)/(n-k)" if small_sample else "no small-sample factor"
     label = f"cluster-robust by {cname} ({factor})"
     return fit, label, int(pd.Series(cluster_ids).nunique())
 
