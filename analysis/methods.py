@@ -31,6 +31,7 @@ METHODS: dict[str, Estimator] = {
     "trial_cace": trial.cace_2sls,
     "trial_per_protocol": trial.per_protocol,
     "trial_as_treated": trial.as_treated,
+    "trial_itt_ipw": trial.itt_ipw_delta,
     "its_segmented": its.segmented_its,
     "its_controlled": its.controlled_its,
     "did_twfe": did.twfe,
