@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from linearmodels import PanelOLS
 from scipy import stats
+from scipy.optimize import nnls
 
 from analysis.columns import Column
 from analysis.its import random_walk_cov
@@ -34,7 +35,9 @@ from analysis.results import EstimationResult, inference_row, tidy_frame
 ControlGroup = Literal["never", "notyet"]
 BasePeriod = Literal["varying", "universal"]
 BootWeights = Literal["mammen", "rademacher"]
-SeType = Literal["cluster", "random_walk"]
+SeType = Literal["cluster", "random_walk", "placebo", "ferman_pinto"]
+#: The inferences that need exactly one treated unit in a balanced panel.
+_SINGLE_TREATED: tuple[str, ...] = ("random_walk", "placebo", "ferman_pinto")
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,26 +99,149 @@ def _fit_panel_ols(
 
 
 def _single_treated_contrast(
-    panel: pd.DataFrame, outcome: str, treatment: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(treated minus mean-of-controls outcome, treated unit's treatment) per time period.
+    panel: pd.DataFrame, outcome: str, treatment: str, se_type: str
+) -> tuple[pd.DataFrame, object, np.ndarray, np.ndarray]:
+    """(outcomes as units x periods, the treated unit, treated minus mean-of-controls outcome
+    per period, the treated unit's treatment path).
 
     With one treated unit in a balanced panel the TWFE coefficient is the regression of this
     contrast on an intercept and the treatment path, which is what makes time-series inference
-    on it possible.
+    on it, and refits with each comparator as the treated unit, possible.
     """
     wide_y = panel[outcome].unstack()
     wide_d = panel[treatment].unstack()
     if wide_y.isna().any().any():
-        raise ValueError("se_type='random_walk' needs a balanced panel")
+        raise ValueError(f"se_type={se_type!r} needs a balanced panel")
     treated = wide_d.index[(wide_d != 0).any(axis=1)]
     if len(treated) != 1:
-        raise ValueError(
-            f"se_type='random_walk' needs exactly one treated unit, got {len(treated)}"
+        raise ValueError(f"se_type={se_type!r} needs exactly one treated unit, got {len(treated)}")
+    gap = wide_y.loc[treated[0]] - wide_y.drop(index=treated).mean(axis=0)
+    path = wide_d.loc[treated[0]].to_numpy(dtype=float)
+    return wide_y, treated[0], gap.to_numpy(dtype=float), path
+
+
+def _placebo_statistics(y: np.ndarray, treated: int, path: np.ndarray) -> np.ndarray:
+    """Every unit's single-treated-unit DiD with the treated unit's ``path``: the coefficient
+    on the path of the unit's outcome minus the mean of the comparators other than itself.
+
+    The treated unit is never a comparator (as in the placebos of Abadie, Diamond & Hainmueller
+    2010), so the comparators' statistics carry no effect and stay fixed when a test of some
+    effect is inverted; the treated unit's statistic is the TWFE estimate.
+    """
+    weights = np.linalg.pinv(np.column_stack([np.ones(path.size), path]))[1]
+    controls = np.delete(np.arange(y.shape[0]), treated)
+    total = y[controls].sum(axis=0)
+    others = np.empty_like(y)
+    others[treated] = total / controls.size
+    others[controls] = (total - y[controls]) / (controls.size - 1)
+    return (y - others) @ weights
+
+
+def _ferman_pinto_variance(
+    stat: np.ndarray, population: np.ndarray, controls: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """Each unit's fitted variance under Var(W_j | N_j) = A + B / N_j; returns (variance per
+    unit, A, B).
+
+    W_j is the unit's own post-minus-pre shock: A the variance of area-level shocks, which does
+    not shrink with size, and B / N_j that of a rate averaged over N_j people (Ferman & Pinto
+    2019, section 3). A statistic also carries minus the mean of its comparators' shocks, whose
+    variance (A + B mean(1 / N_k)) / n0 over the n0 comparators is written out, the same for
+    every unit, because with nine comparators it is not negligible beside a large unit's own.
+    A, B >= 0 are fitted by non-negative least squares of the comparators' squared statistics,
+    which keeps every fitted variance positive where unconstrained least squares on a handful of
+    comparators need not.
+    """
+    if not (np.isfinite(population).all() and (population > 0).all()):
+        raise ValueError("se_type='ferman_pinto' needs a positive population for every unit")
+    n0 = controls.size
+    inverse = population[controls].mean() / population  # 1 / N_j, scaled near 1 for nnls
+    design = np.column_stack(
+        [np.full(population.size, 1 + 1 / n0), inverse + inverse[controls].mean() / n0]
+    )
+    (const, slope), _ = nnls(design[controls], stat[controls] ** 2)
+    variance = design @ np.array([const, slope])
+    if not (variance > 0).all():
+        raise ValueError("se_type='ferman_pinto': the comparators' statistics are all zero")
+    return variance, float(const), float(slope * population[controls].mean())
+
+
+def _placebo_inference(
+    wide_y: pd.DataFrame,
+    treated: object,
+    path: np.ndarray,
+    population: pd.Series | None,
+    level: float,
+) -> tuple[dict[str, float], dict[str, float | int | str], pd.DataFrame]:
+    """Rank, permutation p-value and test-inversion interval of the treated unit's statistic
+    among all J units' (:func:`_placebo_statistics`), each divided by its standard deviation
+    under the Ferman-Pinto model when ``population`` (per unit) is given, by 1 otherwise.
+
+    Returns the tidy row's p_value and interval, diagnostics and the per-unit table.
+    p = #{units with |t_j| >= |t_treated|} / J counts the treated unit, so it is never below
+    ``p_min`` = 1/J. Under H0: effect = a only the treated statistic moves, to
+    (estimate - a) / sd_treated, so the accepted effects are estimate +- sd_treated * c_k, with
+    c_k the k-th largest comparator |t_j| and k = floor((1 - level) J); for k = 0 (1/J above
+    1 - level) no effect is rejected and the interval is unbounded: NaN, with ``ci_note`` and
+    the interval at the highest level that is bounded, 1 - 1/J.
+    """
+    units = wide_y.index
+    n_units = len(units)
+    pos = int(units.get_loc(treated))
+    controls = np.delete(np.arange(n_units), pos)
+    if controls.size < 2:
+        raise ValueError("placebo inference needs at least two comparator units")
+    stat = _placebo_statistics(wide_y.to_numpy(dtype=float), pos, path)
+    diagnostics: dict[str, float | int | str] = {}
+    if population is None:
+        variance = np.ones(n_units)
+    else:
+        pop = population.reindex(units).to_numpy(dtype=float)
+        variance, const, slope = _ferman_pinto_variance(stat, pop, controls)
+        diagnostics.update(
+            fp_var_constant=const,
+            fp_var_inverse_population=slope,
+            fp_sd_ratio_treated=math.sqrt(variance[pos] / variance[controls].mean()),
         )
-    controls = wide_y.drop(index=treated)
-    gap = wide_y.loc[treated[0]] - controls.mean(axis=0)
-    return gap.to_numpy(dtype=float), wide_d.loc[treated[0]].to_numpy(dtype=float)
+    sd = np.sqrt(variance)
+    size = np.abs(stat / sd)
+    rank = 1 + int(np.sum(size[controls] >= size[pos]))
+    critical = np.sort(size[controls])[::-1]
+    k = math.floor((1 - level) * n_units + 1e-9)  # at most J - 1 for any level > 0
+    if k == 0:
+        ci_low = ci_high = float("nan")
+        diagnostics["ci_note"] = (
+            f"no bounded {level:.0%} interval: p cannot fall below 1/{n_units} = "
+            f"{1 / n_units:.3g}, so no effect is rejected at {1 - level:.3g}"
+        )
+    else:
+        ci_low, ci_high = (
+            stat[pos] - critical[k - 1] * sd[pos],
+            stat[pos] + critical[k - 1] * sd[pos],
+        )
+    diagnostics.update(
+        placebo_rank=rank,
+        placebo_n=n_units,
+        p_min=1 / n_units,
+        placebo_sd=float(np.std(stat[controls], ddof=1)),
+        ci_max_level=1 - 1 / n_units,
+        ci_low_at_max_level=float(stat[pos] - critical[0] * sd[pos]),
+        ci_high_at_max_level=float(stat[pos] + critical[0] * sd[pos]),
+    )
+    table = pd.DataFrame(
+        {
+            "unit": units.to_numpy(),
+            "treated": np.arange(n_units) == pos,
+            "statistic": stat,
+            "sd": sd,
+            "scaled_statistic": stat / sd,
+            "rank": pd.Series(size).rank(ascending=False, method="max").astype(int).to_numpy(),
+        }
+    )
+    if population is not None:
+        table.insert(2, "population", pop)
+    row = {"p_value": rank / n_units, "ci_low": float(ci_low), "ci_high": float(ci_high)}
+    return row, diagnostics, table.sort_values("rank", kind="stable", ignore_index=True)
 
 
 def twfe(
@@ -129,6 +255,7 @@ def twfe(
     cluster: Column | None = None,
     small_sample: bool = True,
     se_type: SeType = "cluster",
+    population: Column | None = None,
     level: float = 0.95,
 ) -> EstimationResult:
     """Static TWFE: outcome on a 0/1 ``treatment`` with unit and time effects.
@@ -146,9 +273,39 @@ def twfe(
     (:func:`analysis.its.random_walk_cov`), and a t reference with T - 2 df. Time points are
     taken as equally spaced. Coverage on the Greater Manchester area world:
     docs/validation/area_inference.md.
+
+    ``se_type="placebo"`` and ``"ferman_pinto"`` are for one treated unit too, and rest on no
+    time-series model: the same estimate is ranked among the J units' statistics, each
+    comparator refitted as the treated unit against the other comparators (Conley & Taber 2011,
+    ReStat 93:113-125; Abadie, Diamond & Hainmueller 2010). The p-value is rank / J, so it is
+    never below 1/J (``p_min`` in the diagnostics; 0.1 with ten areas), and the interval is the
+    set of effects the test does not reject (unbounded, NaN, when 1/J > 1 - ``level``). The
+    standard error is NaN. ``placebo`` needs the units' statistics to be exchangeable: a treated
+    unit noisier than its comparators is declared extreme too often, a quieter one too rarely.
+    ``ferman_pinto`` (Ferman & Pinto 2019, ReStat 101:452-467) lets the variance depend on size:
+    statistic_j = effect * [j treated] + W_j - (mean W of j's comparators), with
+    Var(W_j | N_j) = A + B / N_j, where N_j is the unit's mean of the ``population`` column
+    over the periods, A the variance of area-level shocks and B / N_j that of a rate over N_j
+    people; A, B >= 0 are fitted on the comparators' squared statistics
+    (:func:`_ferman_pinto_variance`), and each statistic is divided by its fitted SD before
+    ranking, which leaves the ranks of equally sized units unchanged. Valid when, given N_j,
+    the statistics are exchangeable; in null simulations with a treated area noisier than every
+    comparator the plain placebo test rejected 37% at 10%, this one 17%
+    (tests/test_area_inference.py). Both store the per-unit ``placebo`` table.
     """
+    if (population is not None) != (se_type == "ferman_pinto"):
+        raise ValueError("se_type='ferman_pinto' needs population, and only it reads population")
     panel = _panel(
-        data, unit, time, [outcome, treatment, *covariates, *([cluster] if cluster else [])]
+        data,
+        unit,
+        time,
+        [
+            outcome,
+            treatment,
+            *covariates,
+            *([cluster] if cluster else []),
+            *([population] if population else []),
+        ],
     )
     fit, label, n_cl = _fit_panel_ols(
         panel, outcome, [treatment, *covariates], cluster, small_sample
@@ -167,23 +324,45 @@ def twfe(
         "n_periods": int(panel.index.get_level_values(1).nunique()),
         "r2_within": float(fit.rsquared_within),
     }
-    if se_type == "random_walk":
+    tables: dict[str, pd.DataFrame] = {}
+    if se_type in _SINGLE_TREATED:
         if covariates or cluster:
-            raise ValueError("se_type='random_walk' takes no covariates and no cluster")
-        gap, path = _single_treated_contrast(panel, outcome, treatment)
+            raise ValueError(f"se_type={se_type!r} takes no covariates and no cluster")
+        wide_y, treated, gap, path = _single_treated_contrast(panel, outcome, treatment, se_type)
         exog = np.column_stack([np.ones(len(gap)), path])
         estimate = float(fit.params[treatment])
         if not np.isclose(
             estimate, float(np.linalg.lstsq(exog, gap, rcond=None)[0][1]), rtol=1e-8, atol=1e-10
         ):
             raise RuntimeError("TWFE estimate differs from the single-treated-unit contrast")
-        rw = random_walk_cov(exog, gap, np.ones(len(gap)), np.arange(len(gap)))
-        rows = [inference_row(treatment, estimate, math.sqrt(rw.cov[1, 1]), df=rw.df, level=level)]
-        label = (
-            "treated-minus-controls series as random walk plus noise, variance ratio at "
-            f"its reference-posterior median; t reference, df = T - 2 = {rw.df}"
-        )
-        diagnostics.update(rw_ratio=rw.ratio, rw_ratio_mode=rw.ratio_mode)
+        if se_type == "random_walk":
+            rw = random_walk_cov(exog, gap, np.ones(len(gap)), np.arange(len(gap)))
+            se = math.sqrt(rw.cov[1, 1])
+            rows = [inference_row(treatment, estimate, se, df=rw.df, level=level)]
+            label = (
+                "treated-minus-controls series as random walk plus noise, variance ratio at "
+                f"its reference-posterior median; t reference, df = T - 2 = {rw.df}"
+            )
+            diagnostics.update(rw_ratio=rw.ratio, rw_ratio_mode=rw.ratio_mode)
+        else:
+            sizes = None if population is None else panel[population].groupby(level=0).mean()
+            fields, placebo_diagnostics, tables["placebo"] = _placebo_inference(
+                wide_y, treated, path, sizes, level
+            )
+            rows = [{**inference_row(treatment, estimate, float("nan"), level=level), **fields}]
+            n_units = len(wide_y)
+            scaling = (
+                "statistics as they are"
+                if population is None
+                else f"each statistic over its SD sqrt(A + B / mean {population}), A, B >= 0 "
+                "fitted on the comparators (Ferman-Pinto)"
+            )
+            label = (
+                f"placebo-in-space: each of the {n_units - 1} comparators refitted as the "
+                f"treated unit, {scaling}; p = rank / {n_units} (smallest {1 / n_units:.3g}); "
+                "interval by test inversion"
+            )
+            diagnostics.update(placebo_diagnostics)
     elif se_type != "cluster":
         raise ValueError(f"unknown se_type {se_type!r}")
     tidy = tidy_frame(
@@ -194,7 +373,7 @@ def twfe(
         se_type=label,
         scale="difference",
     )
-    return EstimationResult("did_twfe", tidy, diagnostics=diagnostics)
+    return EstimationResult("did_twfe", tidy, tables, diagnostics)
 
 
 def _cohort(series: pd.Series) -> pd.Series:
