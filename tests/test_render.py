@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import stat
 import sys
@@ -292,9 +293,70 @@ def test_quarto_on_path_is_called_with_params_and_output_dir(
     # Quarto renders a copy beside the source whose front matter reads no raw HTML or TeX
     # (tests/test_render_escaping.py), named after the source, and the copy is removed.
     safe = SAMPLE.resolve().with_name(f".{SAMPLE.stem}.safe.qmd")
-    assert (f"render {safe} --to html --output sample.html --output-dir {out_dir.resolve()}"
-            in html_call)
+    assert (
+        f"render {safe} --to html --output sample.html --output-dir {out_dir.resolve()}"
+        in html_call
+    )
     assert not safe.exists()
     assert "-M embed-resources:true" in html_call
     assert '-P site:"Bolton" -P n_months:3' in html_call
     assert "--to typst" in pdf_call
+
+
+def test_title_block_contents_and_page_options(tmp_path: Path) -> None:
+    """The front matter the evaluation report uses, as Quarto reads it: ``date: today`` in the
+    title block, a table of contents to ``toc-depth`` levels with its title, sections numbered
+    from 1 when ``##`` is the top level (``shift-heading-level-by: -1``), and the typst page's
+    paper size and margins."""
+    qmd = _write_qmd(
+        tmp_path,
+        """\
+        ---
+        title: "Report"
+        subtitle: "Its subtitle"
+        date: today
+        toc: true
+        toc-depth: 1
+        toc-title: "Contents"
+        number-sections: true
+        shift-heading-level-by: -1
+        papersize: a4
+        margin:
+          x: 2cm
+          y: 2.2cm
+        ---
+
+        ## First section
+
+        ### A subsection
+
+        ## Second section
+        """,
+    )
+    html_path, pdf_path = render_report(qmd, tmp_path / "out", engine="offline")
+    page = html_path.read_text(encoding="utf-8")
+    assert f'<p class="date">{dt.date.today().isoformat()}</p>' in page
+    toc = re.search(r'<nav id="TOC" role="doc-toc">(.*?)</nav>', page, re.S)
+    assert toc is not None and "Contents" in toc[1]
+    assert "First section" in toc[1] and "Second section" in toc[1]
+    assert "A subsection" not in toc[1]  # depth 1
+    assert re.search(r'<h1[^>]*><span class="header-section-number">1</span> First section', page)
+    assert re.search(r'<span class="header-section-number">1.1</span> A subsection', page)
+    pdf = pdfium.PdfDocument(pdf_path)
+    try:
+        width, height = pdf[0].get_size()
+        text = pdf[0].get_textpage()
+        first = " ".join(text.get_text_range().split())
+        left = min(
+            text.get_charbox(i)[0]
+            for i in range(text.count_chars())
+            if text.get_text_range(i, 1).strip()
+        )
+    finally:
+        pdf.close()
+    assert (round(width), round(height)) == (595, 842)  # A4 in points
+    assert abs(left - 72 * 2 / 2.54) < 3  # the 2 cm margin
+    assert (
+        "Contents" in first and "1 First section" in first and dt.date.today().isoformat() in first
+    )
+    assert "0.1" not in first  # no section numbered from a missing top level

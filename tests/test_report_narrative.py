@@ -52,18 +52,21 @@ from tests.worlds import BuiltWorld
 
 #: Protocols run on the small world: two that fit, one made to fail, one made not applicable.
 RUN_AS_IS = ("its_salford_emergency_admissions", "did_area_emergency_admissions", "twic_selfman")
-FAILING = "twic_eq5d"          # run on a panel without its outcome column: status failed
+FAILING = "twic_eq5d"  # run on a panel without its outcome column: status failed
 NOT_APPLICABLE = "contact_centre_ae"  # its launch month moved outside the data: not applicable
 REPORT_SOURCES = [PROJECT_ROOT / "reports" / f"{name}.qmd" for name in REPORTS]
-REPORT_HELPERS = [PROJECT_ROOT / "sicp" / f"{name}.py"
-                  for name in ("report_data", "report_figures", "audit", "reports")]
+REPORT_HELPERS = [
+    PROJECT_ROOT / "sicp" / f"{name}.py"
+    for name in ("report_data", "report_figures", "audit", "reports")
+]
 
 
 def _text(path: Path) -> str:
-    """A rendered HTML file as plain text: tags dropped, entities and typographic quotes
-    undone, whitespace collapsed (pandoc wraps long lines)."""
+    """A rendered HTML file as plain text: the table of contents, styles and scripts dropped,
+    tags dropped, entities and typographic quotes undone, whitespace collapsed (pandoc wraps
+    long lines)."""
     raw = path.read_text(encoding="utf-8")
-    raw = re.sub(r"<(style|script)\b.*?</\1>", " ", raw, flags=re.S)
+    raw = re.sub(r"<(style|script|nav)\b.*?</\1>", " ", raw, flags=re.S)
     return _plain(html.unescape(re.sub(r"<[^>]+>", "", raw)))
 
 
@@ -88,8 +91,13 @@ def _render(paths: Paths, out: Path, formats: dict[str, tuple[str, ...]]) -> dic
     params = report_params(paths, 5)
     written: dict[str, Path] = {}
     for name in REPORTS:
-        for path in render_report(PROJECT_ROOT / "reports" / f"{name}.qmd", out, params=params,
-                                  formats=formats.get(name, ("html",)), engine="offline"):
+        for path in render_report(
+            PROJECT_ROOT / "reports" / f"{name}.qmd",
+            out,
+            params=params,
+            formats=formats.get(name, ("html",)),
+            engine="offline",
+        ):
             written[path.name] = path
     return written
 
@@ -107,9 +115,14 @@ def store(small_dbt_world: BuiltWorld, tmp_path_factory: pytest.TempPathFactory)
     moved = yaml.safe_load((PROJECT_ROOT / "protocols" / f"{NOT_APPLICABLE}.yml").read_text())
     moved["method"]["options"]["interventions"] = "2099-01"
     (protocols / f"{NOT_APPLICABLE}.yml").write_text(yaml.safe_dump(moved, sort_keys=False))
-    paths = Paths(input_dir=small_dbt_world.warehouse.parent / "raw", warehouse=warehouse,
-                  results_dir=root / "results", reports_dir=root / "reports",
-                  protocols_dir=protocols, dbt_dir=PROJECT_ROOT / "dbt")
+    paths = Paths(
+        input_dir=small_dbt_world.warehouse.parent / "raw",
+        warehouse=warehouse,
+        results_dir=root / "results",
+        reports_dir=root / "reports",
+        protocols_dir=protocols,
+        dbt_dir=PROJECT_ROOT / "dbt",
+    )
     fingerprint = input_fingerprint(warehouse)
     for protocol in load_protocols(protocols):
         # the failing protocol reads its panel without its outcome column
@@ -120,8 +133,14 @@ def store(small_dbt_world: BuiltWorld, tmp_path_factory: pytest.TempPathFactory)
             return frame.drop(columns=[drop[1]]) if name == drop[0] else frame
 
         outcome = attempt_protocol(protocol, panel, fingerprint=fingerprint, version="test")
-        store_outcome(outcome, warehouse, paths.results_dir, fingerprint=fingerprint,
-                      version="test", build_seq=built_from(warehouse))
+        store_outcome(
+            outcome,
+            warehouse,
+            paths.results_dir,
+            fingerprint=fingerprint,
+            version="test",
+            build_seq=built_from(warehouse),
+        )
     return paths
 
 
@@ -140,14 +159,20 @@ def rendered(store: Paths, small_dbt_world: BuiltWorld) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def rendered_empty(store: Paths, small_dbt_world: BuiltWorld,
-                   tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def rendered_empty(
+    store: Paths, small_dbt_world: BuiltWorld, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """Both reports with no results store, from an input folder without truth.json."""
     root = tmp_path_factory.mktemp("narrative_empty")
     (root / "input").mkdir()
-    paths = Paths(input_dir=root / "input", warehouse=store.warehouse,
-                  results_dir=root / "results", reports_dir=root / "reports",
-                  protocols_dir=store.protocols_dir, dbt_dir=store.dbt_dir)
+    paths = Paths(
+        input_dir=root / "input",
+        warehouse=store.warehouse,
+        results_dir=root / "results",
+        reports_dir=root / "reports",
+        protocols_dir=store.protocols_dir,
+        dbt_dir=store.dbt_dir,
+    )
     started = time.perf_counter()
     files = _render(paths, paths.reports_dir, {})
     print(f"reports on an empty store rendered in {time.perf_counter() - started:.1f}s")
@@ -164,19 +189,31 @@ def test_the_store_holds_the_statuses_the_reports_are_checked_against(runs):
 def test_the_narrative_states_what_the_marts_hold(store, rendered):
     text = _text(rendered["evaluation_report.html"])
     wh = store.warehouse
-    counts = _query(wh, """select count(*) as practices,
+    counts = (
+        _query(
+            wh,
+            """select count(*) as practices,
                                   count(distinct neighbourhood) as neighbourhoods,
                                   count(distinct mdg) as mdgs,
                                   sum(1 - never_treated) as taking_part
-                           from marts.practice_rollout""").iloc[0].astype(int)
+                           from marts.practice_rollout""",
+        )
+        .iloc[0]
+        .astype(int)
+    )
     assert min(counts) > 1, "the small world should have several of each"
     rollout = _between(text, "The MDG roll-out", "Figure 2")
-    assert (f"has {counts['practices']} practices in {counts['neighbourhoods']} "
-            f"neighbourhoods, served by {counts['mdgs']} MDGs") in rollout
+    assert (
+        f"has {counts['practices']} practices in {counts['neighbourhoods']} "
+        f"neighbourhoods, served by {counts['mdgs']} MDGs"
+    ) in rollout
     assert f"{counts['taking_part']} practices took part" in rollout
-    waves = _query(wh, """select rollout_wave, min(mdg_first_month) as start, count(*) as n
+    waves = _query(
+        wh,
+        """select rollout_wave, min(mdg_first_month) as start, count(*) as n
                           from marts.practice_rollout where rollout_wave is not null
-                          group by rollout_wave order by rollout_wave""")
+                          group by rollout_wave order by rollout_wave""",
+    )
     assert len(waves) > 1
     assert f"started in {len(waves)} waves" in rollout
     for w in waves.itertuples():
@@ -184,41 +221,53 @@ def test_the_narrative_states_what_the_marts_hold(store, rendered):
         assert f"wave {w.rollout_wave} in {w.start:%B %Y} ({practices};" in rollout, w
 
     window = _query(wh, "select * from marts.study_calendar").iloc[0]
-    setting = _query(wh, "select source_name from marts.study_calendar "
-                         "where defines_window = 1")["source_name"]
+    setting = _query(wh, "select source_name from marts.study_calendar where defines_window = 1")[
+        "source_name"
+    ]
     paragraph = _between(text, "Study window and data", "The MDG roll-out")
-    assert (f"The study window is {window['study_start_month']:%B %Y} to "
-            f"{window['study_end_month']:%B %Y} ({window['study_months']} months)") in paragraph
+    assert (
+        f"The study window is {window['study_start_month']:%B %Y} to "
+        f"{window['study_end_month']:%B %Y} ({window['study_months']} months)"
+    ) in paragraph
     assert len(setting) and all(source in paragraph for source in setting)
     milestones = _query(wh, "select milestone, month from marts.programme_milestones")
     for m in milestones.itertuples():
         assert f"{m.milestone}, {m.month:%B %Y}" in paragraph
 
-    site = _query(wh, "select distinct area_name from marts.area_month_panel "
-                      "where is_study_area = 1")["area_name"]
-    comparators = _query(wh, "select count(distinct area_code) as n from marts.area_month_panel "
-                             "where is_study_area = 0")["n"][0]
+    site = _query(
+        wh, "select distinct area_name from marts.area_month_panel where is_study_area = 1"
+    )["area_name"]
+    comparators = _query(
+        wh,
+        "select count(distinct area_code) as n from marts.area_month_panel where is_study_area = 0",
+    )["n"][0]
     assert len(site) == 1
     assert f"integrated care programme in {site[0]}" in text
     assert f"{site[0]} against {comparators} comparator areas" in text
 
     survey = _query(wh, "select * from marts.survey_waves order by wave")
-    assert (f"{len(survey)} survey waves were delivered, from "
-            f"{survey['wave_month'].iloc[0]:%B %Y} to {survey['wave_month'].iloc[-1]:%B %Y}") \
-        in _between(text, "The cohort", "Figure 3")
+    assert (
+        f"{len(survey)} survey waves were delivered, from "
+        f"{survey['wave_month'].iloc[0]:%B %Y} to {survey['wave_month'].iloc[-1]:%B %Y}"
+    ) in _between(text, "The cohort", "Figure 3")
     trial = _query(wh, "select * from marts.trial_design").iloc[0]
-    trial_text = _between(text, "trial within the cohort", "Table")
-    assert (f"The baseline is survey wave {trial['baseline_wave']} "
-            f"({trial['baseline_wave_month']:%B %Y})") in trial_text
-    assert (f"the follow-up is wave {trial['followup_wave']} "
-            f"({trial['followup_wave_month']:%B %Y}), "
-            f"{trial['months_randomisation_to_followup']} months after the first randomisation "
-            "month") in trial_text
+    trial_text = _between(text, "The health-coaching trial within the cohort", "Table")
+    assert (
+        f"The baseline is survey wave {trial['baseline_wave']} "
+        f"({trial['baseline_wave_month']:%B %Y})"
+    ) in trial_text
+    assert (
+        f"the follow-up is wave {trial['followup_wave']} "
+        f"({trial['followup_wave_month']:%B %Y}), "
+        f"{trial['months_randomisation_to_followup']} months after the first randomisation "
+        "month"
+    ) in trial_text
     assert f"{trial['n_randomised']:,} cohort members were randomised" in trial_text
 
 
-def test_a_primary_without_estimates_is_shown_as_not_estimated_with_its_reason(store, runs,
-                                                                               rendered):
+def test_a_primary_without_estimates_is_shown_as_not_estimated_with_its_reason(
+    store, runs, rendered
+):
     text = _text(rendered["evaluation_report.html"])
     summary = _between(text, "Executive summary", "Study window and data")
     protocols = {p.id: p for p in load_protocols(store.protocols_dir)}
@@ -255,16 +304,16 @@ def test_an_empty_store_renders_with_a_message(rendered_empty):
     assert "not estimated: no run of this protocol is recorded" in evaluation
 
 
-def test_the_synthetic_banner_is_shown_for_a_synthetic_world_only(store, rendered,
-                                                                  rendered_empty):
+def test_the_synthetic_banner_is_shown_for_a_synthetic_world_only(store, rendered, rendered_empty):
     import pypdfium2 as pdfium
 
     assert (store.input_dir / "truth.json").is_file()
     for name in ("evaluation_report.html", "outcome_audit.html"):
         text = _text(rendered[name])
         assert SYNTHETIC_BANNER in text, name
-        assert text.index(SYNTHETIC_BANNER) < text.index("Executive summary" if "evaluation" in
-                                                        name else "Inputs and data quality")
+        assert text.index(SYNTHETIC_BANNER) < text.index(
+            "Executive summary" if "evaluation" in name else "Inputs and data quality"
+        )
         assert "Synthetic data" not in _text(rendered_empty[name]), name
     pdf = pdfium.PdfDocument(str(rendered["evaluation_report.pdf"]))
     try:
@@ -288,11 +337,15 @@ def test_report_sources_state_no_site_facts():
         source = path.read_text(encoding="utf-8")
         years = re.findall(r"\b(?:19|20)\d\d\b", source)
         assert not years, f"{path.name} holds year(s) {years}"
-        months = re.findall(r"\b(?:January|February|March|April|May|June|July|August|September"
-                            r"|October|November|December)\b", source)
+        months = re.findall(
+            r"\b(?:January|February|March|April|May|June|July|August|September"
+            r"|October|November|December)\b",
+            source,
+        )
         assert not months, f"{path.name} names month(s) {months}"
-        assert not re.search(r"\babout \d+ practices\b|\b(three|four) waves\b|\bwave [0-9]\b",
-                             source), path.name
+        assert not re.search(
+            r"\babout \d+ practices\b|\b(three|four) waves\b|\bwave [0-9]\b", source
+        ), path.name
 
 
 def test_statuses_notes_and_summary_without_rendering():
@@ -300,11 +353,16 @@ def test_statuses_notes_and_summary_without_rendering():
     get their note; the forest plot keeps their rows and prints the note."""
     protocols = {p.id: p for p in load_protocols(PROJECT_ROOT / "protocols")}
     chosen = {pid: protocols[pid] for pid in ("twic_eq5d", "contact_centre_ae", "twic_selfman")}
-    runs = pd.DataFrame([
-        {"protocol_id": "twic_eq5d", "status": STATUS_FAILED, "reason": "ValueError: boom"},
-        {"protocol_id": "contact_centre_ae", "status": STATUS_NOT_APPLICABLE,
-         "reason": "interventions 2099-01 lies outside the data's calendar"},
-    ])
+    runs = pd.DataFrame(
+        [
+            {"protocol_id": "twic_eq5d", "status": STATUS_FAILED, "reason": "ValueError: boom"},
+            {
+                "protocol_id": "contact_centre_ae",
+                "status": STATUS_NOT_APPLICABLE,
+                "reason": "interventions 2099-01 lies outside the data's calendar",
+            },
+        ]
+    )
     empty = pd.DataFrame({c: pd.Series(dtype="string") for c in STORE_COLUMNS})
     statuses = protocol_statuses(chosen, runs, empty)
     assert statuses.loc["twic_selfman", "status"] == "not_run"

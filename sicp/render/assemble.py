@@ -31,9 +31,22 @@ _IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg"}
 _REF_KINDS = {"fig": "Figure", "tbl": "Table"}
 _CROSSREF = re.compile(r"(?<![\w@.])@((?:fig|tbl)-[A-Za-z0-9_-]*[A-Za-z0-9_])")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# Front-matter keys pandoc's templates understand; Quarto-only keys (params, execute, format,
-# jupyter) would otherwise leak into pandoc's metadata.
-_PANDOC_META_KEYS = ("title", "subtitle", "author", "date", "abstract", "lang", "keywords")
+# Front-matter keys pandoc's templates understand, as Quarto reads them too (the title block,
+# the contents' title, and the typst page: paper size and margins); Quarto-only keys (params,
+# execute, format, jupyter) would otherwise leak into pandoc's metadata. ``toc``, ``toc-depth``,
+# ``number-sections`` and ``shift-heading-level-by`` are pandoc options (sicp.render.writers).
+_PANDOC_META_KEYS = (
+    "title",
+    "subtitle",
+    "author",
+    "date",
+    "abstract",
+    "lang",
+    "keywords",
+    "toc-title",
+    "papersize",
+    "margin",
+)
 
 
 def reference_numbers(document: QmdDocument) -> dict[str, str]:

@@ -36,11 +36,12 @@ pre.cell-output-error { background: #fdecea; }
 # Captions already carry "Figure 1: ..." (numbered once, for HTML and PDF alike), so typst shows
 # only the caption body; no creation date so identical inputs give identical PDFs.
 # Long tables must break across pages (typst figures do not by default), and wide tables
-# read better in a smaller font.
+# read better in a smaller font, ragged right (justified text in a narrow cell gapes).
 _TYPST_HEADER = """#show figure.caption: it => it.body
 #set document(date: none)
 #show figure: set block(breakable: true)
 #show table: set text(size: 8pt)
+#show table: set par(justify: false)
 """
 
 _NETWORK_URL = re.compile(
@@ -96,12 +97,18 @@ def write_pdf(markdown: Path, output: Path, meta: dict[str, Any]) -> Path:
 
 
 def _pandoc_flags(meta: dict[str, Any]) -> list[str]:
-    """Pandoc flags for the Quarto document options the reports use (toc, section numbers)."""
+    """Pandoc flags for the Quarto document options the reports use: a table of contents to
+    ``toc-depth`` heading levels, section numbers, and ``shift-heading-level-by`` (-1 makes a
+    report's ``##`` sections the top level, numbered 1, 2, ... under the title)."""
     flags = []
     if meta.get("toc"):
         flags.append("--toc")
+        if meta.get("toc-depth"):
+            flags.append(f"--toc-depth={int(meta['toc-depth'])}")
     if meta.get("number-sections"):
         flags.append("--number-sections")
+    if meta.get("shift-heading-level-by"):
+        flags.append(f"--shift-heading-level-by={int(meta['shift-heading-level-by'])}")
     return flags
 
 
