@@ -20,6 +20,7 @@ from dagster_project.pipeline import fresh_synthetic_folder, run_pipeline
 from sicp.render import html_has_network_urls
 from sicp.report_data import headline_rows
 from sicp.settings import Paths
+from tests.test_report_document import overlapping_glyphs, table_defects
 from tests.worlds import build_world, truth_checks
 
 
@@ -144,7 +145,10 @@ def test_outcome_audit_covers_every_measure(default_world, rendered):
     text = re.sub(r"<[^>]+>", " ", html)
     tallies = re.findall(r"in the build that made the marts:\s+(\d+) of (\d+) passed", text)
     assert len(tallies) >= 10 and all(a == b for a, b in tallies), tallies
-    assert "not in the last build" not in html and "not_null_" in html
+    assert "not in the last build" not in html and "not_null_" in html.replace("\u200b", "")
+    # Publication tables and pages (the evaluation report's checks, tests/test_report_document)
+    assert table_defects(rendered["outcome_audit.html"]) == []
+    assert overlapping_glyphs(rendered["outcome_audit.pdf"]) == []
     assert html_has_network_urls(html) == []
 
 
