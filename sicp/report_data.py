@@ -1132,6 +1132,8 @@ METHOD_WORDS = {
     "trial_per_protocol": "per-protocol contrast",
     "trial_as_treated": "as-treated contrast",
     "cost_effectiveness": "trial-based cost-effectiveness analysis (bootstrap)",
+    "trial_itt_ipw": "intention-to-treat ANCOVA weighted for missing follow-up (missing at "
+    "random), with a delta-adjusted tipping point",
 }
 
 
@@ -1711,6 +1713,27 @@ def design_statements(protocols: dict[str, Protocol], facts: StudyFacts) -> str:
 
 #: The methods' papers: the key, how the text cites it and the reference.
 REFERENCES: dict[str, tuple[str, str]] = {
+    "conley2011": (
+        "Conley & Taber 2011",
+        'Conley TG, Taber CR. Inference with "difference in differences" with a small number '
+        "of policy changes. Review of Economics and Statistics 2011;93(1):113-125.",
+    ),
+    "cro2020": (
+        "Cro et al. 2020",
+        "Cro S, Morris TP, Kenward MG, Carpenter JR. Sensitivity analysis for clinical trials "
+        "with missing continuous outcome data using controlled multiple imputation: a "
+        "practical guide. Statistics in Medicine 2020;39(21):2815-2842.",
+    ),
+    "ferman2019": (
+        "Ferman & Pinto 2019",
+        "Ferman B, Pinto C. Inference in differences-in-differences with few treated groups "
+        "and heteroskedasticity. Review of Economics and Statistics 2019;101(3):452-467.",
+    ),
+    "seaman2013": (
+        "Seaman & White 2013",
+        "Seaman SR, White IR. Review of inverse probability weighting for dealing with "
+        "missing data. Statistical Methods in Medical Research 2013;22(3):278-295.",
+    ),
     "abadie2010": (
         "Abadie et al. 2010",
         "Abadie A, Diamond A, Hainmueller J. Synthetic control "
@@ -1866,6 +1889,7 @@ METHOD_REFERENCES: dict[str, tuple[str, ...]] = {
     "trial_per_protocol": ("relton2010",),
     "trial_as_treated": ("relton2010",),
     "cost_effectiveness": ("glick2014", "manca2005", "briggs1997", "fenwick2001"),
+    "trial_itt_ipw": ("seaman2013", "cro2020", "relton2010"),
 }
 
 
@@ -1876,6 +1900,8 @@ _SE_REFERENCES = {
     ("sw_", "kauermann-carroll"): "kauermann2001",
     ("its_", "ar1"): "zeger1988",
     ("its_", "hac"): "newey1987",
+    ("did_", "placebo"): "conley2011",
+    ("did_", "ferman_pinto"): "ferman2019",
 }
 _SE_DEFAULTS = {
     "sw_gee": "mancl-derouen",
@@ -1892,7 +1918,7 @@ def _analysis_references(name: str, options: dict[str, Any]) -> set[str]:
     keys.update(
         key
         for (prefix, value), key in _SE_REFERENCES.items()
-        if name.startswith(prefix) and se == value and name in _SE_DEFAULTS
+        if name.startswith(prefix) and se == value
     )
     return keys
 
